@@ -1,0 +1,109 @@
+"""The averages consumer: a plain blocking XREAD of ``temps:averages``.
+
+It prints each hour (yellow on a terminal, as in the course) and saves its
+last ID in ``averages_consumer_state``.  Because ``temps:averages`` is capped,
+entries can be trimmed before a slow consumer reads them; it compares the
+stream's ``entries-added`` counter (Redis 7) with how many it has accounted
+for and says how many it missed, instead of losing them silently.
+
+Printing is at-least-once: a crash after printing but before saving state
+prints those hours again on restart (publishing stays exactly-once).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+from .aggregating import SimulatedCrash
+from .keys import Keys
+from .log import LogLine, Sink
+from .state import AveragesState
+from .window import round_half_up
+
+BLOCK_MS = 500
+
+
+def _s(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def describe(fields: dict) -> str:
+    """The course's line for one average, or ``ValueError`` if the entry is malformed."""
+    f = {_s(k): _s(v) for k, v in fields.items()}
+    count = int(f["num_observations"])
+    if "sum_temp_f" in f:
+        from fractions import Fraction
+        whole = int(round_half_up(Fraction(int(f["sum_temp_f"]), count)))
+    else:
+        from decimal import ROUND_HALF_UP, Decimal
+        whole = int(Decimal(f["average_temp_f"]).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return f"Average temperature for {f['date']} at {int(f['hour'])} was {whole}F ({count} observations)."
+
+
+class AveragesConsumer:
+    def __init__(self, r: redis.Redis, keys: Keys, sink: Sink, block_ms: int = BLOCK_MS):
+        self.r, self.keys, self.sink, self.block_ms = r, keys, sink, block_ms
+        self.state = AveragesState()
+        self.printed = 0
+        self.missed = 0
+        self.malformed = 0
+        self.last_line = ""
+        self.idle_since: float | None = None
+
+    def log(self, text: str) -> None:
+        self.sink(LogLine("avg", text))
+
+    def run(self, stop: threading.Event, crash: threading.Event) -> None:
+        s = self.state = AveragesState.load(self.r, self.keys) or AveragesState()
+        stream = self.keys.averages
+        self.log(f"Starting averages consumer in stream {stream} at message {s.last_id}.")
+        waiting = False
+        while not stop.is_set():
+            entries, added, max_deleted = self._snapshot(s.last_id)
+            if crash.is_set():
+                raise SimulatedCrash()
+            if entries:
+                missed = added - s.entries_read - len(entries)
+                if missed > 0 and max_deleted is not None and _id_key(max_deleted) > _id_key(s.last_id):
+                    self.missed += missed
+                    self.log(f"Missed {missed} entries of {stream}: trimmed by MAXLEN before they were read.")
+                for eid, fields in entries:
+                    try:
+                        line = describe(fields)
+                    except (KeyError, ValueError, ArithmeticError):
+                        self.malformed += 1
+                        self.log(f"Skipping malformed entry {_s(eid)} in {stream}.")
+                        continue
+                    self.log(line)
+                    self.last_line = line
+                    self.printed += 1
+                s = self.state = AveragesState(_s(entries[-1][0]), max(added, s.entries_read + len(entries)))
+                self.r.hset(self.keys.averages_state, mapping=s.fields())
+                waiting, self.idle_since = False, None
+                continue
+            if not waiting:
+                self.log(f"Waiting for new messages in stream {stream}")
+                waiting, self.idle_since = True, time.monotonic()
+            self.r.xread({stream: s.last_id}, count=1, block=self.block_ms)
+
+    def _snapshot(self, last_id: str):
+        """Everything after ``last_id`` plus the stream's counters, read atomically."""
+        p = self.r.pipeline(transaction=True)
+        p.xrange(self.keys.averages, min=f"({last_id}" if last_id != "0" else "-")
+        p.xinfo_stream(self.keys.averages)
+        entries, info = p.execute(raise_on_error=False)
+        if isinstance(entries, Exception):
+            raise entries
+        if isinstance(info, Exception):  # no stream yet
+            return [], 0, None
+        added = int(info.get("entries-added", 0))
+        max_deleted = info.get("max-deleted-entry-id")
+        return entries, added, _s(max_deleted) if max_deleted is not None else None

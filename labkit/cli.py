@@ -1,0 +1,228 @@
+"""``python -m labkit …``: the terminal front end (a thin shell over the library)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+import redis
+
+from . import connection, producer, server
+from .errors import LabkitError
+from .keys import Keys
+from .log import LogLine, TerminalSink
+
+PROG = "python -m labkit"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage dump
+        raise LabkitError(message, f"see {self.prog} --help")
+
+
+def _err(text: str) -> None:
+    print(f"labkit: error: {text}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_server(args) -> int:
+    out = TerminalSink()
+    if args.action == "start":
+        if os.environ.get("REDIS_URL"):
+            out(LogLine("", "note: REDIS_URL is set, so labkit uses that server, not this one"))
+        info, started = server.start()
+        out(LogLine("", f"{'started' if started else 'already running'}: embedded server "
+                        f"{connection.mask(info.url)} (pid {info.pid}, data in {info.data_dir})"))
+    elif args.action == "stop":
+        out(LogLine("", "stopped the embedded server" if server.stop() else "the embedded server is not running"))
+    elif args.action == "status":
+        t = connection.target() if os.environ.get("REDIS_URL") else None
+        info = server.read_info()
+        emb = (f"running at {connection.mask(info.url)}, pid {info.pid}, data in {info.data_dir}"
+               if info else "not running")
+        out(LogLine("", f"embedded server: {emb}"))
+        out(LogLine("", f"labkit uses: {t if t else 'the embedded server'}"))
+        if t or info:
+            r = connection.connect(t)
+            i = r.info()
+            out(LogLine("", f"server: redis_version {i.get('redis_version')}"
+                            + (f" (valkey {i['valkey_version']})" if "valkey_version" in i else "")
+                            + f", {i.get('used_memory_human')} used, {r.dbsize()} keys"))
+        return 0 if (info or t) else 1
+    elif args.action == "url":
+        t = connection.target()
+        print(t.url if args.reveal else connection.mask(t.url))
+    return 0
+
+
+def _progress(total: int, desc: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None, lambda: None
+    bar = tqdm(total=total, unit=" readings", unit_scale=True, desc=desc, disable=None,
+               file=sys.stderr, leave=False)
+    last = [0]
+
+    def update(done: int) -> None:
+        bar.update(done - last[0])
+        last[0] = done
+    return update, bar.close
+
+
+def cmd_produce(args) -> int:
+    data = producer.Dataset(producer.parse_start(args.start), args.days, _interval_ms(args.interval), args.seed)
+    keys = Keys.from_env()
+    r = connection.connect()
+    update, close = _progress(data.count, "producing") if not args.no_progress else (None, lambda: None)
+    try:
+        res = producer.produce(r, data, keys, TerminalSink(), args.retention_days, update)
+    finally:
+        close()
+    print(f"Wrote {res['readings']:,} readings to {res['partitions']} partitions in {res['seconds']:.2f} s "
+          f"({res['rate']:,.0f} readings/s).", file=sys.stderr)
+    return 0
+
+
+def _interval_ms(seconds: float) -> int:
+    ms = seconds * 1000
+    if not (ms == ms and 1 <= ms <= 86_400_000 and abs(ms - round(ms)) < 1e-6):
+        raise LabkitError(f"--interval {seconds:g} is out of range",
+                          "use seconds between 0.001 and 86400 in whole milliseconds, e.g. --interval 1")
+    return round(ms)
+
+
+def cmd_consume(args) -> int:
+    from .runner import start_consumers
+    if args.idle_exit is not None and not args.idle_exit > 0:
+        raise LabkitError(f"--idle-exit {args.idle_exit} must be above 0", "e.g. --idle-exit 2")
+    partition = args.partition
+    if partition is not None:
+        partition = partition.strip() if partition.strip() else partition
+    handle = start_consumers(partition, averages_maxlen=args.averages_maxlen, keys=Keys.from_env())
+    interrupted = False
+    try:
+        while handle.running:
+            if args.idle_exit and handle.idle_for() >= args.idle_exit:
+                break
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        interrupted = True
+    handle.stop()
+    if handle.error:
+        raise handle.error if isinstance(handle.error, LabkitError) else LabkitError(
+            f"a consumer stopped: {handle.error}", "see the lines above")
+    return 130 if interrupted else 0
+
+
+def cmd_verify(args) -> int:
+    from .runner import list_partitions
+    from .truth import hourly_truth, load_averages, load_readings, verify
+    keys = Keys.from_env()
+    r = connection.connect()
+    averages, trimmed = load_averages(r, keys)
+    truth = hourly_truth(load_readings(r, list_partitions(r, keys)))
+    rep = verify(truth, averages, trimmed)
+    for row in rep.mismatched[:20]:
+        print(f"mismatch: {row['date']} hour {row['hour']}: published {row['average_temp_f']} "
+              f"({row['num_observations']} obs), truth {row['true_avg']:.2f} ({int(row['true_count'])} obs)")
+    if rep.missing:
+        import pandas as pd
+        first = pd.to_datetime(rep.missing[0], unit="ms", utc=True)
+        print(f"missing: {len(rep.missing)} hours with readings but no average, the first {first:%Y/%m/%d %H}:00")
+    print(f"verify: {rep.summary()}")
+    if not rep.compared:
+        raise LabkitError("nothing to verify: temps:averages is empty",
+                          "run python -m labkit consume temps:YYYYMMDD first")
+    return 0 if rep.ok else 1
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    return run_demo(days=args.days, plot_path=args.plot, quiet=args.quiet)
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+    return run_bench(days=args.days, baseline_readings=args.baseline_readings)
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Redis Streams lab kit: partitioned streams, hourly averages, crash-safe consumers.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    s = sub.add_parser("server", help="start, stop or inspect the embedded server")
+    s.add_argument("action", choices=["start", "stop", "status", "url"])
+    s.add_argument("--reveal", action="store_true", help="with url: print the password instead of ***")
+    s.set_defaults(func=cmd_server)
+
+    s = sub.add_parser("produce", help="write the temperature dataset into date partitions")
+    s.add_argument("--start", default=producer.DEFAULT_START, help="first reading, UTC (default 2025-01-01)")
+    s.add_argument("--days", type=float, default=10, help="days of readings (default 10)")
+    s.add_argument("--interval", type=float, default=1, help="seconds between readings (default 1)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--retention-days", type=float, default=producer.DEFAULT_RETENTION_DAYS,
+                   help="each partition expires this long after its day ends (default 2; see README)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_produce)
+
+    s = sub.add_parser("consume", help="run the aggregating and averages consumers")
+    s.add_argument("partition", nargs="?", help="start here (resets state); omit to resume from saved state")
+    s.add_argument("--averages-maxlen", type=int, default=120, help="cap temps:averages (~N; 0 = uncapped)")
+    s.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                   help="exit once both consumers had nothing to do for SECONDS")
+    s.set_defaults(func=cmd_consume)
+
+    s = sub.add_parser("verify", help="compare temps:averages with ground truth from the raw partitions")
+    s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("demo", help="the main job: produce, consume, verify every hour, plot")
+    s.add_argument("--days", type=float, default=10)
+    s.add_argument("--plot", default="labkit-demo.png", help="where to save the plot (PNG)")
+    s.add_argument("--quiet", action="store_true", help="do not print the consumers' lines")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("bench", help="measure produce and aggregate rates against the course's pattern")
+    s.add_argument("--days", type=float, default=10)
+    s.add_argument("--baseline-readings", type=int, default=20_000,
+                   help="readings the one-message-per-call baseline consumes (default 20000)")
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    t = None
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "func", None):
+            build_parser().print_help()
+            return 2
+        return args.func(args)
+    except LabkitError as exc:
+        _err(str(exc))
+        return exc.exit_code
+    except redis.RedisError as exc:
+        try:
+            t = t or connection.target()
+        except LabkitError:
+            t = connection.Target(os.environ.get("REDIS_URL", "redis://?"), not os.environ.get("REDIS_URL"))
+        _err(str(connection.explain(exc, t)))
+        return 1
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # a bug: still one line, with the way to see more
+        if os.environ.get("LABKIT_DEBUG"):
+            raise
+        _err(f"unexpected {type(exc).__name__}: {exc} (hint: rerun with LABKIT_DEBUG=1 for the traceback "
+             "and report it)")
+        return 1

@@ -1,0 +1,64 @@
+"""The main job: produce, consume, verify every hour, plot, with timings."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from . import connection, producer
+from .errors import LabkitError
+from .keys import Keys
+from .log import LogLine, TerminalSink, null_sink
+from .runner import start_consumers
+from .truth import hourly_truth, load_averages, load_readings, verify
+
+
+def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet: bool = False) -> int:
+    out = TerminalSink()
+    keys = Keys.from_env()
+    t = connection.target()
+    out(LogLine("demo", f"Redis: {t}"))
+    r = connection.connect(t)
+    data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
+    timings = {}
+
+    t0 = time.perf_counter()
+    res = producer.produce(r, data, keys, null_sink if quiet else out)
+    timings["produce"] = time.perf_counter() - t0
+    partitions = data.partitions(keys)
+
+    t0 = time.perf_counter()
+    handle = start_consumers(partitions[0], averages_maxlen=0, sink=null_sink if quiet else out, keys=keys, target=t)
+    idle = handle.wait_idle(0.5, timeout=600)
+    handle.stop()
+    if handle.error or not idle:
+        raise LabkitError(f"the consumers did not finish: {handle.error or 'timed out'}", "see the lines above")
+    timings["consume"] = time.perf_counter() - t0 - 0.5  # less the idle wait that ends the run
+
+    t0 = time.perf_counter()
+    averages, trimmed = load_averages(r, keys)
+    truth = hourly_truth(load_readings(r, partitions))
+    rep = verify(truth, averages, trimmed)
+    timings["verify"] = time.perf_counter() - t0
+    expected = len(truth)
+    if plot_path:
+        from .plot import averages_vs_truth
+        fig = averages_vs_truth(rep.table, f"{len(averages)} hourly averages vs ground truth")
+        fig.savefig(plot_path, dpi=110)
+    status = handle.status()
+    lines = [
+        f"produced {res['readings']:,} readings into {res['partitions']} partitions in {timings['produce']:.2f} s "
+        f"({res['readings'] / timings['produce']:,.0f}/s)",
+        f"aggregated them into {status['hours_published']} hourly averages in {timings['consume']:.2f} s "
+        f"({status['readings'] / max(timings['consume'], 1e-9):,.0f} readings/s); "
+        f"the averages consumer printed {status['averages_printed']}",
+        f"verified in {timings['verify']:.2f} s: {rep.summary()}",
+    ]
+    if plot_path:
+        lines.append(f"plot saved to {plot_path}")
+    ok = rep.ok and rep.matched == expected
+    lines.append(f"{rep.matched}/{expected} hours verified" + ("" if ok else " -- FAILED"))
+    for l in lines:
+        out(LogLine("demo", l))
+    sys.stdout.flush()
+    return 0 if ok else 1

@@ -1,0 +1,21 @@
+"""One exception type for everything a user can get wrong.
+
+The CLI turns a :class:`LabkitError` into a single line on stderr
+(``labkit: error: … (hint: …)``) and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class LabkitError(Exception):
+    """An error the user can fix, with a hint that says how."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message

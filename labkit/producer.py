@@ -1,0 +1,224 @@
+"""The producer: a reproducible temperature dataset written into date partitions.
+
+Readings are a seeded random walk (start 50 °F, ±1 per reading, kept within
+0..100).  Each reading goes to the partition of its UTC day, ``temps:YYYYMMDD``,
+under the entry ID ``<epoch ms>-0``.
+
+**Expiry.**  Every partition gets one, set in the same transaction as its first
+entry, so no partition ever exists without one.  A partition expires
+``retention`` after its UTC day ends.  A dataset dated in the past is treated as
+if its first day ended *now*: the oldest partition still expires first, each
+later one a day after it, and nothing is deleted on the day it was written
+(an absolute "reading time + 2 days" rule would delete a 2025 dataset the moment
+it is written).  For live, today's data the shift is zero and the rule is the
+course's.
+
+**Watermark.**  After finishing each partition the producer records, in
+``temps:watermark``, the time below which it has written every reading.  The
+aggregating consumer uses it to close the final hour.
+
+Writing uses Redis's mass-insertion technique: commands are encoded once and
+streamed down one connection, the next batch sent before the previous batch's
+replies are read, so the client never waits for a round trip.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import redis
+
+from .errors import LabkitError
+from .keys import Keys
+from .log import LogLine, Sink, null_sink
+from .partition import DAY_MS, day_of, day_start_ms, partition_name, partitions_between
+
+DEFAULT_START = "2025-01-01"
+DEFAULT_RETENTION_DAYS = 2.0
+WALK_START, WALK_MIN, WALK_MAX = 50, 0, 100
+BATCH = 20_000
+
+
+def parse_start(text: str) -> int:
+    """``2025-01-01`` or ``2025-01-01T06:30[:00]`` (UTC) → epoch ms."""
+    raw = (text or "").strip()
+    try:
+        when = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise LabkitError(f"--start {text!r} is not a date",
+                          "use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], in UTC, e.g. 2025-01-01") from None
+    if when.tzinfo is not None and when.utcoffset() != dt.timedelta(0):
+        raise LabkitError(f"--start {text!r} is not in UTC", "drop the offset: labkit dates are UTC")
+    when = when.replace(tzinfo=dt.timezone.utc)
+    if not dt.datetime(1971, 1, 1, tzinfo=dt.timezone.utc) <= when < dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc):
+        raise LabkitError(f"--start {text!r} is out of range", "use a date between 1971 and 2199")
+    return int(when.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """What to produce: ``days`` of readings every ``interval_ms`` from ``start_ms``."""
+
+    start_ms: int
+    days: float = 10
+    interval_ms: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (isinstance(self.days, (int, float)) and math.isfinite(self.days) and 0 < self.days <= 3660):
+            raise LabkitError(f"--days {self.days} is out of range", "use a number of days above 0, at most 3660")
+        if not (isinstance(self.interval_ms, int) and 1 <= self.interval_ms <= DAY_MS):
+            raise LabkitError(f"--interval {self.interval_ms / 1000:g}s is out of range",
+                              "use seconds between 0.001 and 86400, e.g. --interval 1")
+        if self.count > 100_000_000:
+            raise LabkitError(f"{self.count:,} readings is more than labkit will write",
+                              "use fewer --days or a longer --interval")
+        if not 0 <= self.seed < 2**63:
+            raise LabkitError(f"--seed {self.seed} is out of range", "use a whole number from 0 to 2**63-1")
+
+    @property
+    def end_ms(self) -> int:
+        """Exclusive end: every reading is earlier."""
+        return self.start_ms + round(self.days * DAY_MS)
+
+    @property
+    def count(self) -> int:
+        return max(0, -(-(self.end_ms - self.start_ms) // self.interval_ms))
+
+    def partitions(self, keys: Keys = Keys()) -> list[str]:
+        return partitions_between(self.start_ms, self.end_ms, keys.partition_prefix)
+
+    def slices(self):
+        """``(partition_day, first_index, stop_index)`` for each partition, oldest first."""
+        i, n = 0, self.count
+        while i < n:
+            day = day_of(self.start_ms + i * self.interval_ms)
+            day_end = day_start_ms(day) + DAY_MS
+            stop = min(n, -(-(day_end - self.start_ms) // self.interval_ms))
+            yield day, i, stop
+            i = stop
+
+
+class Walk:
+    """The seeded, bounded random walk; call it for the next ``n`` readings."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.value = WALK_START
+
+    def __call__(self, n: int) -> list[int]:
+        steps = (self.rng.integers(0, 2, n, dtype=np.int8) * 2 - 1).tolist()
+        out = [0] * n
+        v, lo, hi = self.value, WALK_MIN, WALK_MAX
+        for i, s in enumerate(steps):
+            v += s
+            if v < lo:
+                v = lo
+            elif v > hi:
+                v = hi
+            out[i] = v
+        self.value = v
+        return out
+
+
+def expire_at_ms(day: dt.date, first_day: dt.date, now_ms: int, retention_ms: int) -> int:
+    """When the partition of ``day`` expires (see the module docstring)."""
+    day_end = day_start_ms(day) + DAY_MS
+    shift = max(0, now_ms - (day_start_ms(first_day) + DAY_MS))
+    return day_end + shift + retention_ms
+
+
+def _cmd(*args: bytes) -> bytes:
+    """One command in the Redis protocol (RESP)."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+class _Pipe:
+    """Streams pre-encoded commands down one connection, reading replies one batch behind."""
+
+    def __init__(self, r: redis.Redis):
+        self.r = r
+        self.conn = r.connection_pool.get_connection()
+        self.unread = 0
+
+    def send(self, payload: bytes, replies: int) -> None:
+        self.conn.send_packed_command([payload], check_health=False)
+        self.drain()
+        self.unread = replies
+
+    def drain(self) -> None:
+        n, self.unread = self.unread, 0
+        for _ in range(n):
+            reply = self.conn.read_response()
+            for item in reply if isinstance(reply, list) else [reply]:
+                if isinstance(item, Exception):
+                    raise item
+
+    def close(self, ok: bool) -> None:
+        if not ok:
+            self.conn.disconnect()  # replies left unread: never reuse this connection
+        self.r.connection_pool.release(self.conn)
+
+
+def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = null_sink,
+            retention_days: float = DEFAULT_RETENTION_DAYS, progress: Callable[[int], None] | None = None,
+            now_ms: int | None = None) -> dict:
+    """Delete the partitions ``data`` covers, then write it.  Returns counts and timings."""
+    if not (math.isfinite(retention_days) and 1 <= retention_days <= 3650):
+        raise LabkitError(f"--retention-days {retention_days} is out of range",
+                          "use at least 1 day, so nothing is deleted on the day it is written")
+    retention_ms = round(retention_days * DAY_MS)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    names = data.partitions(keys)
+    t0 = time.perf_counter()
+    sink(LogLine("", "Deleting old streams:"))
+    r.set(keys.watermark, data.start_ms)
+    for name in names:
+        sink(LogLine("", name))
+    if names:
+        r.unlink(*names)
+
+    walk = Walk(data.seed)
+    first_day = day_of(data.start_ms)
+    pipe = _Pipe(r)
+    ok = False
+    written = 0
+    try:
+        for day, lo, hi in data.slices():
+            key = partition_name(day, keys.partition_prefix).encode()
+            sink(LogLine("", f"Populating stream partition {key.decode()}."))
+            temps = walk(hi - lo)
+            ms = [data.start_ms + i * data.interval_ms for i in range(lo, hi)]
+            expire = b"%d" % expire_at_ms(day, first_day, now_ms, retention_ms)
+            # The first entry and the expiry in one transaction: never a partition without a TTL.
+            head = (_cmd(b"MULTI") + _cmd(b"XADD", key, b"%d-0" % ms[0], b"temp_f", b"%d" % temps[0])
+                    + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"))
+            pipe.send(head, 4)
+            written += 1
+            prefix = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n" % (len(key), key)
+            field = b"$6\r\ntemp_f\r\n"
+            value = [b"$%d\r\n%d\r\n" % (len(str(v)), v) for v in range(WALK_MIN, WALK_MAX + 1)]
+            for b in range(1, hi - lo, BATCH):
+                e = min(b + BATCH, hi - lo)
+                body = b"".join([prefix + b"$%d\r\n%d-0\r\n" % (len(str(m)) + 2, m) + field + value[t - WALK_MIN]
+                                 for m, t in zip(ms[b:e], temps[b:e])])
+                pipe.send(body, e - b)
+                written += e - b
+                if progress:
+                    progress(written)
+            mark = min(day_start_ms(day) + DAY_MS, data.end_ms)
+            pipe.send(_cmd(b"SET", keys.watermark.encode(), b"%d" % mark), 1)
+            if progress:
+                progress(written)
+        pipe.drain()
+        ok = True
+    finally:
+        pipe.close(ok)
+    seconds = time.perf_counter() - t0
+    return {"readings": written, "partitions": len(names), "seconds": seconds,
+            "rate": written / seconds if seconds else float("inf")}

@@ -1,0 +1,211 @@
+"""Running both consumers in background threads of one process.
+
+:func:`start_consumers` is what the CLI's ``consume`` and the notebooks call.
+It returns a :class:`Consumers` handle: ``stop()`` (clean, state saved),
+``crash()`` (a simulated crash: threads drop what they hold, nothing saved
+since their last commit), ``status()``, ``wait_idle()`` and ``join()``.
+Each consumer has its own connection, since a blocking read holds one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from . import connection
+from .aggregating import DEFAULT_MAXLEN, AggregatingConsumer, SimulatedCrash
+from .averages import AveragesConsumer
+from .errors import LabkitError
+from .keys import Keys
+from .log import LogLine, Sink, TerminalSink
+from .partition import parse_partition
+from .state import AggregatingState
+
+_LABKIT_TYPES = {"partition": b"stream", "averages": b"stream", "state": b"hash"}
+
+
+def list_partitions(r: redis.Redis, keys: Keys) -> list[str]:
+    """The partitions that exist, oldest first (SCAN, never KEYS)."""
+    names = {k.decode() if isinstance(k, bytes) else k
+             for k in r.scan_iter(match=keys.partition_pattern, count=1000, _type="stream")}
+    return sorted(names)
+
+
+def _partitions_hint(r: redis.Redis, keys: Keys) -> str:
+    names = list_partitions(r, keys)
+    if not names:
+        return "there are no partitions yet: run python -m labkit produce"
+    shown = ", ".join(names[:12]) + (f", … ({len(names)} in all)" if len(names) > 12 else "")
+    return f"existing partitions: {shown}"
+
+
+def _check_type(r: redis.Redis, key: str, want: bytes) -> None:
+    got = r.type(key)
+    if got not in (b"none", want):
+        raise LabkitError(f"{key} holds a {got.decode()}, not a {want.decode()}",
+                          f"delete it (DEL {key}) or set LABKIT_NAMESPACE to use other key names")
+
+
+def prepare(r: redis.Redis, keys: Keys, partition: str | None) -> AggregatingState:
+    """Validate everything, then (with a partition) reset both states and the averages stream.
+
+    Nothing is changed in Redis unless every check passes.
+    """
+    _check_type(r, keys.averages, b"stream")
+    _check_type(r, keys.aggregating_state, b"hash")
+    _check_type(r, keys.averages_state, b"hash")
+    if partition is None:
+        s = AggregatingState.load(r, keys)
+        if s is None:
+            raise LabkitError("there is no saved state to resume from",
+                              "start from a partition, e.g. python -m labkit consume temps:YYYYMMDD; "
+                              + _partitions_hint(r, keys))
+        from .state import AveragesState
+        AveragesState.load(r, keys)  # validates
+        return s
+    parse_partition(partition, keys.partition_prefix)
+    kind = r.type(partition)
+    if kind == b"none":
+        raise LabkitError(f"partition {partition} does not exist", _partitions_hint(r, keys))
+    if kind != b"stream":
+        raise LabkitError(f"{partition} holds a {kind.decode()}, not a stream",
+                          f"delete it (DEL {partition}) or run python -m labkit produce")
+    s = AggregatingState(partition)
+    p = r.pipeline(transaction=True)
+    p.delete(keys.averages, keys.averages_state, keys.aggregating_state)
+    p.hset(keys.aggregating_state, mapping=s.fields())
+    p.execute()
+    return s
+
+
+@dataclass
+class _Worker:
+    name: str
+    consumer: object
+    thread: threading.Thread | None = None
+    error: BaseException | None = None
+    crashed: bool = False
+
+
+class Consumers:
+    """Handle on the two running consumers."""
+
+    def __init__(self, target: connection.Target, keys: Keys, sink: Sink, averages_maxlen: int):
+        self.target, self.keys, self.sink = target, keys, sink
+        self._stop = threading.Event()
+        self._crash = threading.Event()
+        self._clients = [connection.connect(target), connection.connect(target)]
+        self.agg = AggregatingConsumer(self._clients[0], keys, sink, averages_maxlen)
+        self.avg = AveragesConsumer(self._clients[1], keys, sink)
+        self._workers = [_Worker("agg", self.agg), _Worker("avg", self.avg)]
+        self.started_at = time.monotonic()
+
+    def _run(self, w: _Worker) -> None:
+        try:
+            w.consumer.run(self._stop, self._crash)
+        except SimulatedCrash:
+            w.crashed = True
+        except redis.RedisError as exc:
+            w.error = connection.explain(exc, self.target)
+            self.sink(LogLine(w.name, f"stopped: {w.error}"))
+            self._stop.set()
+        except BaseException as exc:  # surfaced through .error and status(), never lost
+            w.error = exc
+            self.sink(LogLine(w.name, f"stopped by an unexpected error: {type(exc).__name__}: {exc}"))
+            self._stop.set()
+
+    def start(self) -> "Consumers":
+        for w in self._workers:
+            w.thread = threading.Thread(target=self._run, args=(w,), name=f"labkit-{w.name}", daemon=True)
+            w.thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return any(w.thread and w.thread.is_alive() for w in self._workers)
+
+    @property
+    def error(self) -> BaseException | None:
+        return next((w.error for w in self._workers if w.error), None)
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for w in self._workers:
+            if w.thread:
+                w.thread.join(None if deadline is None else max(0, deadline - time.monotonic()))
+        if not self.running:
+            for c in self._clients:
+                c.close()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop cleanly: each consumer finishes its current step (its state is saved with every batch)."""
+        self._stop.set()
+        self.join(timeout)
+
+    def crash(self, timeout: float = 5.0) -> None:
+        """Simulate a crash: threads stop where they are, without saving what they hold."""
+        self._crash.set()
+        self._stop.set()
+        self.join(timeout)
+
+    def idle_for(self) -> float:
+        """Seconds both consumers have had nothing to do (0 if either is busy)."""
+        now = time.monotonic()
+        since = [w.consumer.idle_since for w in self._workers]
+        return 0.0 if any(s is None for s in since) else now - max(since)
+
+    def wait_idle(self, seconds: float, timeout: float | None = None) -> bool:
+        """Block until both have been idle ``seconds`` (True), or a thread died / timeout (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.running:
+            if self.idle_for() >= seconds:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return False
+
+    def status(self) -> dict:
+        a, v = self.agg, self.avg
+        st = a.state
+        return {
+            "running": self.running,
+            "crashed": any(w.crashed for w in self._workers),
+            "error": str(self.error) if self.error else None,
+            "partition": st.stream if st else None,
+            "last_message_id": st.last_id if st else None,
+            "readings": a.readings,
+            "hours_published": a.published,
+            "hours_replayed": a.replayed,
+            "dead_letters": a.dead_letters,
+            "last_average": a.last_average.fields() if a.last_average else None,
+            "averages_printed": v.printed,
+            "averages_missed": v.missed,
+            "averages_last_id": v.state.last_id,
+            "idle_seconds": round(self.idle_for(), 1),
+        }
+
+
+def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFAULT_MAXLEN,
+                    sink: Sink | None = None, keys: Keys | None = None,
+                    target: connection.Target | None = None) -> Consumers:
+    """Start both consumers in background threads and return their handle.
+
+    With ``partition`` both states and ``temps:averages`` are reset and the
+    aggregating consumer starts there; without, both resume from saved state.
+    """
+    if averages_maxlen < 0:
+        raise LabkitError(f"--averages-maxlen {averages_maxlen} is negative", "use 0 for uncapped, or e.g. 120")
+    target = target or connection.target()
+    keys = keys or Keys.from_env()
+    r = connection.connect(target)
+    try:
+        prepare(r, keys, partition)
+    except redis.RedisError as exc:
+        raise connection.explain(exc, target) from None
+    finally:
+        r.close()
+    return Consumers(target, keys, sink or TerminalSink(), averages_maxlen).start()

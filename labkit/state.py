@@ -1,0 +1,113 @@
+"""Consumer state kept in Redis, so a consumer resumes where it stopped.
+
+Two hashes, with the course's field names:
+
+``aggregating_consumer_state``
+    ``current_stream_key``, ``last_message_id``, ``current_hourly_total``,
+    ``current_hourly_count``.  The open hour is the hour of ``last_message_id``
+    whenever the count is above zero (the consumer closes the open hour when it
+    leaves a partition, so this always holds).
+``averages_consumer_state``
+    ``last_message_id``, plus ``entries_read`` (how many entries of
+    ``temps:averages`` it has accounted for) so it can tell how many were
+    trimmed away before it read them.
+
+The aggregating state is written in the same transaction as the averages it
+publishes; see :mod:`labkit.aggregating`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import redis
+
+from .errors import LabkitError
+from .keys import Keys
+from .partition import HOUR_MS, id_ms, is_partition
+from .window import HourlyWindow
+
+_ID = re.compile(r"(0|[0-9]{1,20}-[0-9]{1,20})")
+
+
+def _decode(h: dict) -> dict[str, str]:
+    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in h.items()}
+
+
+def _bad(key: str, why: str) -> LabkitError:
+    return LabkitError(f"saved state {key} is corrupt: {why}",
+                       "start again from a partition: python -m labkit consume temps:YYYYMMDD")
+
+
+@dataclass
+class AggregatingState:
+    stream: str
+    last_id: str = "0"
+    total: int = 0
+    count: int = 0
+
+    def window(self) -> HourlyWindow:
+        if self.count == 0:
+            return HourlyWindow()
+        ms = id_ms(self.last_id)
+        return HourlyWindow(ms - ms % HOUR_MS, self.total, self.count)
+
+    def fields(self) -> dict[str, str]:
+        return {"current_stream_key": self.stream, "last_message_id": self.last_id,
+                "current_hourly_total": str(self.total), "current_hourly_count": str(self.count)}
+
+    @classmethod
+    def load(cls, r: redis.Redis, keys: Keys) -> "AggregatingState | None":
+        key = keys.aggregating_state
+        h = _decode(_hgetall(r, key))
+        if not h:
+            return None
+        need = ("current_stream_key", "last_message_id", "current_hourly_total", "current_hourly_count")
+        missing = [f for f in need if f not in h]
+        if missing:
+            raise _bad(key, "missing " + ", ".join(missing))
+        if not is_partition(h["current_stream_key"], keys.partition_prefix):
+            raise _bad(key, f"current_stream_key {h['current_stream_key']!r:.40} is not a partition")
+        if not _ID.fullmatch(h["last_message_id"]):
+            raise _bad(key, f"last_message_id {h['last_message_id']!r:.40} is not a stream ID")
+        try:
+            total, count = int(h["current_hourly_total"]), int(h["current_hourly_count"])
+        except ValueError:
+            raise _bad(key, "current_hourly_total/count are not whole numbers") from None
+        if count < 0 or (count > 0 and h["last_message_id"] == "0"):
+            raise _bad(key, "current_hourly_count does not fit last_message_id")
+        return cls(h["current_stream_key"], h["last_message_id"], total, count)
+
+
+@dataclass
+class AveragesState:
+    last_id: str = "0"
+    entries_read: int = 0
+
+    def fields(self) -> dict[str, str]:
+        return {"last_message_id": self.last_id, "entries_read": str(self.entries_read)}
+
+    @classmethod
+    def load(cls, r: redis.Redis, keys: Keys) -> "AveragesState | None":
+        key = keys.averages_state
+        h = _decode(_hgetall(r, key))
+        if not h:
+            return None
+        if not _ID.fullmatch(h.get("last_message_id", "")):
+            raise _bad(key, "last_message_id is missing or not a stream ID")
+        try:
+            read = int(h.get("entries_read", "0"))
+        except ValueError:
+            raise _bad(key, "entries_read is not a whole number") from None
+        return cls(h["last_message_id"], read)
+
+
+def _hgetall(r: redis.Redis, key: str) -> dict:
+    try:
+        return r.hgetall(key)
+    except redis.ResponseError as exc:
+        if str(exc).startswith("WRONGTYPE"):
+            raise LabkitError(f"{key} is not a hash", f"delete it (DEL {key}) or set LABKIT_NAMESPACE") from None
+        raise

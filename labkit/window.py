@@ -1,0 +1,186 @@
+"""The hourly window fold: readings in, exact hourly averages out.
+
+The aggregating consumer feeds readings in stream order.  An hour is *closed*
+(its average is final) when a message from a later hour arrives, when the
+consumer leaves the partition, or when the producer's watermark says no more
+readings for it can come.  The fold keeps the exact integer sum, so the mean
+is exact; rounding happens only for display (see :class:`HourAverage`).
+
+Pure: no Redis, no clocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+from .partition import HOUR_MS
+
+#: Readings outside this range (°F) are treated as faulty sensors, not weather.
+PLAUSIBLE_F = (-150, 200)
+
+
+class BadReading(ValueError):
+    """A reading that must not enter an average (it goes to the dead-letter stream)."""
+
+
+def parse_temp(fields: dict) -> int:
+    """The integer ``temp_f`` of a reading's fields, or :class:`BadReading`.
+
+    Readings are whole degrees Fahrenheit, as the course's producer writes
+    them; anything else (missing, empty, fractional, NaN, out of range, extra
+    fields) is rejected rather than guessed at, so every sum stays exact.
+    """
+    raw = fields.get(b"temp_f", fields.get("temp_f"))
+    if raw is None:
+        raise BadReading("missing temp_f")
+    if len(fields) != 1:
+        raise BadReading("unexpected fields")
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise BadReading(f"temp_f is not a whole number: {raw!r:.40}") from None
+    lo, hi = PLAUSIBLE_F
+    if not lo <= value <= hi:
+        raise BadReading(f"temp_f {value} outside plausible range {lo}..{hi}")
+    return value
+
+
+def round_half_up(x: Fraction, places: int = 0) -> Decimal:
+    """Round an exact fraction to ``places`` decimals, ties towards +infinity.
+
+    Exact for any size: done in integer arithmetic, never through a float.
+    """
+    scaled = math.floor(x * 10**places + Fraction(1, 2))
+    return Decimal(scaled).scaleb(-places)
+
+
+@dataclass(frozen=True)
+class HourAverage:
+    """One closed hour. ``total / count`` is the exact mean."""
+
+    hour_start_ms: int
+    total: int
+    count: int
+
+    @property
+    def mean(self) -> Fraction:
+        return Fraction(self.total, self.count)
+
+    @property
+    def hour(self) -> int:
+        return self.start.hour
+
+    @property
+    def start(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.hour_start_ms / 1000, dt.timezone.utc)
+
+    @property
+    def date(self) -> str:
+        return f"{self.start:%Y/%m/%d}"
+
+    @property
+    def average_2dp(self) -> str:
+        """The stored ``average_temp_f``: the exact mean rounded half-up to 2 decimals."""
+        return str(round_half_up(self.mean, 2))
+
+    @property
+    def average_whole(self) -> int:
+        """The console's ``…was 23F``: the exact mean rounded half-up to a whole degree."""
+        return int(round_half_up(self.mean, 0))
+
+    @property
+    def entry_id(self) -> str:
+        """Its ID in the averages stream: the hour's start in ms.  Makes publishing idempotent."""
+        return f"{self.hour_start_ms}-0"
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "hour": str(self.hour),
+            "date": self.date,
+            "average_temp_f": self.average_2dp,
+            "num_observations": str(self.count),
+            "sum_temp_f": str(self.total),
+        }
+
+
+@dataclass
+class HourlyWindow:
+    """The open hour: its start (``None`` when nothing is open), sum and count."""
+
+    hour_start_ms: int | None = None
+    total: int = 0
+    count: int = 0
+
+    def advance_to(self, ms: int) -> HourAverage | None:
+        """Time has reached ``ms`` (a message of that time was seen): close the open hour if it ended."""
+        if self.hour_start_ms is not None and ms >= self.hour_start_ms + HOUR_MS:
+            return self.close()
+        return None
+
+    def add(self, ms: int, temp: int) -> HourAverage | None:
+        """Add a reading; returns the previous hour if this reading closed it."""
+        closed = self.advance_to(ms)
+        if self.hour_start_ms is None:
+            self.hour_start_ms = ms - ms % HOUR_MS
+        self.total += temp
+        self.count += 1
+        return closed
+
+    def close(self) -> HourAverage | None:
+        """Close the open hour unconditionally (e.g. when leaving a partition)."""
+        if self.hour_start_ms is None:
+            return None
+        done = HourAverage(self.hour_start_ms, self.total, self.count) if self.count else None
+        self.hour_start_ms, self.total, self.count = None, 0, 0
+        return done
+
+    def close_through(self, watermark_ms: int | None) -> HourAverage | None:
+        """Close the open hour if the watermark says it is complete."""
+        if watermark_ms is None:
+            return None
+        return self.advance_to(watermark_ms)
+
+
+def fold(window: HourlyWindow, entries) -> tuple[list[HourAverage], list[tuple[object, dict, str]]]:
+    """Feed stream entries ``[(id, fields), …]`` (in ID order) into ``window``.
+
+    Returns the hours this closed and the rejected entries ``(id, fields,
+    reason)``.  Any entry, even a rejected one, proves time has reached its
+    timestamp, so it closes an hour that ended before it.  This is the hot loop
+    of the aggregating consumer, so the common case is inlined.
+    """
+    closed: list[HourAverage] = []
+    bad: list[tuple[object, dict, str]] = []
+    hs, total, count = window.hour_start_ms, window.total, window.count
+    key, lo, hi = b"temp_f", PLAUSIBLE_F[0], PLAUSIBLE_F[1]
+    for eid, fields in entries:
+        if isinstance(eid, bytes):
+            ms = int(eid[:eid.index(b"-")])
+        else:
+            ms, key = int(eid[:eid.index("-")]), "temp_f"
+        if hs is not None and ms >= hs + HOUR_MS:
+            if count:
+                closed.append(HourAverage(hs, total, count))
+            hs, total, count = None, 0, 0
+        try:
+            temp = int(fields[key]) if len(fields) == 1 else None
+        except (KeyError, ValueError, TypeError):
+            temp = None
+        if temp is None or not lo <= temp <= hi:
+            try:
+                parse_temp(fields)
+                reason = "rejected"
+            except BadReading as exc:
+                reason = str(exc)
+            bad.append((eid, fields, reason))
+            continue
+        if hs is None:
+            hs = ms - ms % HOUR_MS
+        total += temp
+        count += 1
+    window.hour_start_ms, window.total, window.count = hs, total, count
+    return closed, bad
