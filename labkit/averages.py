@@ -30,11 +30,6 @@ def _s(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def describe(fields: dict) -> str:
     """The course's line for one average, or ``ValueError`` if the entry is malformed."""
     f = {_s(k): _s(v) for k, v in fields.items()}
@@ -67,12 +62,14 @@ class AveragesConsumer:
         self.log(f"Starting averages consumer in stream {stream} at message {s.last_id}.")
         waiting = False
         while not stop.is_set():
-            entries, added, max_deleted = self._snapshot(s.last_id)
+            entries, added = self._snapshot(s.last_id)
             if crash.is_set():
                 raise SimulatedCrash()
             if entries:
+                # Everything up to last_id is accounted for and everything after
+                # it is in hand, so any other entry ever added was removed unread.
                 missed = added - s.entries_read - len(entries)
-                if missed > 0 and max_deleted is not None and _id_key(max_deleted) > _id_key(s.last_id):
+                if missed > 0:
                     self.missed += missed
                     self.log(f"Missed {missed} entries of {stream}: trimmed by MAXLEN before they were read.")
                 for eid, fields in entries:
@@ -103,7 +100,5 @@ class AveragesConsumer:
         if isinstance(entries, Exception):
             raise entries
         if isinstance(info, Exception):  # no stream yet
-            return [], 0, None
-        added = int(info.get("entries-added", 0))
-        max_deleted = info.get("max-deleted-entry-id")
-        return entries, added, _s(max_deleted) if max_deleted is not None else None
+            return [], 0
+        return entries, int(info.get("entries-added", 0))

@@ -14,8 +14,9 @@ it is written).  For live, today's data the shift is zero and the rule is the
 course's.
 
 **Watermark.**  After finishing each partition the producer records, in
-``temps:watermark``, the time below which it has written every reading.  The
-aggregating consumer uses it to close the final hour.
+``temps:watermark``, the time below which it has written every reading (at the
+end of a run, the end of its last hour: the run promises nothing more for it).
+The aggregating consumer uses it to close the final hour.
 
 Writing uses Redis's mass-insertion technique: commands are encoded once and
 streamed down one connection, the next batch sent before the previous batch's
@@ -36,7 +37,7 @@ import redis
 from .errors import LabkitError
 from .keys import Keys
 from .log import LogLine, Sink, null_sink
-from .partition import DAY_MS, day_of, day_start_ms, partition_name, partitions_between
+from .partition import DAY_MS, HOUR_MS, day_of, day_start_ms, partition_name, partitions_between
 
 DEFAULT_START = "2025-01-01"
 DEFAULT_RETENTION_DAYS = 2.0
@@ -211,7 +212,9 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
                 written += e - b
                 if progress:
                     progress(written)
-            mark = min(day_start_ms(day) + DAY_MS, data.end_ms)
+            # A finished run promises nothing more for its last hour, so the
+            # mark is rounded up to that hour's end and the hour can close.
+            mark = min(day_start_ms(day) + DAY_MS, -(-data.end_ms // HOUR_MS) * HOUR_MS)
             pipe.send(_cmd(b"SET", keys.watermark.encode(), b"%d" % mark), 1)
             if progress:
                 progress(written)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from . import connection
-from .aggregating import DEFAULT_MAXLEN, AggregatingConsumer, SimulatedCrash
+from .aggregating import BATCH, BLOCK_MS, DEFAULT_MAXLEN, AggregatingConsumer, SimulatedCrash
 from .averages import AveragesConsumer
 from .errors import LabkitError
 from .keys import Keys
@@ -93,13 +93,14 @@ class _Worker:
 class Consumers:
     """Handle on the two running consumers."""
 
-    def __init__(self, target: connection.Target, keys: Keys, sink: Sink, averages_maxlen: int):
+    def __init__(self, target: connection.Target, keys: Keys, sink: Sink, averages_maxlen: int,
+                 batch: int = BATCH, block_ms: int = BLOCK_MS):
         self.target, self.keys, self.sink = target, keys, sink
         self._stop = threading.Event()
         self._crash = threading.Event()
         self._clients = [connection.connect(target), connection.connect(target)]
-        self.agg = AggregatingConsumer(self._clients[0], keys, sink, averages_maxlen)
-        self.avg = AveragesConsumer(self._clients[1], keys, sink)
+        self.agg = AggregatingConsumer(self._clients[0], keys, sink, averages_maxlen, batch, block_ms)
+        self.avg = AveragesConsumer(self._clients[1], keys, sink, block_ms)
         self._workers = [_Worker("agg", self.agg), _Worker("avg", self.avg)]
         self.started_at = time.monotonic()
 
@@ -191,12 +192,16 @@ class Consumers:
 
 def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFAULT_MAXLEN,
                     sink: Sink | None = None, keys: Keys | None = None,
-                    target: connection.Target | None = None) -> Consumers:
+                    target: connection.Target | None = None, batch: int = BATCH,
+                    block_ms: int = BLOCK_MS) -> Consumers:
     """Start both consumers in background threads and return their handle.
 
     With ``partition`` both states and ``temps:averages`` are reset and the
     aggregating consumer starts there; without, both resume from saved state.
     """
+    if not 1 <= batch <= 1_000_000 or not 1 <= block_ms <= connection.SOCKET_TIMEOUT_S * 500:
+        raise LabkitError(f"batch {batch} / block {block_ms} ms out of range",
+                          "batch 1..1000000; block under half the socket timeout")
     if averages_maxlen < 0:
         raise LabkitError(f"--averages-maxlen {averages_maxlen} is negative", "use 0 for uncapped, or e.g. 120")
     target = target or connection.target()
@@ -208,4 +213,4 @@ def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFA
         raise connection.explain(exc, target) from None
     finally:
         r.close()
-    return Consumers(target, keys, sink or TerminalSink(), averages_maxlen).start()
+    return Consumers(target, keys, sink or TerminalSink(), averages_maxlen, batch, block_ms).start()
