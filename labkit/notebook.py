@@ -118,7 +118,6 @@ def server_description(r: redis.Redis, target: connection.Target) -> dict:
         "redis_version": info.get("redis_version"),
         "server": ("valkey " + str(info["valkey_version"])) if "valkey_version" in info
         else info.get("server_name", "redis"),
-        "mode": info.get("redis_mode", "?"),
         "memory used": mem.get("used_memory_human"),
         "python": f"{platform.python_version()} ({sys.executable})",
         "redis-py": redis.__version__,
