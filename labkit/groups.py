@@ -258,7 +258,7 @@ class Worker:
     name: str
     generation: int = 1
     thread: threading.Thread | None = None
-    state: str = "starting"            # starting, running, killed, stopped, error
+    state: str = "starting"            # starting, replaying, running, killed, stopped, error
     kill_event: threading.Event = field(default_factory=threading.Event)
     stop_event: threading.Event = field(default_factory=threading.Event)
     inbox: collections.deque = field(default_factory=collections.deque)
@@ -269,7 +269,7 @@ class Worker:
 
     @property
     def alive(self) -> bool:
-        return self.state in ("starting", "running") and not self.kill_event.is_set()
+        return self.state in ("starting", "replaying", "running") and not self.kill_event.is_set()
 
 
 class Pool:
@@ -380,7 +380,7 @@ class Pool:
         self.desired = n
         names = [f"{self.name_prefix}{i}" for i in range(1, n + 1)]
         for name, w in list(self.workers.items()):
-            if name not in names and w.state in ("starting", "running"):
+            if name not in names and w.state in ("starting", "replaying", "running"):
                 w.stop_event.set()
         for name in names:
             w = self.workers.get(name)
@@ -417,7 +417,7 @@ class Pool:
         r = None
         try:
             r = connection.connect(self.target)
-            w.state = "running"
+            w.state = "replaying"
             # 1. Replay my own pending list (entries I was given but never acknowledged).
             last = "0"
             while not w.stop_event.is_set():
@@ -430,6 +430,7 @@ class Pool:
                 for eid, fields in entries:
                     self._handle(r, w, eid, fields)
                 last = _s(entries[-1][0])
+            w.state = "running"            # only now may the supervisor claim entries for me
             # 2. New entries, plus whatever the supervisor claimed for me.
             while not w.stop_event.is_set() and not self._stop.is_set():
                 self._check(w)
@@ -540,8 +541,8 @@ class Pool:
                 self._spawn(name)
             elif w.state == "killed" and not (w.thread and w.thread.is_alive()) \
                     and now - (w.killed_at or now) >= self.restart_after:
-                self._spawn(name)
                 self._add("restarted")
+                self._spawn(name)
                 self.log(f"Restarted {name} (it first replays its own pending entries).")
 
     def supervise_once(self) -> dict:
@@ -566,7 +567,8 @@ class Pool:
             r.xack(self.stream, self.group, eid)
             out["deadlettered"] += 1
         # 2. Everything else idle too long: to a healthy worker.
-        healthy = self.live_workers()
+        # Healthy = alive and done replaying its own list (else a claimed entry could be replayed too).
+        healthy = [w for w in self.live_workers() if w.state == "running"]
         if not healthy:
             return out
         cursor = "0-0"
