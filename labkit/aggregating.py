@@ -47,6 +47,7 @@ class AggregatingConsumer:
         self.dead_letters = 0
         self.last_average: HourAverage | None = None
         self.idle_since: float | None = None
+        self.client_id: int | None = None  # of the connection that blocks, for CLIENT UNBLOCK
 
     def log(self, text: str) -> None:
         self.sink(LogLine("agg", text))
@@ -94,6 +95,7 @@ class AggregatingConsumer:
             if not waiting:
                 self.log(f"Waiting for new messages in stream {s.stream}, or new stream partition.")
                 waiting, self.idle_since = True, time.monotonic()
+                self.client_id = self.r.client_id()
             # Wake on a new reading *or* on the next partition appearing.
             self.r.xread({s.stream: s.last_id, nxt: "0-0"}, count=1, block=self.block_ms)
 

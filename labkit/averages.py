@@ -52,6 +52,7 @@ class AveragesConsumer:
         self.malformed = 0
         self.last_line = ""
         self.idle_since: float | None = None
+        self.client_id: int | None = None  # of the connection that blocks, for CLIENT UNBLOCK
 
     def log(self, text: str) -> None:
         self.sink(LogLine("avg", text))
@@ -89,6 +90,7 @@ class AveragesConsumer:
             if not waiting:
                 self.log(f"Waiting for new messages in stream {stream}")
                 waiting, self.idle_since = True, time.monotonic()
+                self.client_id = self.r.client_id()
             self.r.xread({stream: s.last_id}, count=1, block=self.block_ms)
 
     def _snapshot(self, last_id: str):

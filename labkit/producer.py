@@ -140,12 +140,22 @@ def _cmd(*args: bytes) -> bytes:
 
 
 class _Pipe:
-    """Streams pre-encoded commands down one connection, reading replies one batch behind."""
+    """Streams pre-encoded commands down one connection, reading replies one batch behind.
+
+    Replies are parsed in bulk with hiredis straight from the socket when it
+    is available (the common case), else one by one through redis-py.
+    """
 
     def __init__(self, r: redis.Redis):
         self.r = r
         self.conn = r.connection_pool.get_connection()
         self.unread = 0
+        self.sock = getattr(self.conn, "_sock", None)
+        try:
+            import hiredis
+            self.reader = hiredis.Reader() if self.sock is not None else None
+        except ImportError:
+            self.reader = None
 
     def send(self, payload: bytes, replies: int) -> None:
         self.conn.send_packed_command([payload], check_health=False)
@@ -154,11 +164,28 @@ class _Pipe:
 
     def drain(self) -> None:
         n, self.unread = self.unread, 0
-        for _ in range(n):
-            reply = self.conn.read_response()
-            for item in reply if isinstance(reply, list) else [reply]:
-                if isinstance(item, Exception):
-                    raise item
+        if self.reader is None:
+            for _ in range(n):
+                self._check(self.conn.read_response())
+            return
+        gets, check = self.reader.gets, self._check
+        while n:
+            reply = gets()
+            if reply is False:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    raise redis.ConnectionError("the server closed the connection")
+                self.reader.feed(chunk)
+                continue
+            if reply.__class__ is not bytes:  # XADD answers an ID; anything else is checked
+                check(reply)
+            n -= 1
+
+    @staticmethod
+    def _check(reply) -> None:
+        for item in reply if isinstance(reply, list) else [reply]:
+            if isinstance(item, Exception):
+                raise redis.ResponseError(str(item))
 
     def close(self, ok: bool) -> None:
         if not ok:
@@ -201,13 +228,18 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
                     + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"))
             pipe.send(head, 4)
             written += 1
-            prefix = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n" % (len(key), key)
-            field = b"$6\r\ntemp_f\r\n"
-            value = [b"$%d\r\n%d\r\n" % (len(str(v)), v) for v in range(WALK_MIN, WALK_MAX + 1)]
+            # XADD key <ms>-0 temp_f <t>, pre-encoded around the two parts that vary.
+            head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n" % (len(key), key)
+            tails = [b"-0\r\n$6\r\ntemp_f\r\n$%d\r\n%d\r\n" % (len(str(v)), v) for v in range(WALK_MIN, WALK_MAX + 1)]
             for b in range(1, hi - lo, BATCH):
                 e = min(b + BATCH, hi - lo)
-                body = b"".join([prefix + b"$%d\r\n%d-0\r\n" % (len(str(m)) + 2, m) + field + value[t - WALK_MIN]
-                                 for m, t in zip(ms[b:e], temps[b:e])])
+                width = len(str(ms[b]))
+                if width == len(str(ms[e - 1])):  # the usual case: one ID width per batch
+                    head_id = head + b"$%d\r\n" % (width + 2)
+                    body = b"".join([b"%s%d%s" % (head_id, m, tails[t - WALK_MIN]) for m, t in zip(ms[b:e], temps[b:e])])
+                else:
+                    body = b"".join([b"%s$%d\r\n%d%s" % (head, len(str(m)) + 2, m, tails[t - WALK_MIN])
+                                     for m, t in zip(ms[b:e], temps[b:e])])
                 pipe.send(body, e - b)
                 written += e - b
                 if progress:

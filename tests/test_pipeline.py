@@ -180,7 +180,7 @@ def test_dead_letters_bad_readings_and_keeps_averages_exact(r, keys, target):
 def test_consumer_memory_stays_flat_as_days_grow(r, keys, target):
     peaks = {}
     for days in (1, 4):
-        produce(r, keys, days=days, interval_ms=500)
+        produce(r, keys, days=days, interval_ms=2000)
         prepare(r, keys, keys.partition_prefix + "20250101")
         agg = AggregatingConsumer(r, keys, ListSink(), averages_maxlen=0)
         stop = threading.Event()
