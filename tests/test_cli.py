@@ -1,0 +1,130 @@
+"""The terminal front end, run as a learner runs it: ``python -m labkit …`` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from labkit.keys import Keys
+from tests.conftest import ROOT
+from tests.helpers import check
+
+NS = "cli"  # cleaned by the keys fixture pattern below
+
+
+@pytest.fixture
+def ns_keys(r):
+    from tests.conftest import _delete_namespace
+    k = Keys(NS + str(os.getpid()))
+    _delete_namespace(r, k)
+    yield k
+    _delete_namespace(r, k)
+
+
+def test_produce_prints_the_course_lines(cli, ns_keys):
+    res = cli("produce", "--days", "2", "--interval", "60", namespace=ns_keys.namespace)
+    assert res.returncode == 0, res.stderr
+    p = ns_keys.partition_prefix
+    assert res.stdout.splitlines() == ["Deleting old streams:", f"{p}20250101", f"{p}20250102",
+                                       f"Populating stream partition {p}20250101.",
+                                       f"Populating stream partition {p}20250102."]
+    assert "Wrote 2,880 readings to 2 partitions" in res.stderr
+
+
+def test_done_when_full_dataset_240_hours_then_144_from_day_5(cli, course_keys, r):
+    assert cli("produce", "--no-progress").returncode == 0
+    res = cli("consume", "temps:20250101", "--averages-maxlen", "0", "--idle-exit", "1")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "agg: Starting aggregating consumer in stream temps:20250101 at message 0." or \
+        lines[1] == "agg: Starting aggregating consumer in stream temps:20250101 at message 0."
+    assert "agg: Changing partition to consume stream: temps:20250110" in lines
+    assert sum(l.startswith("avg: Average temperature for ") for l in lines) == 240
+    assert "\x1b[" not in res.stdout       # not a TTY: no colour codes
+    v = cli("verify")
+    assert v.returncode == 0 and "240 hours compared: 240 matched, 0 mismatched, 0 missing" in v.stdout
+    res = cli("consume", "temps:20250105", "--averages-maxlen", "0", "--idle-exit", "1")
+    assert res.returncode == 0
+    avgs = [l for l in res.stdout.splitlines() if l.startswith("avg: Average")]
+    assert len(avgs) == 144 and avgs[0].startswith("avg: Average temperature for 2025/01/05 at 0 was ")
+    rep, averages, _ = check(r, course_keys)
+    assert rep.ok and rep.matched == 144 and len(averages) == 144
+
+
+def test_capped_averages_verify_counts_trimmed(cli, ns_keys):
+    ns = ns_keys.namespace
+    cli("produce", "--interval", "60", namespace=ns)
+    assert cli("consume", f"{ns}:temps:20250101", "--idle-exit", "1", namespace=ns).returncode == 0
+    v = cli("verify", namespace=ns)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert "0 mismatched, 0 missing, 100 trimmed by the cap" in v.stdout
+
+
+def test_kill_9_at_random_moments_loses_and_repeats_no_hour(cli, ns_keys, r, target, lab_home):
+    ns = ns_keys.namespace
+    assert cli("produce", "--days", "3", "--no-progress", namespace=ns).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env.update(LABKIT_HOME=str(lab_home), PYTHONPATH=str(ROOT), LABKIT_NAMESPACE=ns)
+    if not target.embedded:
+        env["REDIS_URL"] = target.url
+    rnd = random.Random(int(os.environ.get("LABKIT_TEST_SEED", time.time())))
+    kills = 0
+    args = [f"{ns}:temps:20250101"]
+    for _ in range(6):
+        p = subprocess.Popen([sys.executable, "-m", "labkit", "consume", *args, "--averages-maxlen", "0"],
+                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        args = []
+        # wait until it has started consuming, then kill -9 at a random moment
+        deadline = time.monotonic() + 30
+        while not r.exists(ns_keys.aggregating_state) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rnd.uniform(0.0, 0.6))
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        kills += 1
+    before = r.xlen(ns_keys.averages)
+    assert before < 72            # the kills really interrupted work
+    res = cli("consume", "--averages-maxlen", "0", "--idle-exit", "1", namespace=ns)
+    assert res.returncode == 0, res.stderr
+    rep, averages, _ = check(r, ns_keys)
+    assert rep.ok and rep.matched == 72 and rep.duplicates == 0 and len(averages) == 72, (kills, rep.summary())
+
+
+def test_ctrl_c_stops_within_a_second_with_state_saved(cli, ns_keys, r, target, lab_home):
+    ns = ns_keys.namespace
+    cli("produce", "--days", "1", "--interval", "60", namespace=ns)
+    env = dict(os.environ, LABKIT_HOME=str(lab_home), PYTHONPATH=str(ROOT), LABKIT_NAMESPACE=ns)
+    if not target.embedded:
+        env["REDIS_URL"] = target.url
+    p = subprocess.Popen([sys.executable, "-m", "labkit", "consume", f"{ns}:temps:20250101"], env=env, cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while r.xlen(ns_keys.averages) < 24 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # both consumers now wait in blocking reads
+    t = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    assert time.monotonic() - t < 1.0
+    assert p.returncode == 130 and "Traceback" not in err
+    assert r.hget(ns_keys.averages_state, "last_message_id") == r.xrevrange(ns_keys.averages, count=1)[0][0]
+    assert r.hget(ns_keys.aggregating_state, "current_stream_key") == f"{ns}:temps:20250101".encode()
+
+
+def test_server_commands_mask_the_password(cli, target):
+    res = cli("server", "status")
+    assert res.returncode == 0, res.stderr
+    assert "redis_version" in res.stdout
+    url = cli("server", "url")
+    assert url.returncode == 0 and "***" in url.stdout
+    from urllib.parse import urlsplit
+    pw = urlsplit(target.url).password
+    if pw:
+        assert pw not in res.stdout + res.stderr + url.stdout
+        assert pw in cli("server", "url", "--reveal").stdout
