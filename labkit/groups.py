@@ -92,6 +92,27 @@ def delete_keys(r: redis.Redis, keys: Keys) -> int:
     return len(names)
 
 
+def lab_days(default: float = 10.0) -> float:
+    """Dataset size for the companion notebooks: ``LABKIT_DAYS`` (default 10; CI uses a small one)."""
+    import math
+    import os
+    raw = os.environ.get("LABKIT_DAYS", "").strip()
+    try:
+        days = float(raw) if raw else default
+    except ValueError:
+        raise LabkitError(f"LABKIT_DAYS={raw!r} is not a number", "use e.g. LABKIT_DAYS=10") from None
+    if not (math.isfinite(days) and 0 < days <= 3660):
+        raise LabkitError(f"LABKIT_DAYS={raw!r} is out of range", "use a number of days above 0, at most 3660")
+    return days
+
+
+def lab_dataset(max_days: float | None = None):
+    """The course's dataset (2025-01-01, one reading a second), ``LABKIT_DAYS`` long (at most ``max_days``)."""
+    from .producer import DEFAULT_START, Dataset, parse_start
+    days = lab_days()
+    return Dataset(parse_start(DEFAULT_START), min(days, max_days) if max_days else days)
+
+
 # --------------------------------------------------------------------------- group helpers
 
 def _s(x) -> str:
