@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .errors import LabkitError
@@ -92,6 +92,10 @@ def explain(exc: Exception, t: Target) -> LabkitError:
                 if t.url.startswith("rediss") else "the server may need TLS: use rediss://")
         return LabkitError(f"TLS problem talking to Redis at {where} ({msg})", hint)
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError, OSError)):
+        if t.url.startswith("rediss"):  # a TLS hello to a plain server just goes unanswered
+            return LabkitError(f"cannot reach Redis at {where} over TLS ({msg})",
+                               "if that server does not speak TLS, use redis:// instead of rediss://; "
+                               "else check the host and port")
         hint = ("restart it with: python -m labkit server start" if t.embedded else
                 "is the server running and the host/port in REDIS_URL right? unset REDIS_URL to use the embedded server")
         return LabkitError(f"cannot reach Redis at {where} ({msg})", hint)
@@ -104,15 +108,17 @@ def explain(exc: Exception, t: Target) -> LabkitError:
 def connect(t: Target | None = None, **overrides) -> redis.Redis:
     """A checked client: reachable, authenticated, Redis 7 command set."""
     t = t or target()
-    r = client(t, **overrides)
+    # Probe with a short timeout and no retries, so a wrong address or a TLS
+    # mismatch fails in seconds, not after every retry of a long timeout.
+    probe = client(t, socket_timeout=5.0, retry=Retry(NoBackoff(), 0))
     try:
-        info = r.info("server")
+        info = probe.info("server")
     except redis.RedisError as exc:
-        r.close()
         raise explain(exc, t) from None
+    finally:
+        probe.close()
     version = tuple(int(x) for x in re.findall(r"\d+", str(info.get("redis_version", "0")))[:2])
     if version < MIN_VERSION:
-        r.close()
         raise LabkitError(f"Redis at {t.address} is version {info.get('redis_version')}; labkit needs 7.0 or newer",
                           "use the embedded server (unset REDIS_URL) or a Redis 7 server")
-    return r
+    return client(t, **overrides)

@@ -110,6 +110,7 @@ class ConsumerPanel:
         self.chart_data: list[tuple[int, float]] = []   # (hour start ms, average) drawn last
         self._chart_key = None
         self._lock = threading.RLock()
+        self._chart_lock = threading.Lock()
         self._ticker: threading.Thread | None = None
         self._tick_stop = threading.Event()
         self._partitions: list[str] = []
@@ -223,8 +224,9 @@ class ConsumerPanel:
                 raise LabkitError("no partition chosen", "produce the dataset, press Refresh, then choose one")
             self.message.value = ""
             self.output_sink.clear()
-            self.chart_data, self._chart_key = [], None
-            self.chart.value = b""
+            with self._chart_lock:
+                self.chart_data, self._chart_key = [], None
+                self.chart.value = b""
             self.handle = start_consumers(chosen, averages_maxlen=self.averages_maxlen, sink=self.sink,
                                           keys=self.keys, target=self.target)
             self._start_ticker()
@@ -245,22 +247,22 @@ class ConsumerPanel:
 
     def stop(self) -> None:
         """Stop cleanly: each consumer finishes its step; state is saved."""
-        with self._lock:
-            if not self.running:
-                raise LabkitError("the consumers are not running", "press Start or Resume first")
-            self.handle.stop()
-            self.sink(LogLine("panel", "Stopped cleanly: both states saved."))
-            self.update()
+        handle = self.handle
+        if handle is None or not handle.running:
+            raise LabkitError("the consumers are not running", "press Start or Resume first")
+        handle.stop()
+        self.sink(LogLine("panel", "Stopped cleanly: both states saved."))
+        self.update()
 
     def crash(self) -> None:
         """Simulate a crash: both threads stop dead, keeping nothing since their last commit."""
-        with self._lock:
-            if not self.running:
-                raise LabkitError("the consumers are not running", "press Start or Resume first")
-            self.handle.crash()
-            self.sink(LogLine("panel", "Simulated crash: both threads stopped dead; "
-                                       "whatever they held since their last commit is lost."))
-            self.update()
+        handle = self.handle
+        if handle is None or not handle.running:
+            raise LabkitError("the consumers are not running", "press Start or Resume first")
+        handle.crash()      # at once: no lock is taken before the signal
+        self.sink(LogLine("panel", "Simulated crash: both threads stopped dead; "
+                                   "whatever they held since their last commit is lost."))
+        self.update()
 
     def wait_idle(self, seconds: float = 0.5, timeout: float | None = 120) -> bool:
         """Block until both consumers have had nothing to do for ``seconds``."""
@@ -314,9 +316,10 @@ class ConsumerPanel:
             if st.get("error") and not self.message.value:
                 self.message.value = f'<span style="color:#b00">{html.escape(st["error"])}</span>'
             self._set_buttons()
-            if self.show_chart and "averages_len" in st:
+        if self.show_chart and "averages_len" in st:
+            with self._chart_lock:      # drawing takes a while: never under the panel's lock
                 self._update_chart(st)
-            return st
+        return st
 
     def _status(self) -> dict:
         k = self.keys

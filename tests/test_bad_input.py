@@ -1,0 +1,121 @@
+"""The bad-input catalog: each case is one line on stderr with a hint, exit ≠ 0,
+no traceback, and nothing changed in Redis.  The README lists these cases."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.conftest import _delete_namespace
+
+
+def snapshot(r):
+    """Every labkit key (course names) with its type and content."""
+    out = {}
+    for k in sorted(r.scan_iter(count=1000)):
+        if not (k.startswith(b"temps:") or k.endswith(b"_consumer_state")):
+            continue
+        t = r.type(k)
+        if t == b"stream":
+            out[k] = (t, r.xlen(k), r.xrevrange(k, count=1))
+        elif t == b"hash":
+            out[k] = (t, r.hgetall(k))
+        else:
+            out[k] = (t, r.dump(k))
+    return out
+
+
+@pytest.fixture(scope="module")
+def dataset(target, lab_home):
+    """Two small partitions under the course's names, produced once for the module."""
+    from labkit import connection, producer
+    from labkit.keys import Keys
+    r = connection.connect(target)
+    _delete_namespace(r, Keys(""))
+    producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 2, 60_000), Keys(""))
+    yield
+    _delete_namespace(r, Keys(""))
+    r.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def url_with(target, **parts) -> str:
+    from urllib.parse import urlsplit
+    u = urlsplit(target.url)
+    scheme = parts.get("scheme", u.scheme)
+    pw = parts.get("password", u.password)
+    port = parts.get("port", u.port)
+    return f"{scheme}://{(':' + pw + '@') if pw else ''}{u.hostname}:{port}/0"
+
+
+# (id, argv, extra env or callable(target)->env, setup(r) or None, words the message must contain)
+CASES = [
+    ("partition-with-dashes", ["consume", "temps:2025-01-01"], None, None, "not a partition name"),
+    ("partition-month-13", ["consume", "temps:20251301"], None, None, "names no calendar date"),
+    ("partition-feb-30", ["consume", "temps:20250230"], None, None, "names no calendar date"),
+    ("partition-prefix-only", ["consume", "temps:"], None, None, "not a partition name"),
+    ("partition-other-prefix", ["consume", "other:20250101"], None, None, "not a partition name"),
+    ("partition-empty", ["consume", ""], None, None, "not a partition name"),
+    ("partition-spaces", ["consume", "temps: 20250101"], None, None, "not a partition name"),
+    ("partition-unicode-digits", ["consume", "temps:２０２５０１０１"], None, None, "not a partition name"),
+    ("partition-missing", ["consume", "temps:20250120"], None, None, "existing partitions: temps:20250101"),
+    ("resume-without-state", ["consume"], None, None, "no saved state"),
+    ("state-missing-fields", ["consume"], None,
+     lambda r: r.hset("aggregating_consumer_state", "current_stream_key", "temps:20250101"), "missing"),
+    ("state-corrupt-count", ["consume"], None,
+     lambda r: r.hset("aggregating_consumer_state", mapping={
+         "current_stream_key": "temps:20250101", "last_message_id": "0",
+         "current_hourly_total": "x", "current_hourly_count": "1"}), "corrupt"),
+    ("state-corrupt-id", ["consume"], None,
+     lambda r: r.hset("aggregating_consumer_state", mapping={
+         "current_stream_key": "temps:20250101", "last_message_id": "yesterday",
+         "current_hourly_total": "0", "current_hourly_count": "0"}), "not a stream ID"),
+    ("averages-wrong-type", ["consume", "temps:20250101"], None,
+     lambda r: r.set("temps:averages", "oops"), "holds a string"),
+    ("state-wrong-type", ["consume"], None,
+     lambda r: r.set("aggregating_consumer_state", "oops"), "holds a string"),
+    ("url-malformed-scheme", ["verify"], lambda t: {"REDIS_URL": "http://127.0.0.1:6379"}, None, "not a Redis URL"),
+    ("url-malformed-port", ["verify"], lambda t: {"REDIS_URL": "redis://127.0.0.1:notaport"}, None, "malformed"),
+    ("url-wrong-port", ["verify"], lambda t: {"REDIS_URL": url_with(t, port=_closed_port())}, None, "cannot reach"),
+    ("url-wrong-password", ["verify"], lambda t: {"REDIS_URL": url_with(t, password="wrong-password")}, None,
+     "refused the credentials"),
+    ("url-tls-to-plain", ["verify"], lambda t: {"REDIS_URL": url_with(t, scheme="rediss")}, None, "TLS"),
+    ("produce-days-zero", ["produce", "--days", "0"], None, None, "--days"),
+    ("produce-days-negative", ["produce", "--days", "-1"], None, None, "--days"),
+    ("produce-interval-zero", ["produce", "--interval", "0"], None, None, "--interval"),
+    ("produce-start-unparsable", ["produce", "--start", "2025-13-01"], None, None, "is not a date"),
+    ("produce-start-words", ["produce", "--start", "yesterday"], None, None, "is not a date"),
+    ("produce-retention-too-short", ["produce", "--retention-days", "0.5"], None, None, "--retention-days"),
+    ("consume-negative-maxlen", ["consume", "temps:20250101", "--averages-maxlen", "-1"], None, None, "negative"),
+    ("consume-idle-exit-zero", ["consume", "temps:20250101", "--idle-exit", "0"], None, None, "--idle-exit"),
+    ("unknown-option", ["produce", "--dayz", "3"], None, None, "unrecognized arguments"),
+    ("not-a-number", ["produce", "--days", "ten"], None, None, "invalid float value"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_with_a_hint_and_changes_nothing(case, cli, r, target, dataset):
+    name, argv, env, setup, words = case
+    try:
+        if setup:
+            setup(r)
+        before = snapshot(r)
+        res = cli(*argv, env=env(target) if env else None, timeout=60)
+        assert res.returncode != 0
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1, res.stderr
+        assert lines[0].startswith("labkit: error: ") and "(hint: " in lines[0], lines[0]
+        assert words in lines[0], lines[0]
+        assert "Traceback" not in res.stderr + res.stdout
+        assert snapshot(r) == before
+        from urllib.parse import urlsplit
+        pw = urlsplit(target.url).password
+        assert not pw or pw not in res.stderr + res.stdout
+    finally:
+        r.delete("aggregating_consumer_state", "averages_consumer_state", "temps:averages")
