@@ -25,6 +25,7 @@ replies are read, so the client never waits for a round trip.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 import time
@@ -37,7 +38,7 @@ import redis
 from .errors import LabkitError
 from .keys import Keys
 from .log import LogLine, Sink, null_sink
-from .partition import DAY_MS, HOUR_MS, day_of, day_start_ms, partition_name, partitions_between
+from .partition import DAY_MS, HOUR_MS, day_of, day_start_ms, id_ms, partition_name, partitions_between
 
 DEFAULT_START = "2025-01-01"
 DEFAULT_RETENTION_DAYS = 2.0
@@ -193,10 +194,68 @@ class _Pipe:
         self.r.connection_pool.release(self.conn)
 
 
+def _encode_xadds(key: bytes, ms: list[int], temps: list[int]) -> bytes:
+    """``XADD key <ms>-0 temp_f <t>`` for each reading, as one RESP payload."""
+    head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n" % (len(key), key)
+    tails = _TAILS
+    width = len(str(ms[0]))
+    if width == len(str(ms[-1])):  # the usual case: one ID width for the whole batch
+        head += b"$%d\r\n" % (width + 2)
+        return b"".join([b"%s%d%s" % (head, m, tails[t]) for m, t in zip(ms, temps)])
+    return b"".join([b"%s$%d\r\n%d%s" % (head, len(str(m)) + 2, m, tails[t]) for m, t in zip(ms, temps)])
+
+
+#: The encoded end of an XADD for each possible reading (pre-encoded once: the hot loop only formats IDs).
+_TAILS = {v: b"-0\r\n$6\r\ntemp_f\r\n$%d\r\n%d\r\n" % (len(str(v)), v) for v in range(WALK_MIN, WALK_MAX + 1)}
+
+
+def _write_partition(pipe: "_Pipe", key: bytes, ms: list[int], temps: list[int], expire_ms: int,
+                     watermark: tuple[bytes, int], start: int, progress: Callable[[int], None]) -> None:
+    """Write readings ``start:`` of one partition, then its watermark; returns once the server has them all."""
+    expire = b"%d" % expire_ms
+    if start == 0:
+        # The first entry and the expiry in one transaction: never a partition without a TTL.
+        pipe.send(_cmd(b"MULTI") + _cmd(b"XADD", key, b"%d-0" % ms[0], b"temp_f", b"%d" % temps[0])
+                  + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"), 4)
+        start = 1
+    else:
+        pipe.send(_cmd(b"PEXPIREAT", key, expire), 1)
+    for b in range(start, len(ms), BATCH):
+        e = min(b + BATCH, len(ms))
+        pipe.send(_encode_xadds(key, ms[b:e], temps[b:e]), e - b)
+        progress(e)
+    pipe.send(_cmd(b"SET", watermark[0], b"%d" % watermark[1]), 1)
+    pipe.drain()
+    progress(len(ms))
+
+
+def wait_for_server(r: redis.Redis, sink: Sink, source: str, exc: Exception, seconds: float) -> None:
+    """Ping with capped exponential backoff until the server answers; :class:`LabkitError` after ``seconds``."""
+    sink(LogLine(source, f"lost the connection to Redis ({str(exc).splitlines()[0][:80]}); "
+                         f"reconnecting for up to {seconds:g} s"))
+    deadline, delay = time.monotonic() + seconds, 0.05
+    while True:
+        try:
+            r.ping()
+            sink(LogLine(source, "reconnected to Redis"))
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() > deadline:
+                raise LabkitError(f"Redis did not come back within {seconds:g} s",
+                                  "start the server again, then rerun the same command") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = null_sink,
             retention_days: float = DEFAULT_RETENTION_DAYS, progress: Callable[[int], None] | None = None,
-            now_ms: int | None = None) -> dict:
-    """Delete the partitions ``data`` covers, then write it.  Returns counts and timings."""
+            now_ms: int | None = None, reconnect_s: float = 60.0) -> dict:
+    """Delete the partitions ``data`` covers, then write it.  Returns counts and timings.
+
+    If the connection drops, it waits for the server (up to ``reconnect_s``)
+    and resumes after the last entry the partition holds: IDs are explicit,
+    so nothing is written twice.
+    """
     if not (math.isfinite(retention_days) and 1 <= retention_days <= 3650):
         raise LabkitError(f"--retention-days {retention_days} is out of range",
                           "use at least 1 day, so nothing is deleted on the day it is written")
@@ -213,47 +272,35 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
 
     walk = Walk(data.seed)
     first_day = day_of(data.start_ms)
-    pipe = _Pipe(r)
-    ok = False
-    written = 0
-    try:
-        for day, lo, hi in data.slices():
-            key = partition_name(day, keys.partition_prefix).encode()
-            sink(LogLine("", f"Populating stream partition {key.decode()}."))
-            temps = walk(hi - lo)
-            ms = [data.start_ms + i * data.interval_ms for i in range(lo, hi)]
-            expire = b"%d" % expire_at_ms(day, first_day, now_ms, retention_ms)
-            # The first entry and the expiry in one transaction: never a partition without a TTL.
-            head = (_cmd(b"MULTI") + _cmd(b"XADD", key, b"%d-0" % ms[0], b"temp_f", b"%d" % temps[0])
-                    + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"))
-            pipe.send(head, 4)
-            written += 1
-            # XADD key <ms>-0 temp_f <t>, pre-encoded around the two parts that vary.
-            head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n" % (len(key), key)
-            tails = [b"-0\r\n$6\r\ntemp_f\r\n$%d\r\n%d\r\n" % (len(str(v)), v) for v in range(WALK_MIN, WALK_MAX + 1)]
-            for b in range(1, hi - lo, BATCH):
-                e = min(b + BATCH, hi - lo)
-                width = len(str(ms[b]))
-                if width == len(str(ms[e - 1])):  # the usual case: one ID width per batch
-                    head_id = head + b"$%d\r\n" % (width + 2)
-                    body = b"".join([b"%s%d%s" % (head_id, m, tails[t - WALK_MIN]) for m, t in zip(ms[b:e], temps[b:e])])
-                else:
-                    body = b"".join([b"%s$%d\r\n%d%s" % (head, len(str(m)) + 2, m, tails[t - WALK_MIN])
-                                     for m, t in zip(ms[b:e], temps[b:e])])
-                pipe.send(body, e - b)
-                written += e - b
-                if progress:
-                    progress(written)
-            # A finished run promises nothing more for its last hour, so the
-            # mark is rounded up to that hour's end and the hour can close.
-            mark = min(day_start_ms(day) + DAY_MS, -(-data.end_ms // HOUR_MS) * HOUR_MS)
-            pipe.send(_cmd(b"SET", keys.watermark.encode(), b"%d" % mark), 1)
-            if progress:
-                progress(written)
-        pipe.drain()
-        ok = True
-    finally:
-        pipe.close(ok)
+    done = 0
+    pipe = None
+    for day, lo, hi in data.slices():
+        key = partition_name(day, keys.partition_prefix).encode()
+        sink(LogLine("", f"Populating stream partition {key.decode()}."))
+        temps = walk(hi - lo)
+        ms = [data.start_ms + i * data.interval_ms for i in range(lo, hi)]
+        expire = expire_at_ms(day, first_day, now_ms, retention_ms)
+        # A finished run promises nothing more for its last hour, so the
+        # mark is rounded up to that hour's end and the hour can close.
+        mark = min(day_start_ms(day) + DAY_MS, -(-data.end_ms // HOUR_MS) * HOUR_MS)
+        start = 0
+        while True:
+            try:
+                pipe = pipe or _Pipe(r)
+                _write_partition(pipe, key, ms, temps, expire, (keys.watermark.encode(), mark), start,
+                                 lambda n: progress(done + n) if progress else None)
+                break
+            except (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError) as exc:
+                if pipe:
+                    pipe.close(False)
+                pipe = None
+                wait_for_server(r, sink, "produce", exc, reconnect_s)
+                last = r.xrevrange(key, count=1)
+                start = bisect.bisect_right(ms, id_ms(last[0][0])) if last else 0
+                sink(LogLine("produce", f"resuming {key.decode()} at reading {start:,} of {len(ms):,}"))
+        done += len(ms)
+    if pipe:
+        pipe.close(True)
     seconds = time.perf_counter() - t0
-    return {"readings": written, "partitions": len(names), "seconds": seconds,
-            "rate": written / seconds if seconds else float("inf")}
+    return {"readings": done, "partitions": len(names), "seconds": seconds,
+            "rate": done / seconds if seconds else float("inf")}

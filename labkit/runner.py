@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import connection
 from .aggregating import BATCH, BLOCK_MS, DEFAULT_MAXLEN, AggregatingConsumer, SimulatedCrash
@@ -24,7 +26,8 @@ from .log import LogLine, Sink, TerminalSink
 from .partition import parse_partition
 from .state import AggregatingState
 
-_LABKIT_TYPES = {"partition": b"stream", "averages": b"stream", "state": b"hash"}
+#: How long consumers keep trying to reach a server that went away before they give up (state stays intact).
+RECONNECT_S = 60.0
 
 
 def list_partitions(r: redis.Redis, keys: Keys) -> list[str]:
@@ -88,17 +91,20 @@ class _Worker:
     thread: threading.Thread | None = None
     error: BaseException | None = None
     crashed: bool = False
+    reconnects: int = 0
 
 
 class Consumers:
     """Handle on the two running consumers."""
 
     def __init__(self, target: connection.Target, keys: Keys, sink: Sink, averages_maxlen: int,
-                 batch: int = BATCH, block_ms: int = BLOCK_MS):
+                 batch: int = BATCH, block_ms: int = BLOCK_MS, reconnect_s: float = RECONNECT_S):
         self.target, self.keys, self.sink = target, keys, sink
+        self.reconnect_s = reconnect_s
         self._stop = threading.Event()
         self._crash = threading.Event()
-        self._clients = [connection.connect(target), connection.connect(target)]
+        # No silent client-level retries: the runner reconnects, says so, and reloads state.
+        self._clients = [connection.connect(target, retry=Retry(NoBackoff(), 0)) for _ in range(2)]
         self.agg = AggregatingConsumer(self._clients[0], keys, sink, averages_maxlen, batch, block_ms)
         self.avg = AveragesConsumer(self._clients[1], keys, sink, block_ms)
         self._workers = [_Worker("agg", self.agg), _Worker("avg", self.avg)]
@@ -106,7 +112,19 @@ class Consumers:
 
     def _run(self, w: _Worker) -> None:
         try:
-            w.consumer.run(self._stop, self._crash)
+            while True:
+                try:
+                    w.consumer.run(self._stop, self._crash)
+                    return
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    # Everything that matters is in Redis (state is committed with each
+                    # batch), so after a reconnect the consumer simply starts over from it.
+                    if self._stop.is_set():
+                        return
+                    if not self._reconnect(w, exc):
+                        if self._stop.is_set():
+                            return
+                        raise
         except SimulatedCrash:
             w.crashed = True
         except redis.RedisError as exc:
@@ -117,6 +135,24 @@ class Consumers:
             w.error = exc
             self.sink(LogLine(w.name, f"stopped by an unexpected error: {type(exc).__name__}: {exc}"))
             self._stop.set()
+
+    def _reconnect(self, w: _Worker, exc: Exception) -> bool:
+        """Wait for the server with capped exponential backoff; False once ``reconnect_s`` has passed."""
+        where = self.target.address
+        self.sink(LogLine(w.name, f"lost the connection to Redis at {where} ({str(exc).splitlines()[0][:80]}); "
+                                  f"reconnecting for up to {self.reconnect_s:g} s"))
+        w.consumer.idle_since = None
+        deadline, delay = time.monotonic() + self.reconnect_s, 0.05
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                w.consumer.r.ping()
+                w.reconnects += 1
+                self.sink(LogLine(w.name, f"reconnected to Redis at {where}"))
+                return True
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._stop.wait(delay)
+                delay = min(delay * 2, 2.0)
+        return False
 
     def start(self) -> "Consumers":
         for w in self._workers:
@@ -202,13 +238,15 @@ class Consumers:
             "averages_missed": v.missed,
             "averages_last_id": v.state.last_id,
             "idle_seconds": round(self.idle_for(), 1),
+            "reconnects": sum(w.reconnects for w in self._workers),
+            "averages_malformed": v.malformed,
         }
 
 
 def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFAULT_MAXLEN,
                     sink: Sink | None = None, keys: Keys | None = None,
                     target: connection.Target | None = None, batch: int = BATCH,
-                    block_ms: int = BLOCK_MS) -> Consumers:
+                    block_ms: int = BLOCK_MS, reconnect_s: float = RECONNECT_S) -> Consumers:
     """Start both consumers in background threads and return their handle.
 
     With ``partition`` both states and ``temps:averages`` are reset and the
@@ -228,4 +266,4 @@ def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFA
         raise connection.explain(exc, target) from None
     finally:
         r.close()
-    return Consumers(target, keys, sink or TerminalSink(), averages_maxlen, batch, block_ms).start()
+    return Consumers(target, keys, sink or TerminalSink(), averages_maxlen, batch, block_ms, reconnect_s).start()

@@ -82,6 +82,7 @@ def _alive(pid: int) -> bool:
 def _free_port(preferred: int | None = None) -> int:
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: ignore TIME_WAIT
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
