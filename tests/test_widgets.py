@@ -1,0 +1,241 @@
+"""The consumer panel, headless: real server, real consumers, no browser.
+
+Each test sets the dropdown, clicks buttons with ``Button.click()``, waits for
+the consumers and reads what the Output widgets hold.  The expected ``avg:``
+lines are computed independently from the raw readings with pandas.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+
+from labkit import producer
+from labkit.errors import LabkitError
+from labkit.log import LogLine
+from labkit.notebook import verify_now
+from labkit.runner import list_partitions
+from labkit.truth import hourly_truth, load_readings
+from labkit.widgets import ConsumerPanel, OutputSink, output_text
+
+DAYS = 1.5     # two partitions (a boundary to cross), the second one half a day: 36 hours
+HOURS = 36
+
+
+@pytest.fixture
+def data(r, keys):
+    d = producer.Dataset(producer.parse_start("2025-01-01"), DAYS)
+    producer.produce(r, d, keys)
+    return d
+
+
+@pytest.fixture
+def panel(target, keys):
+    made = []
+
+    def make(**kw):
+        p = ConsumerPanel(keys=keys, target=target, interval=0.1, **kw)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.close()
+
+
+def expected_avg_lines(r, keys, partitions) -> list[str]:
+    """The course's avg: line for every hour, from ground truth (round half up to whole °F)."""
+    truth = hourly_truth(load_readings(r, partitions))
+    lines = []
+    for ms, row in truth.iterrows():
+        import datetime as dt
+        t = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+        whole = math.floor(row["sum"] / row["count"] + 0.5)
+        lines.append(f"avg: Average temperature for {t:%Y/%m/%d} at {t.hour} was {whole}F "
+                     f"({int(row['count'])} observations).")
+    return lines
+
+
+def avg_average_lines(p: ConsumerPanel) -> list[str]:
+    return [l for l in output_text(p.avg_output).splitlines() if "Average temperature" in l]
+
+
+def buttons(p: ConsumerPanel) -> dict:
+    return {"start": p.start_button.disabled, "stop": p.stop_button.disabled,
+            "crash": p.crash_button.disabled, "resume": p.resume_button.disabled,
+            "dropdown": p.dropdown.disabled}
+
+
+def wait_for(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def test_start_fills_both_outputs_and_status(r, keys, data, panel, capfd):
+    parts = list_partitions(r, keys)
+    assert len(parts) == 2
+    p = panel()
+    assert list(p.dropdown.options) == parts and p.dropdown.value == parts[0]
+    # Nothing saved yet: only Start makes sense.
+    assert buttons(p) == {"start": False, "stop": True, "crash": True, "resume": True, "dropdown": False}
+
+    p.dropdown.value = parts[0]
+    p.start_button.click()
+    assert p.message.value == ""
+    assert buttons(p) == {"start": True, "stop": False, "crash": False, "resume": True, "dropdown": True}
+    assert p.handle.wait_idle(0.3, timeout=60)
+
+    # The ticker (not the test) brings the status line up to date while they run.
+    assert wait_for(lambda: f"hours published {HOURS} " in p.status.value), p.status.value
+    agg = output_text(p.agg_output).splitlines()
+    assert agg[0] == f"agg: Starting aggregating consumer in stream {parts[0]} at message 0."
+    assert f"agg: Changing partition to consume stream: {parts[1]}" in agg
+    assert not any(l.startswith("avg:") for l in agg)
+
+    # avg: lines are yellow (ANSI), one stream output per line, and say exactly what ground truth says.
+    raw = [o["text"] for o in p.avg_output.outputs]
+    assert all(t.startswith("\x1b[33mavg: ") and t.endswith("\x1b[0m\n") for t in raw)
+    assert raw[0] == f"\x1b[33mavg: Starting averages consumer in stream {keys.averages} at message 0.\x1b[0m\n"
+    assert avg_average_lines(p) == expected_avg_lines(r, keys, parts)
+
+    st = p.update()
+    assert st["running"] and st["partition"] == parts[1]
+    assert st["hours_published"] == HOURS and st["lag_ms"] == 0 and st["averages_unread"] == 0
+    assert st["last_average"]["date"] == "2025/01/02" and st["last_average"]["hour"] == "11"
+    assert "lag 0 s of readings" in p.status.value
+
+    # The live chart holds every published hour, in order.
+    assert bytes(p.chart.value).startswith(b"\x89PNG")
+    assert len(p.chart_data) == HOURS
+    assert [ms for ms, _ in p.chart_data] == sorted(ms for ms, _ in p.chart_data)
+
+    p.stop_button.click()
+    assert not p.running
+    assert buttons(p) == {"start": False, "stop": True, "crash": True, "resume": False, "dropdown": False}
+    assert "Stopped cleanly" in output_text(p.agg_output)
+    assert wait_for(lambda: not p._ticker.is_alive(), 3), "the ticker must end when the consumers stop"
+    # Nothing went through print(): every line is in the widgets.
+    out, err = capfd.readouterr()
+    assert "avg:" not in out and "agg:" not in out and "avg:" not in err
+
+
+def test_no_start_twice(r, keys, data, panel):
+    p = panel()
+    p.start()
+    assert p.start_button.disabled and p.resume_button.disabled
+    with pytest.raises(LabkitError, match="already running"):
+        p.start()
+    with pytest.raises(LabkitError, match="already running"):
+        p.resume()
+    p.start_button.click()                 # even a click that gets through is refused, and said so
+    assert "already running" in p.message.value
+    assert p.handle.wait_idle(0.3, timeout=60)
+    assert output_text(p.agg_output).count("Starting aggregating consumer") == 1
+    assert len(avg_average_lines(p)) == HOURS
+
+
+def test_start_from_second_partition_clears_the_logs(r, keys, data, panel):
+    parts = list_partitions(r, keys)
+    p = panel()
+    p.start(parts[0])
+    assert p.wait_idle(0.3, timeout=60)
+    p.stop()
+    p.dropdown.value = parts[1]
+    p.start_button.click()
+    assert p.wait_idle(0.3, timeout=60)
+    lines = avg_average_lines(p)
+    assert lines[0].startswith("avg: Average temperature for 2025/01/02 at 0 was")
+    assert len(lines) == 12 and "2025/01/01" not in output_text(p.avg_output)
+    assert output_text(p.agg_output).startswith(f"agg: Starting aggregating consumer in stream {parts[1]}")
+    assert p.last_status["hours_published"] == 12 and len(p.chart_data) == 12
+
+
+def test_crash_mid_hour_then_resume_loses_and_repeats_nothing(r, keys, data, panel):
+    parts = list_partitions(r, keys)
+    p = panel(averages_maxlen=0)
+    p.start(parts[0])
+    while p.running and p.handle.status()["readings"] < 20_000:
+        time.sleep(0.001)
+    p.crash_button.click()
+    st = p.last_status
+    assert st["crashed"] and not st["running"]
+    assert "crashed" in p.status.value
+    assert buttons(p) == {"start": False, "stop": True, "crash": True, "resume": False, "dropdown": False}
+    assert "Simulated crash" in output_text(p.agg_output)
+
+    saved = {k.decode(): v.decode() for k, v in r.hgetall(keys.aggregating_state).items()}
+    assert int(saved["current_hourly_count"]) > 0, f"crash landed on an hour boundary: {saved}"
+    assert st["lag_ms"] > 0 and st["hours_published"] < HOURS
+    published_before = r.xlen(keys.averages)
+
+    p.resume_button.click()
+    assert p.message.value == ""
+    resumed = (f"agg: Starting aggregating consumer in stream {saved['current_stream_key']} "
+               f"at message {saved['last_message_id']}.")
+    assert wait_for(lambda: resumed in output_text(p.agg_output)), output_text(p.agg_output)
+    assert p.wait_idle(0.3, timeout=60)
+    rep, truth, averages = verify_now(r, keys, parts)
+    assert rep.ok and rep.matched == HOURS and rep.duplicates == 0 and not rep.missing, rep.summary()
+    assert len(averages) == HOURS > published_before
+    assert p.last_status["hours_published"] == HOURS
+    assert p.handle.status()["hours_replayed"] == 0
+    # Every hour was printed (printing is at-least-once; publishing is exactly-once).
+    printed = set(avg_average_lines(p))
+    assert printed == set(expected_avg_lines(r, keys, parts))
+
+
+def test_refresh_finds_new_partitions(r, keys, panel):
+    p = panel()
+    assert list(p.dropdown.options) == [] and p.dropdown.value is None
+    assert p.start_button.disabled and p.resume_button.disabled
+    with pytest.raises(LabkitError, match="no partition"):
+        p.start()
+    producer.produce(r, producer.Dataset(producer.parse_start("2025-03-01"), 0.25), keys)
+    p.refresh_button.click()
+    assert list(p.dropdown.options) == [keys.partition_prefix + "20250301"]
+    assert not p.start_button.disabled
+
+
+def test_close_stops_consumers_and_ticker(r, keys, data, panel):
+    p = panel()
+    p.start()
+    handle = p.handle
+    p.close()
+    assert not handle.running and not p._ticker.is_alive()
+
+
+def test_output_sink_keeps_every_line_from_many_threads():
+    import ipywidgets as W
+    a, b = W.Output(), W.Output()
+    sink = OutputSink({"avg": b}, a, max_lines=10_000)
+
+    def work(n):
+        for i in range(300):
+            sink(LogLine("avg" if i % 2 else "agg", f"{n}-{i}"))
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(a.outputs) == len(b.outputs) == 600
+    assert {l.split(": ")[1] for l in output_text(a).splitlines()} == {f"{n}-{i}" for n in range(4)
+                                                                       for i in range(0, 300, 2)}
+    assert {l.split(": ")[1] for l in output_text(b).splitlines()} == {f"{n}-{i}" for n in range(4)
+                                                                       for i in range(1, 300, 2)}
+    sink.clear()
+    assert a.outputs == () and b.outputs == ()
+
+
+def test_output_sink_caps_lines():
+    import ipywidgets as W
+    a = W.Output()
+    sink = OutputSink({}, a, max_lines=5)
+    for i in range(12):
+        sink(LogLine("agg", str(i)))
+    assert output_text(a).splitlines() == [f"agg: {i}" for i in range(7, 12)]
