@@ -76,9 +76,11 @@ class AveragesConsumer:
                 for eid, fields in entries:
                     try:
                         line = describe(fields)
-                    except (KeyError, ValueError, ArithmeticError):
+                    except (KeyError, ValueError, ArithmeticError) as exc:
                         self.malformed += 1
-                        self.log(f"Skipping malformed entry {_s(eid)} in {stream}.")
+                        self.r.xadd(self.keys.deadletter, {"source": stream, "id": eid, "reason": f"malformed average: {exc!r}"[:200],
+                                                           "payload": repr(fields)[:500]}, maxlen=10_000, approximate=True)
+                        self.log(f"Dead-lettered malformed entry {_s(eid)} of {stream} to {self.keys.deadletter}.")
                         continue
                     self.log(line)
                     self.last_line = line

@@ -194,3 +194,44 @@ def test_consumer_memory_stays_flat_as_days_grow(r, keys, target):
         peaks[days] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     assert peaks[4] < 1.5 * peaks[1], peaks
+
+
+def test_malformed_average_is_dead_lettered_not_fatal(r, keys, target):
+    produce(r, keys, days=1, interval_ms=60_000)
+    h, _ = run_until_idle(target, keys, keys.partition_prefix + "20250101", averages_maxlen=0)
+    r.xadd(keys.averages, {"hour": "x", "date": "2025/01/02"}, id="1900000000000-0")
+    r.xadd(keys.averages, {"hour": "1", "date": "2030/01/01", "average_temp_f": "50.00",
+                           "num_observations": "1", "sum_temp_f": "50"}, id="1900000000001-0")
+    h2, sink = run_until_idle(target, keys, None)
+    st = h2.status()
+    assert st["averages_malformed"] == 1 and st["averages_printed"] == 1
+    assert "avg: Average temperature for 2030/01/01 at 1 was 50F (1 observations)." in sink.texts()
+    dl = r.xrange(keys.deadletter)
+    assert len(dl) == 1 and dl[0][1][b"source"] == keys.averages.encode() and dl[0][1][b"id"] == b"1900000000000-0"
+
+
+def test_two_namespaces_share_one_server_without_interfering(r, target):
+    from labkit.keys import Keys
+    from tests.conftest import _delete_namespace
+    alice, bob = Keys("alice-t"), Keys("bob-t")
+
+    def others():
+        return {k: r.type(k) for k in r.scan_iter(count=1000) if not k.startswith((b"alice-t:", b"bob-t:"))}
+    before = others()
+    try:
+        produce(r, alice, days=2, interval_ms=30_000, seed=1)
+        produce(r, bob, days=1, interval_ms=30_000, seed=2)
+        ha = start_consumers(alice.partition_prefix + "20250101", sink=ListSink(), keys=alice, target=target,
+                             averages_maxlen=0)
+        hb = start_consumers(bob.partition_prefix + "20250101", sink=ListSink(), keys=bob, target=target,
+                             averages_maxlen=0)
+        assert ha.wait_idle(0.3, timeout=60) and hb.wait_idle(0.3, timeout=60)
+        ha.stop(), hb.stop()
+        ra, avg_a, _ = check(r, alice)
+        rb, avg_b, _ = check(r, bob)
+        assert ra.ok and ra.matched == 48 and rb.ok and rb.matched == 24
+        assert avg_a["sum_temp_f"].iloc[0] != avg_b["sum_temp_f"].iloc[0]   # different seeds, separate data
+        assert others() == before          # nothing outside the two namespaces was touched
+    finally:
+        _delete_namespace(r, alice)
+        _delete_namespace(r, bob)
