@@ -151,6 +151,13 @@ def cmd_bench(args) -> int:
     return run_bench(days=args.days, baseline_readings=args.baseline_readings)
 
 
+def cmd_chaos(args) -> int:
+    from .chaos import run_chaos
+    if args.kills < 1 or not args.days > 0:
+        raise LabkitError("--kills and --days must be above 0", "e.g. --days 2 --kills 10")
+    return 0 if run_chaos(args.days, args.kills, args.seed)["ok"] else 1
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--baseline-readings", type=int, default=20_000,
                    help="readings the one-message-per-call baseline consumes (default 20000)")
     s.set_defaults(func=cmd_bench)
+    s = sub.add_parser("chaos", help="kill -9 consume at random moments, then verify nothing was lost or repeated")
+    s.add_argument("--days", type=float, default=10)
+    s.add_argument("--kills", type=int, default=30)
+    s.add_argument("--seed", type=int, default=None, help="random seed for the kill moments (default: time)")
+    s.set_defaults(func=cmd_chaos)
     return p
 
 

@@ -246,21 +246,6 @@ def describe_id(entry_id: str) -> str:
 
 # ---------------------------------------------------------------- running
 
-def crash_after(handle, readings: int, timeout: float = 60.0) -> dict:
-    """Simulate a crash as soon as the aggregating consumer has committed ``readings``.
-
-    Polls the handle every millisecond, so it crashes within a batch or two of
-    the mark; returns the handle's status at the crash.
-    """
-    deadline = time.monotonic() + timeout
-    while handle.running and handle.status()["readings"] < readings:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.001)
-    handle.crash()
-    return handle.status()
-
-
 def verify_now(r: redis.Redis, keys: Keys, partitions: list[str] | None = None):
     """Ground truth from the raw partitions vs ``temps:averages``: a :class:`labkit.truth.Report`."""
     from .truth import hourly_truth, load_averages, load_readings, verify

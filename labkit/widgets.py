@@ -98,10 +98,11 @@ class ConsumerPanel:
 
     def __init__(self, keys: Keys | None = None, target: connection.Target | None = None,
                  averages_maxlen: int = DEFAULT_MAXLEN, interval: float = 0.5, chart: bool = True,
-                 max_lines: int = 1000):
+                 max_lines: int = 1000, **consumer_options):
         self.keys = keys or Keys.from_env()
         self.target = target or connection.target()
         self.averages_maxlen = averages_maxlen
+        self.consumer_options = consumer_options     # e.g. batch=2000: passed to start_consumers
         self.interval = interval
         self.r = connection.connect(self.target)
         self.handle: Consumers | None = None
@@ -228,7 +229,8 @@ class ConsumerPanel:
                 self.chart_data, self._chart_key = [], None
                 self.chart.value = b""
             self.handle = start_consumers(chosen, averages_maxlen=self.averages_maxlen, sink=self.sink,
-                                          keys=self.keys, target=self.target)
+                                          keys=self.keys, target=self.target,
+                                          **self.consumer_options)
             self._start_ticker()
             self.update()
             return self.handle
@@ -240,7 +242,8 @@ class ConsumerPanel:
                 raise LabkitError("the consumers are already running", "press Stop or Simulate crash first")
             self.message.value = ""
             self.handle = start_consumers(None, averages_maxlen=self.averages_maxlen, sink=self.sink,
-                                          keys=self.keys, target=self.target)
+                                          keys=self.keys, target=self.target,
+                                          **self.consumer_options)
             self._start_ticker()
             self.update()
             return self.handle
