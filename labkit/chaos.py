@@ -82,6 +82,7 @@ def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namesp
         result = {"seed": seed, "kills": done, "right_after_publish": after_publish, "hours": len(averages),
                   "expected": len(truth), "matched": rep.matched, "mismatched": len(rep.mismatched),
                   "missing": len(rep.missing), "duplicates": rep.duplicates, "left_for_final_run": len(truth) - before_final,
+                  "kills_after_last_hour": early,
                   "state_points_at_last": points_at_last, "final_exit": final.returncode,
                   "seconds": round(time.monotonic() - t0, 1)}
         result["ok"] = (final.returncode == 0 and rep.ok and rep.matched == len(truth) == len(averages)
