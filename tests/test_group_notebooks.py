@@ -67,6 +67,8 @@ def test_notebook_runs_top_to_bottom(path, target, lab_home, kernel_dir, r):
     try:
         client.execute(env=env)
     finally:
+        if km.has_kernel:  # nbclient leaves a kernel it was handed running: stop it
+            km.shutdown_kernel(now=True)
         leftovers = [k for k in r.scan_iter(match=f"{namespace}*", count=1000)]
         if leftovers:  # a failed run: clean up the namespaces it used, never anything else
             for ns in {k.decode().split(":", 1)[0] for k in leftovers}:
