@@ -75,6 +75,13 @@ def _progress(total: int, desc: str):
 
 
 def cmd_produce(args) -> int:
+    if args.live:
+        return _produce_live(args)
+    if args.rate is not None or args.duration is not None:
+        raise LabkitError("--rate and --duration go with --live", "add --live, or drop them")
+    args.start = args.start or producer.DEFAULT_START
+    args.days = 10 if args.days is None else args.days
+    args.interval = 1 if args.interval is None else args.interval
     data = producer.Dataset(producer.parse_start(args.start), args.days, _interval_ms(args.interval), args.seed)
     keys = Keys.from_env()
     r = connection.connect()
@@ -85,6 +92,23 @@ def cmd_produce(args) -> int:
         close()
     print(f"Wrote {res['readings']:,} readings to {res['partitions']} partitions in {res['seconds']:.2f} s "
           f"({res['rate']:,.0f} readings/s).", file=sys.stderr)
+    return 0
+
+
+def _produce_live(args) -> int:
+    from .live import run_live
+    given = [f for f in ("start", "days", "interval") if getattr(args, f) is not None]
+    if given:
+        raise LabkitError(f"--{given[0]} does not apply to --live (readings are stamped with the current time)",
+                          "drop it, or drop --live to produce a dataset")
+    r = connection.connect()
+    try:
+        res = run_live(r, Keys.from_env(), 1.0 if args.rate is None else args.rate, args.duration, TerminalSink(),
+                       seed=args.seed, retention_days=args.retention_days)
+    except KeyboardInterrupt:
+        print("live: stopped.", file=sys.stderr)
+        return 130
+    print(f"live: wrote {res['readings']:,} readings.", file=sys.stderr)
     return 0
 
 
@@ -158,6 +182,13 @@ def cmd_chaos(args) -> int:
     return 0 if run_chaos(args.days, args.kills, args.seed)["ok"] else 1
 
 
+def cmd_soak(args) -> int:
+    from .soak import run_soak
+    if not (0 < args.rate <= 100_000 and 5 < args.duration <= 3600):
+        raise LabkitError("--rate or --duration out of range", "rate 1..100000 readings/s, duration 6..3600 s")
+    return 0 if run_soak(args.rate, args.duration)["ok"] else 1
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,13 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_server)
 
     s = sub.add_parser("produce", help="write the temperature dataset into date partitions")
-    s.add_argument("--start", default=producer.DEFAULT_START, help="first reading, UTC (default 2025-01-01)")
-    s.add_argument("--days", type=float, default=10, help="days of readings (default 10)")
-    s.add_argument("--interval", type=float, default=1, help="seconds between readings (default 1)")
+    s.add_argument("--start", default=None, help="first reading, UTC (default 2025-01-01)")
+    s.add_argument("--days", type=float, default=None, help="days of readings (default 10)")
+    s.add_argument("--interval", type=float, default=None, help="seconds between readings (default 1)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--retention-days", type=float, default=producer.DEFAULT_RETENTION_DAYS,
                    help="each partition expires this long after its day ends (default 2; see README)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--live", action="store_true", help="write real-time readings into today's partition until stopped")
+    s.add_argument("--rate", type=float, default=None, help="with --live: readings per second (default 1)")
+    s.add_argument("--duration", type=float, default=None, help="with --live: stop after this many seconds")
     s.set_defaults(func=cmd_produce)
 
     s = sub.add_parser("consume", help="run the aggregating and averages consumers")
@@ -205,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kills", type=int, default=30)
     s.add_argument("--seed", type=int, default=None, help="random seed for the kill moments (default: time)")
     s.set_defaults(func=cmd_chaos)
+
+    s = sub.add_parser("soak", help="live mode at a high rate with both consumers: lag, latency, nothing lost")
+    s.add_argument("--rate", type=float, default=1000)
+    s.add_argument("--duration", type=float, default=15)
+    s.set_defaults(func=cmd_soak)
     return p
 
 

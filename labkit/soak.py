@@ -1,0 +1,81 @@
+"""``python -m labkit soak``: live mode at a high rate with both consumers, measured.
+
+The live producer's clock is shifted so an hour ends a few seconds into the
+run; the report gives the consumers' largest lag behind the producer and the
+end-to-end latency from that hour's end to its average being printed, and
+checks that every reading written was aggregated.  Runs in its own namespace.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from . import connection
+from .keys import Keys
+from .live import run_live
+from .log import LogLine, Sink, TerminalSink
+from .partition import HOUR_MS, id_ms, partition_for_ms
+from .runner import list_partitions, start_consumers
+from .truth import hourly_truth, load_averages, load_readings, verify
+
+
+def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namespace: str = "labkit-soak",
+             out: Sink | None = None) -> dict:
+    out = out or TerminalSink()
+    keys = Keys(namespace)
+    t = connection.target()
+    r = connection.connect(t)
+    now = time.time()
+    hour_end_ms = (int(now * 1000) // HOUR_MS + 1) * HOUR_MS
+    offset = hour_end_ms / 1000 - lead_s - now       # the producer's clock reaches an hour's end lead_s in
+    clock = lambda: time.time() + offset             # noqa: E731
+    printed: list[tuple[float, str]] = []
+
+    def sink(line: LogLine) -> None:
+        if line.source == "avg" and line.text.startswith("Average"):
+            printed.append((time.time(), line.text))
+
+    stop = threading.Event()
+    result: dict = {}
+    try:
+        producer = threading.Thread(target=lambda: result.update(run_live(
+            connection.connect(t), keys, rate, duration, stop=stop, clock=clock)), daemon=True)
+        producer.start()
+        first = partition_for_ms(int(clock() * 1000), keys.partition_prefix)
+        deadline = time.monotonic() + 10
+        while not r.exists(first) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        h = start_consumers(first, averages_maxlen=0, sink=sink, keys=keys, target=t)
+        max_lag_ms, samples = 0, 0
+        while producer.is_alive():
+            mark, last = r.get(keys.watermark), r.hget(keys.aggregating_state, "last_message_id")
+            if mark and last and last != b"0":
+                max_lag_ms = max(max_lag_ms, int(mark) - id_ms(last))
+                samples += 1
+            time.sleep(0.05)
+        producer.join()
+        h.wait_idle(0.5, timeout=30)
+        h.stop()
+        hour_end_wall = hour_end_ms / 1000 - offset
+        hour_line = [ts for ts, text in printed]
+        latency = (hour_line[0] - hour_end_wall) if hour_line else None
+        averages, trimmed = load_averages(r, keys)
+        readings = load_readings(r, list_partitions(r, keys))
+        rep = verify(hourly_truth(readings), averages, trimmed)
+        consumed = h.status()["readings"]
+        ok = (len(readings) == result["readings"] == consumed and not rep.mismatched and rep.matched >= 1
+              and rep.missing == [hour_end_ms])  # only the hour still open when the producer stopped
+        res = {"rate": rate, "seconds": duration, "readings": result["readings"], "consumed": consumed,
+               "max_lag_ms": max_lag_ms, "lag_samples": samples,
+               "hour_end_to_print_ms": None if latency is None else round(latency * 1000, 1),
+               "hours_verified": rep.matched, "ok": ok, "error": str(h.error) if h.error else None}
+        out(LogLine("soak", f"{res['readings']:,} readings at {rate:g}/s for {duration:g} s; consumed {consumed:,}; "
+                            f"max consumer lag {max_lag_ms} ms; hour end → average printed "
+                            f"{res['hour_end_to_print_ms']} ms; {rep.summary()}" + ("" if ok else " -- FAILED")))
+        return res
+    finally:
+        stop.set()
+        names = list(r.scan_iter(match=f"{namespace}:*", count=1000))
+        for i in range(0, len(names), 500):
+            r.unlink(*names[i:i + 500])
