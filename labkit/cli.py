@@ -127,7 +127,10 @@ def cmd_consume(args) -> int:
     partition = args.partition
     if partition is not None:
         partition = partition.strip() if partition.strip() else partition
-    handle = start_consumers(partition, averages_maxlen=args.averages_maxlen, keys=Keys.from_env())
+    if not 0 <= args.reconnect_seconds <= 86_400:
+        raise LabkitError(f"--reconnect-seconds {args.reconnect_seconds:g} is out of range", "use 0 to 86400")
+    handle = start_consumers(partition, averages_maxlen=args.averages_maxlen, keys=Keys.from_env(),
+                             reconnect_s=args.reconnect_seconds)
     interrupted = False
     try:
         while handle.running:
@@ -218,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--averages-maxlen", type=int, default=120, help="cap temps:averages (~N; 0 = uncapped)")
     s.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                    help="exit once both consumers had nothing to do for SECONDS")
+    s.add_argument("--reconnect-seconds", type=float, default=60, metavar="SECONDS",
+                   help="if Redis goes away, keep trying this long, then exit with state intact (default 60)")
     s.set_defaults(func=cmd_consume)
 
     s = sub.add_parser("verify", help="compare temps:averages with ground truth from the raw partitions")

@@ -21,10 +21,12 @@ def averages_vs_truth(table: pd.DataFrame, title: str = "Hourly average temperat
     top.set_ylabel("°F")
     top.set_title(title)
     top.legend(loc="upper right")
-    diff = t["avg"] - t["true_mean"]
+    # The exact published mean (sum / count) where the entry carries its sum; else the rounded average.
+    exact = (t["sum"] / t["count"]).where(t["sum"].notna(), t["avg"])
+    diff = exact - t["true_mean"]
     bottom.bar(when, diff, width=1 / 24, color="tab:blue")
     bottom.axhline(0, color="0.3", lw=0.8)
-    bottom.set_ylabel("published − truth")
+    bottom.set_ylabel("published − truth (°F)")
     lim = max(0.01, float(diff.abs().max()) * 1.2 if len(diff) else 0.01)
     bottom.set_ylim(-lim, lim)
     if len(when):
