@@ -413,10 +413,11 @@ class ConsumerPanel:
             except (KeyError, ValueError):
                 continue
         self.chart_data = data
-        self.chart.value = render_chart(data) if data else b""
+        self.chart.value = render_chart(data, self.keys.averages) if data else b""
 
 
-def render_chart(data: list[tuple[int, float]], width: float = 9, height: float = 2.6) -> bytes:
+def render_chart(data: list[tuple[int, float]], name: str = "temps:averages", width: float = 9,
+                 height: float = 2.6) -> bytes:
     """PNG of hourly averages ``[(hour start ms, °F), …]`` with day boundaries marked (no pyplot)."""
     import pandas as pd
     from matplotlib.figure import Figure
@@ -429,7 +430,7 @@ def render_chart(data: list[tuple[int, float]], width: float = 9, height: float 
     for day in pd.date_range(when[0].normalize(), when[-1], freq="D", tz="UTC")[1:]:
         ax.axvline(day, color="0.85", lw=0.8, zorder=0)
     ax.set_ylabel("°F")
-    ax.set_title(f"temps:averages: {len(data)} hourly averages (newest {when[-1]:%Y/%m/%d} at {when[-1].hour})",
+    ax.set_title(f"{name}: {len(data)} hourly averages (newest {when[-1]:%Y/%m/%d} at {when[-1].hour})",
                  fontsize=10)
     ax.grid(axis="y", color="0.92")
     return figure_png(fig, dpi=90)
