@@ -131,7 +131,7 @@ class ConsumerPanel:
         self.message = W.HTML()
         self.agg_output = W.Output(layout=box)
         self.avg_output = W.Output(layout=box)
-        self.chart = W.Image(format="png", layout=W.Layout(width="100%", max_width="900px"))
+        self.chart = W.Image(format="png", layout=W.Layout(width="100%", max_width="900px", display="none"))
         self.show_chart = chart
         self.output_sink = OutputSink({"avg": self.avg_output}, self.agg_output, max_lines=max_lines)
         self.sink = tee(self.output_sink, self.lines)
@@ -227,7 +227,7 @@ class ConsumerPanel:
             self.output_sink.clear()
             with self._chart_lock:
                 self.chart_data, self._chart_key = [], None
-                self.chart.value = b""
+                self._show_chart(b"")
             self.handle = start_consumers(chosen, averages_maxlen=self.averages_maxlen, sink=self.sink,
                                           keys=self.keys, target=self.target,
                                           **self.consumer_options)
@@ -413,7 +413,12 @@ class ConsumerPanel:
             except (KeyError, ValueError):
                 continue
         self.chart_data = data
-        self.chart.value = render_chart(data, self.keys.averages) if data else b""
+        self._show_chart(render_chart(data, self.keys.averages) if data else b"")
+
+    def _show_chart(self, png: bytes) -> None:
+        """Show ``png``, or hide the chart while there is nothing to draw (no broken-image icon)."""
+        self.chart.value = png
+        self.chart.layout.display = None if png else "none"
 
 
 def render_chart(data: list[tuple[int, float]], name: str = "temps:averages", width: float = 9,

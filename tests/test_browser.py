@@ -162,7 +162,11 @@ def test_panel_in_jupyterlab_shows_avg_lines_after_start(chromium, jupyter_lab):
             expect(panel).to_contain_text("hours published 12", timeout=10_000)
             expect(start).to_be_disabled()                         # no Start twice
             expect(panel.locator("button.widget-button", has_text="Stop")).to_be_enabled()
-            expect(panel.locator("img.widget-image")).to_have_count(1)      # the live chart
+            chart = panel.locator("img.widget-image")                      # the live chart, drawn
+            expect(chart).to_have_count(1)
+            expect(chart).to_be_visible()
+            page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=chart.element_handle(),
+                                   timeout=10_000)
             panel.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "browser-04-panel.png"), full_page=False)
         finally:

@@ -85,6 +85,7 @@ def test_start_fills_both_outputs_and_status(r, keys, data, panel, capfd):
     # Nothing saved yet: only Start makes sense.
     assert buttons(p) == {"start": False, "stop": True, "crash": True, "resume": True, "dropdown": False}
 
+    assert p.chart.layout.display == "none"          # nothing to draw yet: no broken image
     p.dropdown.value = parts[0]
     p.start_button.click()
     assert p.message.value == ""
@@ -111,7 +112,7 @@ def test_start_fills_both_outputs_and_status(r, keys, data, panel, capfd):
     assert "lag 0 s of readings" in p.status.value
 
     # The live chart holds every published hour, in order.
-    assert bytes(p.chart.value).startswith(b"\x89PNG")
+    assert bytes(p.chart.value).startswith(b"\x89PNG") and p.chart.layout.display is None
     assert len(p.chart_data) == HOURS
     assert [ms for ms, _ in p.chart_data] == sorted(ms for ms, _ in p.chart_data)
 
@@ -123,6 +124,19 @@ def test_start_fills_both_outputs_and_status(r, keys, data, panel, capfd):
     # Nothing went through print(): every line is in the widgets.
     out, err = capfd.readouterr()
     assert "avg:" not in out and "agg:" not in out and "avg:" not in err
+
+
+def test_chart_and_status_update_live_while_running(r, keys, data, panel):
+    p = panel(batch=500)                     # small batches: a run long enough to watch
+    p.start()
+    seen_chart, seen_status = set(), set()
+    while p.running and p.handle.idle_for() < 0.3:
+        seen_chart.add(len(p.chart_data))
+        seen_status.add(p.last_status.get("hours_published"))
+        time.sleep(0.01)
+    assert any(0 < n < HOURS for n in seen_chart), seen_chart
+    assert any(0 < n < HOURS for n in seen_status if n is not None), seen_status
+    assert wait_for(lambda: len(p.chart_data) == HOURS, 5)
 
 
 def test_no_start_twice(r, keys, data, panel):
