@@ -135,8 +135,12 @@ def test_panel_in_jupyterlab_shows_avg_lines_after_start(chromium, jupyter_lab):
                                    timeout=90_000)
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             try:
-                done = nb.locator(".jp-OutputArea-output", has_text="04 running the consumers: all checks passed")
-                expect(done).to_have_count(1, timeout=240_000)
+                stdout = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stdout"]'
+                done = nb.locator(stdout, has_text="04 running the consumers: all checks passed")
+                failed = nb.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+                expect(done.or_(failed).first).to_be_visible(timeout=240_000)
+                assert failed.count() == 0, "a cell failed:\n" + "\n".join(failed.all_inner_texts())[-3000:]
+                expect(done).to_have_count(1)
             except AssertionError:
                 page.screenshot(path=str(ARTIFACTS / "browser-04-run-all-failed.png"), full_page=True)
                 raise

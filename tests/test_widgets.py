@@ -104,6 +104,8 @@ def test_start_fills_both_outputs_and_status(r, keys, data, panel, capfd):
     assert all(t.startswith("\x1b[33mavg: ") and t.endswith("\x1b[0m\n") for t in raw)
     assert raw[0] == f"\x1b[33mavg: Starting averages consumer in stream {keys.averages} at message 0.\x1b[0m\n"
     assert avg_average_lines(p) == expected_avg_lines(r, keys, parts)
+    rep, _, _ = verify_now(r, keys, parts)            # and the published stream, to the hundredth
+    assert rep.ok and rep.matched == HOURS, rep.summary()
 
     st = p.update()
     assert st["running"] and st["partition"] == parts[1]
@@ -172,7 +174,7 @@ def test_start_from_second_partition_clears_the_logs(r, keys, data, panel):
 
 def test_crash_mid_hour_then_resume_loses_and_repeats_nothing(r, keys, data, panel):
     parts = list_partitions(r, keys)
-    p = panel(averages_maxlen=0)
+    p = panel(averages_maxlen=0, batch=2000)
     p.start(parts[0])
     while p.running and p.handle.status()["readings"] < 20_000:
         time.sleep(0.001)
