@@ -33,6 +33,15 @@ class Recorder:
         return out
 
 
+def _wait(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _pool(target, keys, stream, **kw):
     kw.setdefault("claim_idle_ms", 200)
     kw.setdefault("supervise_every", 0.05)
@@ -62,11 +71,11 @@ def test_pending_entries_pages_and_idle_filter(r, keys):
     _fill(r, s, 250)
     groups.create_group(r, s, "g", "0")
     r.xreadgroup("g", "old", {s: ">"}, count=130)
-    time.sleep(0.15)
+    time.sleep(0.5)
     r.xreadgroup("g", "new", {s: ">"}, count=120)
+    idle = groups.pending_entries(r, s, "g", idle_ms=300, page=50)
     rows = groups.pending_entries(r, s, "g", page=50)
     assert len(rows) == 250 and len({x["message_id"] for x in rows}) == 250
-    idle = groups.pending_entries(r, s, "g", idle_ms=100, page=50)
     assert len(idle) == 130 and {x["consumer"] for x in idle} == {b"old"}
     assert groups.pending_count(r, s, "g") == 250
 
@@ -169,7 +178,7 @@ def test_chaos_invariant_every_entry_acked_or_deadlettered(r, keys, target):
     s = groups.key(keys, "chaos")
     n, bad = 3000, {500, 1500, 2999}
     _fill(r, s, n, bad=bad)
-    work = Recorder(groups.flaky(groups.classify_reading, 0.02, seed=3))
+    work = Recorder(groups.slow(groups.flaky(groups.classify_reading, 0.02, seed=3), 0.0005))
     pool = _pool(target, keys, s, work=work, workers=4, count=20, deadletter_after=3, chaos=True,
                  chaos_every=(0.03, 0.12), restart_after=0.1, seed=11, claim_idle_ms=150)
     t0 = time.monotonic()
@@ -182,7 +191,7 @@ def test_chaos_invariant_every_entry_acked_or_deadlettered(r, keys, target):
           f"restarted {st['restarted']}, replayed {st['replayed']}, claimed {st['claimed']}, "
           f"failed attempts {st['failed']}, done twice {st['repeated']}")
     assert drained and not st["errors"]
-    assert st["killed"] >= 5 and st["restarted"] >= 3
+    assert st["killed"] >= 3 and st["restarted"] >= 2
     assert a["entries"] == n and a["lost"] == 0 and a["pending"] == 0 and a["ok"]
     assert a["acked_after_work"] + a["deadlettered"] - a["both"] == n
     dl = {d["id"] for d in groups.deadletters(r, pool.deadletter, s)}
@@ -211,17 +220,14 @@ def test_scaling_and_kill(r, keys, target):
     pool = _pool(target, keys, s, workers=1, restart_after=0.1, create=None)
     with pool:
         pool.set_workers(3)
-        time.sleep(0.2)
-        assert len(pool.live_workers()) == 3
+        assert _wait(lambda: len([w for w in pool.live_workers() if w.state == "running"]) == 3)
         victim = pool.kill("w2")
         assert victim == "w2"
-        deadline = time.monotonic() + 5
-        while pool.workers["w2"].generation < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert pool.workers["w2"].generation == 2 and pool.status()["restarted"] >= 1
+        assert _wait(lambda: pool.workers["w2"].generation == 2 and pool.workers["w2"].state == "running")
+        assert pool.status()["restarted"] == 1 and pool.status()["killed"] == 1
         pool.set_workers(1)
-        time.sleep(0.3)
-        assert [w.name for w in pool.live_workers()] == ["w1"]
+        assert _wait(lambda: [w.name for w in pool.live_workers()] == ["w1"])
+        assert {n: w.state for n, w in pool.workers.items()} == {"w1": "running", "w2": "stopped", "w3": "stopped"}
 
 
 def test_classify_average_and_reading():
@@ -256,7 +262,7 @@ def test_workers_panel_callbacks_headless(r, keys, target):
     panel = gw.WorkersPanel(pool, refresh_every=0.1)
     with pool:
         panel.start()
-        time.sleep(0.3)
+        assert _wait(lambda: len(pool.live_workers()) == 2)
         panel.kill_button.click()
         assert panel.last_killed in ("w1", "w2")
         panel.chaos.value = True
