@@ -115,6 +115,7 @@ class ConsumerPanel:
         self._ticker: threading.Thread | None = None
         self._tick_stop = threading.Event()
         self._partitions: list[str] = []
+        self._crashed = False
 
         box = W.Layout(height="240px", overflow="auto", border="1px solid #ccc", padding="2px 6px")
         self.dropdown = W.Dropdown(description="Partition", options=[], layout=W.Layout(width="300px"))
@@ -224,6 +225,7 @@ class ConsumerPanel:
             if not chosen:
                 raise LabkitError("no partition chosen", "produce the dataset, press Refresh, then choose one")
             self.message.value = ""
+            self._crashed = False
             self.output_sink.clear()
             with self._chart_lock:
                 self.chart_data, self._chart_key = [], None
@@ -241,6 +243,7 @@ class ConsumerPanel:
             if self.running:
                 raise LabkitError("the consumers are already running", "press Stop or Simulate crash first")
             self.message.value = ""
+            self._crashed = False
             self.handle = start_consumers(None, averages_maxlen=self.averages_maxlen, sink=self.sink,
                                           keys=self.keys, target=self.target,
                                           **self.consumer_options)
@@ -263,6 +266,9 @@ class ConsumerPanel:
         if handle is None or not handle.running:
             raise LabkitError("the consumers are not running", "press Start or Resume first")
         handle.crash()      # at once: no lock is taken before the signal
+        # The handle's own "crashed" flag is set only if a thread died *inside* a step; one that
+        # was between steps just returns.  Either way nothing after the last commit was saved.
+        self._crashed = True
         self.sink(LogLine("panel", "Simulated crash: both threads stopped dead; "
                                    "whatever they held since their last commit is lost."))
         self.update()
@@ -340,7 +346,7 @@ class ConsumerPanel:
             newest = self._partitions[-1] if self._partitions else None
         st: dict = {"running": self.running}
         h = self.handle.status() if self.handle else {}
-        st["crashed"] = bool(h.get("crashed"))
+        st["crashed"] = bool(h.get("crashed")) or (self._crashed and not st["running"])
         st["error"] = h.get("error")
         saved = {_s(a): _s(b) for a, b in state.items()} if isinstance(state, dict) else {}
         st["partition"] = h.get("partition") or saved.get("current_stream_key")

@@ -174,13 +174,13 @@ def test_start_from_second_partition_clears_the_logs(r, keys, data, panel):
 
 def test_crash_mid_hour_then_resume_loses_and_repeats_nothing(r, keys, data, panel):
     parts = list_partitions(r, keys)
-    p = panel(averages_maxlen=0, batch=2000)
+    p = panel(averages_maxlen=0, batch=500)     # small batches: a run long enough to interrupt
     p.start(parts[0])
-    while p.running and p.handle.status()["readings"] < 20_000:
+    while p.running and p.handle.status()["readings"] < 5_000:
         time.sleep(0.001)
     p.crash_button.click()
     st = p.last_status
-    assert st["crashed"] and not st["running"]
+    assert st["crashed"] and not st["running"], (st, p.handle.status())
     assert "crashed" in p.status.value
     assert buttons(p) == {"start": False, "stop": True, "crash": True, "resume": False, "dropdown": False}
     assert "Simulated crash" in output_text(p.agg_output)
