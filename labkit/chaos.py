@@ -56,17 +56,17 @@ def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namesp
             mode = "publish" if i % 3 == 2 else "progress"
             published = r.xlen(keys.averages)
             deadline = time.monotonic() + 60
+            hours = len(data.partitions(keys)) * 24
             while p.poll() is None and time.monotonic() < deadline:
-                if mode == "publish":
-                    if r.xlen(keys.averages) > published:
-                        break
-                else:
-                    last = r.hget(keys.aggregating_state, "last_message_id")
-                    if last and last != b"0" and id_ms(last) - data.start_ms >= target:
-                        break
-                    if r.xlen(keys.averages) >= len(data.partitions(keys)) * 24 - 1:
-                        early += 1   # the run got there first: kill anyway
-                        break
+                now_published = r.xlen(keys.averages)
+                if mode == "publish" and now_published > published:
+                    break
+                last = r.hget(keys.aggregating_state, "last_message_id")
+                if mode == "progress" and last and last != b"0" and id_ms(last) - data.start_ms >= target:
+                    break
+                if now_published >= hours - 1:
+                    early += 1   # the run got there first: kill anyway
+                    break
             p.send_signal(signal.SIGKILL)
             p.wait(10)
             done += 1
@@ -85,6 +85,7 @@ def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namesp
                   "kills_after_last_hour": early,
                   "state_points_at_last": points_at_last, "final_exit": final.returncode,
                   "seconds": round(time.monotonic() - t0, 1)}
+        result["first_mismatches"] = rep.mismatched[:5]
         result["ok"] = (final.returncode == 0 and rep.ok and rep.matched == len(truth) == len(averages)
                         and points_at_last)
         out(LogLine("chaos", f"{done} kill -9s ({after_publish} right after a publish), seed {seed}: "

@@ -72,7 +72,8 @@ def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namesp
                "hours_verified": rep.matched, "ok": ok, "error": str(h.error) if h.error else None}
         out(LogLine("soak", f"{res['readings']:,} readings at {rate:g}/s for {duration:g} s; consumed {consumed:,}; "
                             f"max consumer lag {max_lag_ms} ms; hour end → average printed "
-                            f"{res['hour_end_to_print_ms']} ms; {rep.summary()}" + ("" if ok else " -- FAILED")))
+                            f"{res['hour_end_to_print_ms']} ms; {rep.matched} closed hour(s) verified, {len(rep.mismatched)} mismatched "
+                            f"(the hour still open at the stop is not counted)" + ("" if ok else " -- FAILED")))
         return res
     finally:
         stop.set()
