@@ -10,6 +10,7 @@ test drives the ``chromium`` on ``PATH`` and skips only if there is none.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -74,6 +75,13 @@ def jupyter_lab(tmp_path, target, lab_home):
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "jworkspaces"), IPYTHONDIR=str(tmp_path / "ipython"))
     if not target.embedded:
         env["REDIS_URL"] = target.url
+    # Kernels: only a python3 spec running this interpreter (the user's own kernelspecs are not consulted).
+    env["JUPYTER_DATA_DIR"] = str(tmp_path / "jdata")
+    spec = tmp_path / "jdata" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)", "language": "python"}))
     news = tmp_path / "jsettings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
