@@ -14,7 +14,7 @@ from .aggregating import AggregatingConsumer
 from .keys import Keys
 from .log import LogLine, TerminalSink, null_sink
 from .partition import HOUR_MS, id_ms, next_partition
-from .runner import prepare
+from .runner import delete_namespace, prepare
 
 TARGETS = {"produce": 430_000, "aggregate": 290_000, "ratio": 50}
 
@@ -85,7 +85,5 @@ def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
         out(LogLine("bench", "targets (10 days): produce >= 430k/s {}, aggregate >= 290k/s {}, ratio >= 50x {}".format(
             *("met" if met[k] else "NOT met" for k in ("produce", "aggregate", "ratio")))))
     finally:
-        names = list(r.scan_iter(match=f"{keys.namespace}:*", count=1000))
-        for i in range(0, len(names), 500):
-            r.unlink(*names[i:i + 500])
+        delete_namespace(r, keys)
     return 0

@@ -21,7 +21,7 @@ from . import connection, producer
 from .keys import Keys
 from .log import LogLine, TerminalSink
 from .partition import id_ms
-from .runner import list_partitions
+from .runner import delete_namespace, list_partitions
 from .truth import hourly_truth, load_averages, load_readings, verify
 
 
@@ -95,6 +95,4 @@ def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namesp
             out(LogLine("chaos", f"final consume failed: {final.stderr.strip()[-300:]}"))
         return result
     finally:
-        names = list(r.scan_iter(match=f"{namespace}:*", count=1000))
-        for i in range(0, len(names), 500):
-            r.unlink(*names[i:i + 500])
+        delete_namespace(r, keys)

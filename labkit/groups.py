@@ -74,7 +74,7 @@ def lab_keys(lab: str, base: Keys | None = None) -> Keys:
 
 def key(keys: Keys, name: str) -> str:
     """``<namespace>:groups:<name>`` (just ``groups:<name>`` without a namespace)."""
-    return keys._k(f"groups:{name}")
+    return keys.key(f"groups:{name}")
 
 
 def deadletter_key(keys: Keys) -> str:

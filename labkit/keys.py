@@ -29,34 +29,35 @@ class Keys:
     def from_env(cls) -> "Keys":
         return cls(os.environ.get("LABKIT_NAMESPACE", "").strip())
 
-    def _k(self, name: str) -> str:
+    def key(self, name: str) -> str:
+        """``name`` under this namespace (unchanged when there is none)."""
         return f"{self.namespace}:{name}" if self.namespace else name
 
     @property
     def partition_prefix(self) -> str:
         """Partitions are ``<prefix>YYYYMMDD``."""
-        return self._k("temps:")
+        return self.key("temps:")
 
     @property
     def averages(self) -> str:
-        return self._k("temps:averages")
+        return self.key("temps:averages")
 
     @property
     def watermark(self) -> str:
         """Epoch ms below which the producer has written every reading."""
-        return self._k("temps:watermark")
+        return self.key("temps:watermark")
 
     @property
     def deadletter(self) -> str:
-        return self._k("temps:deadletter")
+        return self.key("temps:deadletter")
 
     @property
     def aggregating_state(self) -> str:
-        return self._k("aggregating_consumer_state")
+        return self.key("aggregating_consumer_state")
 
     @property
     def averages_state(self) -> str:
-        return self._k("averages_consumer_state")
+        return self.key("averages_consumer_state")
 
     @property
     def partition_pattern(self) -> str:

@@ -37,6 +37,16 @@ def list_partitions(r: redis.Redis, keys: Keys) -> list[str]:
     return sorted(names)
 
 
+def delete_namespace(r: redis.Redis, keys: Keys) -> int:
+    """Delete every key under ``keys``' namespace (SCAN + UNLINK; never FLUSHDB).  Returns how many."""
+    if not keys.namespace:
+        raise ValueError("refusing to delete the un-namespaced key space")
+    names = list(r.scan_iter(match=f"{keys.namespace}:*", count=1000))
+    for i in range(0, len(names), 500):
+        r.unlink(*names[i:i + 500])
+    return len(names)
+
+
 def _partitions_hint(r: redis.Redis, keys: Keys) -> str:
     names = list_partitions(r, keys)
     if not names:

@@ -16,7 +16,7 @@ from .keys import Keys
 from .live import run_live
 from .log import LogLine, Sink, TerminalSink
 from .partition import HOUR_MS, id_ms, partition_for_ms
-from .runner import list_partitions, start_consumers
+from .runner import delete_namespace, list_partitions, start_consumers
 from .truth import hourly_truth, load_averages, load_readings, verify
 
 
@@ -77,6 +77,4 @@ def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namesp
         return res
     finally:
         stop.set()
-        names = list(r.scan_iter(match=f"{namespace}:*", count=1000))
-        for i in range(0, len(names), 500):
-            r.unlink(*names[i:i + 500])
+        delete_namespace(r, keys)

@@ -54,10 +54,13 @@ def r(target):
 
 
 def _delete_namespace(r, keys) -> None:
-    pattern = f"{keys.namespace}:*" if keys.namespace else None
-    names = list(r.scan_iter(match=pattern, count=1000)) if pattern else [
-        k for k in r.scan_iter(count=1000)
-        if k.startswith(b"temps:") or k in (b"aggregating_consumer_state", b"averages_consumer_state")]
+    """Delete a test namespace's keys, or (no namespace) exactly the course-named keys labkit owns."""
+    from labkit.runner import delete_namespace
+    if keys.namespace:
+        delete_namespace(r, keys)
+        return
+    names = [k for k in r.scan_iter(count=1000)
+             if k.startswith(b"temps:") or k in (b"aggregating_consumer_state", b"averages_consumer_state")]
     for i in range(0, len(names), 500):
         r.unlink(*names[i:i + 500])
 
