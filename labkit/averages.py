@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
+from decimal import Decimal
+from fractions import Fraction
 
 import redis
 
@@ -35,11 +37,9 @@ def describe(fields: dict) -> str:
     f = {_s(k): _s(v) for k, v in fields.items()}
     count = int(f["num_observations"])
     if "sum_temp_f" in f:
-        from fractions import Fraction
         whole = int(round_half_up(Fraction(int(f["sum_temp_f"]), count)))
-    else:
-        from decimal import ROUND_HALF_UP, Decimal
-        whole = int(Decimal(f["average_temp_f"]).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    else:  # an entry from a producer that sends only the rounded average
+        whole = int(round_half_up(Fraction(Decimal(f["average_temp_f"]))))
     return f"Average temperature for {f['date']} at {int(f['hour'])} was {whole}F ({count} observations)."
 
 

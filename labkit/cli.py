@@ -124,9 +124,7 @@ def cmd_consume(args) -> int:
     from .runner import start_consumers
     if args.idle_exit is not None and not args.idle_exit > 0:
         raise LabkitError(f"--idle-exit {args.idle_exit} must be above 0", "e.g. --idle-exit 2")
-    partition = args.partition
-    if partition is not None:
-        partition = partition.strip() if partition.strip() else partition
+    partition = None if args.partition is None else args.partition.strip()  # tolerate shell-quoting spaces
     if not 0 <= args.reconnect_seconds <= 86_400:
         raise LabkitError(f"--reconnect-seconds {args.reconnect_seconds:g} is out of range", "use 0 to 86400")
     handle = start_consumers(partition, averages_maxlen=args.averages_maxlen, keys=Keys.from_env(),
@@ -252,9 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # stop cleanly, as on Ctrl+C
+
+
+def _current_target() -> connection.Target:
+    """Where labkit was talking to, for an error message (never starts a server)."""
+    url = os.environ.get("REDIS_URL", "").strip()
+    if url:
+        return connection.Target(url, embedded=False)
+    info = server.read_info()
+    return connection.Target(info.url if info else "redis://127.0.0.1:0", embedded=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    t = None
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "func", None):
@@ -265,11 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         _err(str(exc))
         return exc.exit_code
     except redis.RedisError as exc:
-        try:
-            t = t or connection.target()
-        except LabkitError:
-            t = connection.Target(os.environ.get("REDIS_URL", "redis://?"), not os.environ.get("REDIS_URL"))
-        _err(str(connection.explain(exc, t)))
+        _err(str(connection.explain(exc, _current_target())))
         return 1
     except KeyboardInterrupt:
         _err("interrupted")

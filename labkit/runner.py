@@ -24,7 +24,7 @@ from .errors import LabkitError
 from .keys import Keys
 from .log import LogLine, Sink, TerminalSink
 from .partition import parse_partition
-from .state import AggregatingState
+from .state import AggregatingState, AveragesState
 
 #: How long consumers keep trying to reach a server that went away before they give up (state stays intact).
 RECONNECT_S = 60.0
@@ -76,7 +76,6 @@ def prepare(r: redis.Redis, keys: Keys, partition: str | None) -> AggregatingSta
             raise LabkitError("there is no saved state to resume from",
                               "start from a partition, e.g. python -m labkit consume temps:YYYYMMDD; "
                               + _partitions_hint(r, keys))
-        from .state import AveragesState
         AveragesState.load(r, keys)  # validates
         return s
     parse_partition(partition, keys.partition_prefix)

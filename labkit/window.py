@@ -121,15 +121,6 @@ class HourlyWindow:
             return self.close()
         return None
 
-    def add(self, ms: int, temp: int) -> HourAverage | None:
-        """Add a reading; returns the previous hour if this reading closed it."""
-        closed = self.advance_to(ms)
-        if self.hour_start_ms is None:
-            self.hour_start_ms = ms - ms % HOUR_MS
-        self.total += temp
-        self.count += 1
-        return closed
-
     def close(self) -> HourAverage | None:
         """Close the open hour unconditionally (e.g. when leaving a partition)."""
         if self.hour_start_ms is None:
