@@ -37,20 +37,32 @@ from .runner import Consumers, list_partitions, start_consumers
 
 
 class OutputSink:
-    """A log sink that writes each line into an ipywidgets ``Output``, safe from any thread.
+    """A log sink that writes lines into ipywidgets ``Output`` areas, safe from any thread.
 
     Lines go to ``outputs[line.source]`` or else to ``default``.  Sources listed
     in :data:`labkit.log.COLOURS` (the ``avg:`` lines) are coloured with ANSI
     codes, which JupyterLab renders (yellow, as on the course's terminal).
-    Only the newest ``max_lines`` lines are kept in each area.
+
+    Every change to an Output sends its *whole* list of outputs to the browser,
+    so lines are gathered for ``flush_interval`` seconds and appended together
+    with one ``Output.append_stdout`` (a line per call would cost time quadratic
+    in the number of lines: minutes for the full ten-day run).  A short-lived
+    timer thread does the flushing; :meth:`flush` does it at once.  Only the
+    newest ``max_lines`` lines are kept in each area.
     """
 
     def __init__(self, outputs: dict[str, W.Output] | None = None, default: W.Output | None = None,
-                 max_lines: int = 1000, colour: bool = True):
+                 max_lines: int = 1000, colour: bool = True, flush_interval: float = 0.2):
         self.outputs = dict(outputs or {})
         self.default = default if default is not None else W.Output()
-        self.max_lines, self.colour = max_lines, colour
+        self.max_lines, self.colour, self.flush_interval = max_lines, colour, flush_interval
         self._lock = threading.Lock()
+        self._pending: dict[int, list[str]] = {}      # id(output) -> lines not yet shown
+        self._chunks: dict[int, list[int]] = {}       # id(output) -> lines in each of its outputs
+        self._timer: threading.Timer | None = None
+
+    def _areas(self) -> list[W.Output]:
+        return list({id(o): o for o in [self.default, *self.outputs.values()]}.values())
 
     def __call__(self, line: LogLine) -> None:
         out = self.outputs.get(line.source, self.default)
@@ -58,14 +70,47 @@ class OutputSink:
         if self.colour and line.source in COLOURS:
             text = f"{COLOURS[line.source]}{text}{RESET}"
         with self._lock:
-            if len(out.outputs) >= self.max_lines:
-                out.outputs = out.outputs[-(self.max_lines - 1):]
-            out.append_stdout(text + "\n")
+            self._pending.setdefault(id(out), []).append(text + "\n")
+            if self.flush_interval <= 0:
+                self._flush_locked()
+            elif self._timer is None:
+                self._timer = threading.Timer(self.flush_interval, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        """Show every pending line now."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.cancel()
+        self._timer = None
+        for out in self._areas():
+            lines = self._pending.pop(id(out), None)
+            if not lines:
+                continue
+            lines = lines[-self.max_lines:]
+            chunks = self._chunks.setdefault(id(out), [])
+            if len(chunks) != len(out.outputs):       # someone else changed this Output
+                chunks[:] = [0] * len(out.outputs)
+            drop = 0
+            while drop < len(chunks) and sum(chunks[drop:]) + len(lines) > self.max_lines:
+                drop += 1
+            if drop:
+                out.outputs = out.outputs[drop:]
+                del chunks[:drop]
+            out.append_stdout("".join(lines))
+            chunks.append(len(lines))
 
     def clear(self) -> None:
+        """Empty every Output area (pending lines are dropped)."""
         with self._lock:
-            for out in {id(o): o for o in [self.default, *self.outputs.values()]}.values():
+            self._pending.clear()
+            for out in self._areas():
                 out.outputs = ()
+                self._chunks[id(out)] = []
 
 
 def output_text(out: W.Output) -> str:
@@ -314,7 +359,8 @@ class ConsumerPanel:
                 break
 
     def update(self) -> dict:
-        """Refresh the status line, the buttons and the chart; returns the status."""
+        """Show pending log lines; refresh the status line, the buttons and the chart; returns the status."""
+        self.output_sink.flush()
         with self._lock:
             try:
                 st = self._status()
@@ -430,6 +476,7 @@ class ConsumerPanel:
 def render_chart(data: list[tuple[int, float]], name: str = "temps:averages", width: float = 9,
                  height: float = 2.6) -> bytes:
     """PNG of hourly averages ``[(hour start ms, °F), …]`` with day boundaries marked (no pyplot)."""
+    import matplotlib.dates as mdates
     import pandas as pd
     from matplotlib.figure import Figure
 
@@ -440,6 +487,9 @@ def render_chart(data: list[tuple[int, float]], name: str = "temps:averages", wi
     ax.plot(when, [d[1] for d in data], color="tab:orange", marker=".", ms=3, lw=1.2)
     for day in pd.date_range(when[0].normalize(), when[-1], freq="D", tz="UTC")[1:]:
         ax.axvline(day, color="0.85", lw=0.8, zorder=0)
+    locator = mdates.AutoDateLocator(tz="UTC")
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz="UTC"))
     ax.set_ylabel("°F")
     ax.set_title(f"{name}: {len(data)} hourly averages (newest {when[-1]:%Y/%m/%d} at {when[-1].hour})",
                  fontsize=10)

@@ -92,15 +92,17 @@ def test_start_fills_both_outputs_and_status(r, keys, data, panel, capfd):
     assert buttons(p) == {"start": True, "stop": False, "crash": False, "resume": True, "dropdown": True}
     assert p.handle.wait_idle(0.3, timeout=60)
 
-    # The ticker (not the test) brings the status line up to date while they run.
+    # The ticker (not the test) brings the status line and the logs up to date while they run.
     assert wait_for(lambda: f"hours published {HOURS} " in p.status.value), p.status.value
+    assert wait_for(lambda: "Waiting for new messages" in output_text(p.avg_output))
     agg = output_text(p.agg_output).splitlines()
     assert agg[0] == f"agg: Starting aggregating consumer in stream {parts[0]} at message 0."
     assert f"agg: Changing partition to consume stream: {parts[1]}" in agg
     assert not any(l.startswith("avg:") for l in agg)
 
-    # avg: lines are yellow (ANSI), one stream output per line, and say exactly what ground truth says.
-    raw = [o["text"] for o in p.avg_output.outputs]
+    # avg: lines are yellow (ANSI), in stdout stream outputs, and say exactly what ground truth says.
+    assert all(o["output_type"] == "stream" and o["name"] == "stdout" for o in p.avg_output.outputs)
+    raw = "".join(o["text"] for o in p.avg_output.outputs).splitlines(keepends=True)
     assert all(t.startswith("\x1b[33mavg: ") and t.endswith("\x1b[0m\n") for t in raw)
     assert raw[0] == f"\x1b[33mavg: Starting averages consumer in stream {keys.averages} at message 0.\x1b[0m\n"
     assert avg_average_lines(p) == expected_avg_lines(r, keys, parts)
@@ -151,7 +153,7 @@ def test_no_start_twice(r, keys, data, panel):
         p.resume()
     p.start_button.click()                 # even a click that gets through is refused, and said so
     assert "already running" in p.message.value
-    assert p.handle.wait_idle(0.3, timeout=60)
+    assert p.wait_idle(0.3, timeout=60)          # the panel's wait also shows every pending line
     assert output_text(p.agg_output).count("Starting aggregating consumer") == 1
     assert len(avg_average_lines(p)) == HOURS
 
@@ -239,7 +241,8 @@ def test_output_sink_keeps_every_line_from_many_threads():
         t.start()
     for t in threads:
         t.join()
-    assert len(a.outputs) == len(b.outputs) == 600
+    sink.flush()
+    assert len(output_text(a).splitlines()) == len(output_text(b).splitlines()) == 600
     assert {l.split(": ")[1] for l in output_text(a).splitlines()} == {f"{n}-{i}" for n in range(4)
                                                                        for i in range(0, 300, 2)}
     assert {l.split(": ")[1] for l in output_text(b).splitlines()} == {f"{n}-{i}" for n in range(4)
@@ -254,4 +257,19 @@ def test_output_sink_caps_lines():
     sink = OutputSink({}, a, max_lines=5)
     for i in range(12):
         sink(LogLine("agg", str(i)))
+    sink.flush()
     assert output_text(a).splitlines() == [f"agg: {i}" for i in range(7, 12)]
+    for i in range(12, 15):             # a later flush drops whole older chunks to stay within the cap
+        sink(LogLine("agg", str(i)))
+    sink.flush()
+    assert output_text(a).splitlines() == [f"agg: {i}" for i in range(12, 15)]
+
+
+def test_output_sink_batches_lines_and_flushes_by_itself():
+    import ipywidgets as W
+    a = W.Output()
+    sink = OutputSink({}, a, flush_interval=0.1)
+    for i in range(50):
+        sink(LogLine("agg", str(i)))
+    assert wait_for(lambda: len(output_text(a).splitlines()) == 50, 3)   # no flush() call: the timer did it
+    assert len(a.outputs) < 5, "lines are appended in batches, not one output per line"
