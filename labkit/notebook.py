@@ -137,7 +137,7 @@ def redis7_checks(r: redis.Redis, keys: Keys) -> pd.DataFrame:
     version = r.info("server").get("redis_version", "0")
     major = int(str(version).split(".")[0] or 0)
     rows.append(("redis_version ≥ 7", major >= 7, version))
-    scratch = (f"{keys.namespace}:" if keys.namespace else "") + f"labkit-check:{uuid.uuid4().hex[:8]}"
+    scratch = keys.key(f"labkit-check:{uuid.uuid4().hex[:8]}")
     try:
         def check(name, fn):
             try:
