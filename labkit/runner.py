@@ -124,6 +124,7 @@ class Consumers:
             while True:
                 try:
                     w.consumer.run(self._stop, self._crash)
+                    w.crashed = self._crash.is_set()  # it may have been between steps when the crash came
                     return
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     # Everything that matters is in Redis (state is committed with each
