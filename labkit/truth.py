@@ -37,23 +37,45 @@ def hourly_truth(readings: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_readings(r: redis.Redis, partitions: list[str], chunk: int = 50_000) -> pd.DataFrame:
-    """All readings of ``partitions`` as a DataFrame ``(ms, temp_f)`` (temp_f kept as text)."""
-    ms, temps = [], []
+def _xrange_raw(r: redis.Redis, key: str, start: bytes | str, count: int) -> list:
+    """XRANGE as the server sends it, ``[[id, [field, value, …]], …]``, skipping redis-py's
+    per-entry dict building (this is the one bulk read of every reading)."""
+    conn = r.connection_pool.get_connection()
+    try:
+        conn.send_command("XRANGE", key, start, "+", "COUNT", count)
+        return conn.read_response()
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        r.connection_pool.release(conn)
+
+
+def load_readings(r: redis.Redis, partitions: list[str], chunk: int = 100_000) -> pd.DataFrame:
+    """All readings of ``partitions`` as a DataFrame ``(ms, temp_f)`` (temp_f kept as text, None if absent)."""
+    ids, temps = [], []
     for key in partitions:
-        last = "-"
+        start: bytes | str = "-"
         while True:
-            batch = r.xrange(key, min=last, count=chunk)
+            batch = _xrange_raw(r, key, start, chunk)
             if not batch:
                 break
-            for eid, fields in batch:
-                ms.append(int(eid[:eid.index(b"-")]))
-                v = fields.get(b"temp_f")
-                temps.append(v.decode(errors="replace") if v is not None else None)
+            ids += [e[0] for e in batch]
+            temps += [_field(e[1], b"temp_f") for e in batch]
             if len(batch) < chunk:
                 break
-            last = "(" + batch[-1][0].decode()
-    return pd.DataFrame({"ms": np.array(ms, dtype="int64"), "temp_f": temps})
+            start = b"(" + batch[-1][0]
+    ms = np.fromiter((int(i[:i.index(b"-")]) for i in ids), dtype="int64", count=len(ids))
+    return pd.DataFrame({"ms": ms, "temp_f": temps})
+
+
+def _field(pairs: list, name: bytes) -> str | None:
+    if len(pairs) == 2 and pairs[0] == name:   # the usual case: one field
+        return pairs[1].decode(errors="replace")
+    for k, v in zip(pairs[::2], pairs[1::2]):
+        if k == name:
+            return v.decode(errors="replace")
+    return None
 
 
 def load_averages(r: redis.Redis, keys: Keys) -> tuple[pd.DataFrame, int]:
