@@ -74,17 +74,22 @@ def test_kill_9_at_random_moments_loses_and_repeats_no_hour(cli, ns_keys, r, tar
     if not target.embedded:
         env["REDIS_URL"] = target.url
     rnd = random.Random(int(os.environ.get("LABKIT_TEST_SEED", time.time())))
+    # Kill when the saved position passes random points of the first 80% of the data, so every
+    # kill lands mid-run, however fast the server is.
+    t0 = 1735689600000
+    points = sorted(rnd.uniform(0, 0.8 * 3 * 86_400_000) for _ in range(6))
     kills = 0
     args = [f"{ns}:temps:20250101"]
-    for _ in range(6):
+    for point in points:
         p = subprocess.Popen([sys.executable, "-m", "labkit", "consume", *args, "--averages-maxlen", "0"],
                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         args = []
-        # wait until it has started consuming, then kill -9 at a random moment
         deadline = time.monotonic() + 30
-        while not r.exists(ns_keys.aggregating_state) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(rnd.uniform(0.0, 0.6))
+        while p.poll() is None and time.monotonic() < deadline:
+            last = r.hget(ns_keys.aggregating_state, "last_message_id")
+            if last and last != b"0" and int(last.split(b"-")[0]) - t0 >= point:
+                break
+            time.sleep(0.001)
         p.send_signal(signal.SIGKILL)
         p.wait(10)
         kills += 1
