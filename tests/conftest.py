@@ -9,6 +9,7 @@ namespace's keys are deleted afterwards: no FLUSHDB, ever.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -98,3 +99,14 @@ def cli(target, lab_home):
         return subprocess.run([sys.executable, "-m", "labkit", *args], capture_output=True, text=True,
                               env=e, timeout=timeout, input=input, cwd=ROOT)
     return run
+
+
+@pytest.fixture(scope="session")
+def kernel_dir(tmp_path_factory):
+    """A kernelspec named python3 that runs *this* interpreter, whatever else is installed."""
+    d = tmp_path_factory.mktemp("kernels")
+    (d / "python3").mkdir()
+    (d / "python3" / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (labkit tests)", "language": "python"}))
+    return d

@@ -21,3 +21,39 @@ def check(r, keys: Keys):
     averages, trimmed = load_averages(r, keys)
     truth = hourly_truth(load_readings(r, list_partitions(r, keys)))
     return verify(truth, averages, trimmed), averages, truth
+
+
+def execute_notebook(path, target, lab_home, kernel_dir, namespace: str, days: str, timeout: int = 300):
+    """Run a notebook top to bottom in a kernel of this interpreter pointed at the test server.
+
+    The kernel gets the server through ``REDIS_URL`` or ``LABKIT_HOME``, a private
+    ``LABKIT_NAMESPACE`` and ``LABKIT_DAYS``; it is shut down afterwards (nbclient leaves
+    a kernel it was handed running).  Returns the executed notebook and the seconds taken.
+    """
+    import os
+    import time
+    from pathlib import Path
+
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LABKIT_NAMESPACE", "MPLBACKEND")}
+    env.update(LABKIT_HOME=str(lab_home), LABKIT_NAMESPACE=namespace, LABKIT_DAYS=days,
+               PYTHONPATH=os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    if not target.embedded:
+        env["REDIS_URL"] = target.url
+    nb = nbformat.read(path, as_version=4)
+    km = KernelManager(kernel_name="python3",
+                       kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)], ensure_native_kernel=False))
+    client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=False,
+                            resources={"metadata": {"path": str(Path(path).parent)}})
+    t0 = time.perf_counter()
+    try:
+        client.execute(env=env)
+    finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+    return nb, time.perf_counter() - t0

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import uuid
 from pathlib import Path
 
-import nbformat
 import pytest
+
+from tests.helpers import execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -31,45 +31,17 @@ def test_the_companion_notebooks_exist():
     assert [p.name for p in MINE if p.is_file()] == [f"{n}.ipynb" for n in NAMES]
 
 
-@pytest.fixture(scope="module")
-def kernel_dir(tmp_path_factory):
-    """A kernelspec named python3 that runs *this* interpreter, whatever else is installed."""
-    d = tmp_path_factory.mktemp("kernels")
-    spec = d / "python3"
-    spec.mkdir()
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (labkit tests)", "language": "python"}))
-    return d
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", MINE, ids=[p.stem for p in MINE])
 def test_notebook_runs_top_to_bottom(path, target, lab_home, kernel_dir, r):
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
-    from nbclient import NotebookClient
-
     from labkit import groups
     from labkit.keys import Keys
 
     namespace = "nb" + uuid.uuid4().hex[:8]
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LABKIT_NAMESPACE", "MPLBACKEND")}
-    env.update(LABKIT_HOME=str(lab_home), LABKIT_NAMESPACE=namespace, LABKIT_DAYS=DAYS,
-               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    if not target.embedded:
-        env["REDIS_URL"] = target.url
-    nb = nbformat.read(path, as_version=4)
-    ksm = KernelSpecManager(kernel_dirs=[str(kernel_dir)], ensure_native_kernel=False)
-    km = KernelManager(kernel_name="python3", kernel_spec_manager=ksm)
-    client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT, allow_errors=False,
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
     try:
-        client.execute(env=env)
+        nb, _ = execute_notebook(path, target, lab_home, kernel_dir, namespace, DAYS, CELL_TIMEOUT)
     finally:
-        if km.has_kernel:  # nbclient leaves a kernel it was handed running: stop it
-            km.shutdown_kernel(now=True)
         leftovers = [k for k in r.scan_iter(match=f"{namespace}*", count=1000)]
         if leftovers:  # a failed run: clean up the namespaces it used, never anything else
             for ns in {k.decode().split(":", 1)[0] for k in leftovers}:

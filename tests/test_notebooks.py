@@ -13,15 +13,15 @@ deleted afterwards.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from tests.helpers import execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -32,55 +32,22 @@ CELL_TIMEOUT = 300
 
 
 @pytest.fixture(scope="module")
-def kernel_dir(tmp_path_factory):
-    """A kernelspec named python3 that runs *this* interpreter, whatever else is installed."""
-    d = tmp_path_factory.mktemp("kernels")
-    (d / "python3").mkdir()
-    (d / "python3" / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (labkit tests)", "language": "python"}))
-    return d
-
-
-def _delete_namespace(target, namespace: str) -> None:
-    from labkit import connection
-    r = connection.connect(target)
-    try:
-        names = list(r.scan_iter(match=f"{namespace}:*", count=1000))
-        for i in range(0, len(names), 500):
-            r.unlink(*names[i:i + 500])
-    finally:
-        r.close()
-
-
-@pytest.fixture(scope="module")
 def run_notebook(target, lab_home, kernel_dir):
-    """Execute a notebook in a kernel whose environment points at the test server."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
-    from nbclient import NotebookClient
-
+    """Execute a notebook on the test server; afterwards delete the namespaces it used."""
     used: list[str] = []
 
     def run(path: Path, namespace: str, days: str = DAYS):
         used.append(namespace)
-        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LABKIT_NAMESPACE", "MPLBACKEND")}
-        env.update(LABKIT_HOME=str(lab_home), LABKIT_NAMESPACE=namespace, LABKIT_DAYS=days,
-                   PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-        if not target.embedded:
-            env["REDIS_URL"] = target.url
-        nb = nbformat.read(path, as_version=4)
-        ksm = KernelSpecManager(kernel_dirs=[str(kernel_dir)], ensure_native_kernel=False)
-        km = KernelManager(kernel_name="python3", kernel_spec_manager=ksm)
-        client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT, allow_errors=False,
-                                resources={"metadata": {"path": str(NOTEBOOKS)}})
-        t0 = time.perf_counter()
-        client.execute(env=env)
-        return nb, time.perf_counter() - t0
+        return execute_notebook(path, target, lab_home, kernel_dir, namespace, days, CELL_TIMEOUT)
 
     yield run
+    from labkit import connection
+    from labkit.keys import Keys
+    from labkit.runner import delete_namespace
+    r = connection.connect(target)
     for ns in set(used):
-        _delete_namespace(target, ns)
+        delete_namespace(r, Keys(ns))
+    r.close()
 
 
 def stream_text(nb) -> str:
