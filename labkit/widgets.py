@@ -269,32 +269,28 @@ class ConsumerPanel:
             chosen = self.dropdown.value
             if not chosen:
                 raise LabkitError("no partition chosen", "produce the dataset, press Refresh, then choose one")
-            self.message.value = ""
-            self._crashed = False
             self.output_sink.clear()
             with self._chart_lock:
                 self.chart_data, self._chart_key = [], None
                 self._show_chart(b"")
-            self.handle = start_consumers(chosen, averages_maxlen=self.averages_maxlen, sink=self.sink,
-                                          keys=self.keys, target=self.target,
-                                          **self.consumer_options)
-            self._start_ticker()
-            self.update()
-            return self.handle
+            return self._launch(chosen)
 
     def resume(self) -> Consumers:
         """Start both consumers again from their saved state (no partition: nothing is reset)."""
         with self._lock:
             if self.running:
                 raise LabkitError("the consumers are already running", "press Stop or Simulate crash first")
-            self.message.value = ""
-            self._crashed = False
-            self.handle = start_consumers(None, averages_maxlen=self.averages_maxlen, sink=self.sink,
-                                          keys=self.keys, target=self.target,
-                                          **self.consumer_options)
-            self._start_ticker()
-            self.update()
-            return self.handle
+            return self._launch(None)
+
+    def _launch(self, partition: str | None) -> Consumers:
+        """Start the consumers (from ``partition``, or resuming) and the ticker; caller holds the lock."""
+        self.message.value = ""
+        self._crashed = False
+        self.handle = start_consumers(partition, averages_maxlen=self.averages_maxlen, sink=self.sink,
+                                      keys=self.keys, target=self.target, **self.consumer_options)
+        self._start_ticker()
+        self.update()
+        return self.handle
 
     def stop(self) -> None:
         """Stop cleanly: each consumer finishes its step; state is saved."""
