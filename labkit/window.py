@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -21,6 +22,14 @@ from .partition import HOUR_MS
 
 #: Readings outside this range (°F) are treated as faulty sensors, not weather.
 PLAUSIBLE_F = (-150, 200)
+
+#: The one definition of a valid ``temp_f`` value: an optional minus sign and
+#: ASCII digits, nothing else (no ``+``, spaces, ``_``, decimals or other scripts'
+#: digits), within :data:`PLAUSIBLE_F`.  The fold, ground truth and the
+#: dead-letter reason all use it.
+TEMP_PATTERN = r"-?[0-9]{1,9}"
+_TEMP_STR = re.compile(TEMP_PATTERN)
+_TEMP_BYTES = re.compile(TEMP_PATTERN.encode())
 
 
 class BadReading(ValueError):
@@ -39,10 +48,15 @@ def parse_temp(fields: dict) -> int:
         raise BadReading("missing temp_f")
     if len(fields) != 1:
         raise BadReading("unexpected fields")
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise BadReading(f"temp_f is not a whole number: {raw!r:.40}") from None
+    return parse_temp_value(raw)
+
+
+def parse_temp_value(raw) -> int:
+    """One ``temp_f`` value (bytes or str) by the rule of :data:`TEMP_PATTERN`, or :class:`BadReading`."""
+    pattern = _TEMP_BYTES if isinstance(raw, bytes) else _TEMP_STR
+    if not isinstance(raw, (bytes, str)) or not pattern.fullmatch(raw):
+        raise BadReading(f"temp_f is not a whole number: {raw!r:.40}")
+    value = int(raw)
     lo, hi = PLAUSIBLE_F
     if not lo <= value <= hi:
         raise BadReading(f"temp_f {value} outside plausible range {lo}..{hi}")
@@ -147,20 +161,18 @@ def fold(window: HourlyWindow, entries) -> tuple[list[HourAverage], list[tuple[o
     closed: list[HourAverage] = []
     bad: list[tuple[object, dict, str]] = []
     hs, total, count = window.hour_start_ms, window.total, window.count
-    key, lo, hi = b"temp_f", PLAUSIBLE_F[0], PLAUSIBLE_F[1]
+    key, lo, hi, match = b"temp_f", PLAUSIBLE_F[0], PLAUSIBLE_F[1], _TEMP_BYTES.fullmatch
     for eid, fields in entries:
         if isinstance(eid, bytes):
             ms = int(eid[:eid.index(b"-")])
         else:
-            ms, key = int(eid[:eid.index("-")]), "temp_f"
+            ms, key, match = int(eid[:eid.index("-")]), "temp_f", _TEMP_STR.fullmatch
         if hs is not None and ms >= hs + HOUR_MS:
             if count:
                 closed.append(HourAverage(hs, total, count))
             hs, total, count = None, 0, 0
-        try:
-            temp = int(fields[key]) if len(fields) == 1 else None
-        except (KeyError, ValueError, TypeError):
-            temp = None
+        raw = fields.get(key) if len(fields) == 1 else None
+        temp = int(raw) if raw is not None and match(raw) else None
         if temp is None or not lo <= temp <= hi:
             try:
                 parse_temp(fields)
