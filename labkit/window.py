@@ -150,23 +150,31 @@ class HourlyWindow:
         return self.advance_to(watermark_ms)
 
 
-def fold(window: HourlyWindow, entries) -> tuple[list[HourAverage], list[tuple[object, dict, str]]]:
+def fold(window: HourlyWindow, entries, day: tuple[int, int] | None = None
+         ) -> tuple[list[HourAverage], list[tuple[object, dict, str]]]:
     """Feed stream entries ``[(id, fields), …]`` (in ID order) into ``window``.
 
     Returns the hours this closed and the rejected entries ``(id, fields,
-    reason)``.  Any entry, even a rejected one, proves time has reached its
-    timestamp, so it closes an hour that ended before it.  This is the hot loop
-    of the aggregating consumer, so the common case is inlined.
+    reason)``.  Any entry with a bad value still proves time has reached its
+    timestamp, so it closes an hour that ended before it.  With ``day`` (the
+    partition's ``[start, end)`` in ms), an entry whose time lies outside it
+    was filed in the wrong partition: it is rejected and moves no hour, so one
+    stray 2030 timestamp cannot close today and shut out the rest of the day.
+    This is the hot loop of the aggregating consumer, so the common case is inlined.
     """
     closed: list[HourAverage] = []
     bad: list[tuple[object, dict, str]] = []
     hs, total, count = window.hour_start_ms, window.total, window.count
+    day_lo, day_hi = day if day else (-1 << 63, 1 << 63)
     key, lo, hi, match = b"temp_f", PLAUSIBLE_F[0], PLAUSIBLE_F[1], _TEMP_BYTES.fullmatch
     for eid, fields in entries:
         if isinstance(eid, bytes):
             ms = int(eid[:eid.index(b"-")])
         else:
             ms, key, match = int(eid[:eid.index("-")]), "temp_f", _TEMP_STR.fullmatch
+        if not day_lo <= ms < day_hi:
+            bad.append((eid, fields, "reading time outside its partition's UTC day"))
+            continue
         if hs is not None and ms >= hs + HOUR_MS:
             if count:
                 closed.append(HourAverage(hs, total, count))

@@ -112,3 +112,39 @@ def test_ground_truth_and_verify_agree_with_the_fold_and_catch_errors():
     # trimmed by the cap: the oldest entries gone, counted, not "missing"
     rep = verify(truth, pub.iloc[2:], trimmed=2)
     assert rep.ok and rep.trimmed == 2 and rep.matched == 2
+
+
+@pytest.mark.parametrize("raw", [b"4_2", b" 42", b"42 ", b"+42", b"42\n", "٤٢".encode(), b"1.0", b"--1", b"-"])
+def test_one_validity_rule_rejects_what_int_would_accept(raw):
+    """Only an optional minus and ASCII digits are a reading; int()'s leniency is not."""
+    with pytest.raises(BadReading, match="whole number"):
+        parse_temp({b"temp_f": raw})
+    w = HourlyWindow()
+    _, bad = fold(w, [(b"%d-0" % T0, {b"temp_f": raw})])
+    assert len(bad) == 1 and w.count == 0
+
+
+@pytest.mark.parametrize("raw,value", [(b"0", 0), (b"-0", 0), (b"-12", -12), (b"007", 7), (b"200", 200)])
+def test_one_validity_rule_accepts_plain_integers(raw, value):
+    assert parse_temp({b"temp_f": raw}) == value
+    w = HourlyWindow()
+    fold(w, [(b"%d-0" % T0, {b"temp_f": raw})])
+    assert (w.total, w.count) == (value, 1)
+
+
+def test_a_reading_outside_its_partitions_day_never_opens_or_closes_an_hour():
+    day = (T0, T0 + 24 * HOUR_MS)
+    w = HourlyWindow()
+    far = T0 + 5 * 365 * 24 * HOUR_MS    # a 2030 timestamp filed in 2025-01-01's partition
+    closed, bad = fold(w, entries([(T0, 10), (far, 99), (T0 + HOUR_MS, 20)]), day)
+    assert closed == [HourAverage(T0, 10, 1)]
+    assert [b[0] for b in bad] == [b"%d-0" % far] and "outside" in bad[0][2]
+    assert (w.hour_start_ms, w.total, w.count) == (T0 + HOUR_MS, 20, 1)
+    # the first reading of the next day, filed in this one, is rejected too
+    w = HourlyWindow()
+    closed, bad = fold(w, entries([(T0 + 23 * HOUR_MS, 5), (day[1] + 500, 6)]), day)
+    assert closed == [] and len(bad) == 1 and (w.total, w.count) == (5, 1)
+    # and one from before the day
+    w = HourlyWindow()
+    closed, bad = fold(w, entries([(T0 - 1, 5)]), day)
+    assert len(bad) == 1 and w.hour_start_ms is None
