@@ -2,15 +2,24 @@
 
 It reads its current partition in batches, folds readings into hourly windows
 by message-ID time (:func:`labkit.window.fold`), and publishes each closed hour
-to ``temps:averages``.  When the partition is drained and the next day's
-partition exists, it closes the open hour and moves on at once; otherwise it
-blocks on *both* streams, so either more readings or a new partition wake it.
+to ``temps:averages``.  A partition's final hour is closed only when the
+partition manifest says the partition is complete (:mod:`labkit.manifest`);
+then the consumer moves to the next day's partition as soon as it exists.
 
-**Exactly once.**  Each batch's averages, dead letters and the new state are
-written in one MULTI/EXEC, so a crash leaves either all of them or none.
-Each average's entry ID is its hour's start time, so publishing the same hour
-again is refused by the server (IDs must grow): even where one transaction cannot
-span the keys (Redis Cluster), a replayed batch publishes nothing twice.
+**Exactly once, and only one writer.**  Each batch is committed by one Lua
+script (:data:`COMMIT`) that, atomically, checks that this consumer still holds
+the namespace's lease and that the saved state is the one it last wrote, then
+publishes the closed hours, writes dead letters and saves the new state.  A
+crash leaves all of a batch or none of it; a second consumer can neither start
+(the lease) nor write over this one (the state check).  Each average's entry ID
+is its hour's start, so an hour can never be published twice.
+
+**Nothing lost without a word.**  A partition that vanishes (expires) under
+the consumer, one that ends before the reading its manifest promised, one
+abandoned half-written by a producer that died, and a day that is missing
+while later days exist: each is named in the log and in the dead-letter
+stream, the partial hour is never published as if it were whole, and the
+consumer moves on.  While a partition may still arrive, it waits and says for what.
 """
 
 from __future__ import annotations
@@ -20,106 +29,312 @@ import time
 
 import redis
 
+from . import manifest
+from .errors import LabkitError, SimulatedCrash
 from .keys import Keys
+from .lease import Holder, Lease
 from .log import LogLine, Sink
-from .partition import next_partition
-from .state import AggregatingState
-from .window import HourAverage, fold
+from .partition import DAY_MS, day_start_ms, id_ms, next_partition, parse_partition
+from .state import AggregatingState, data_gone
+from .window import HourAverage, HourlyWindow, fold
 
 DEFAULT_MAXLEN = 120
 BATCH = 10_000
 BLOCK_MS = 500
+DEADLETTER_MAXLEN = 10_000
+
+# KEYS: averages, state, lease, deadletter.
+# ARGV: token, lease ttl ms, expected stream, expected last id, maxlen (0 = none), #hours, #dead letters,
+#       new state (6 values), then 6 values per hour (id, hour, date, avg, count, sum),
+#       then 4 per dead letter (source, id, reason, payload).
+# Returns {status, published, replayed, detail}; nothing is written unless status is OK or RETAKEN.
+# An empty token (a consumer driven without a lease, as in unit tests) skips the lease check.
+COMMIT = """
+local lease = ARGV[1] ~= '' and redis.call('GET', KEYS[3])
+local mine = ARGV[1] == ''
+if lease then
+  local ok, h = pcall(cjson.decode, lease)
+  mine = ok and type(h) == 'table' and h['token'] == ARGV[1]
+  if not mine then return {'LEASE', 0, 0, lease} end
+end
+local st = redis.call('HMGET', KEYS[2], 'current_stream_key', 'last_message_id')
+if not st[1] then return {'GONE', 0, 0, ''} end
+if st[1] ~= ARGV[3] or st[2] ~= ARGV[4] then return {'STATE', 0, 0, st[1] .. ' ' .. tostring(st[2])} end
+local nh, nb = tonumber(ARGV[6]), tonumber(ARGV[7])
+local h0, b0 = 14, 14 + 6 * nh
+local function ms_of(id) return tonumber(string.match(id, '^(%d+)')) end
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local top_ms = top[1] and ms_of(top[1][1]) or -1
+local fresh, replayed = {}, 0
+for i = 0, nh - 1 do
+  local a = h0 + 6 * i
+  local id = ARGV[a]
+  if ms_of(id) > top_ms then
+    fresh[#fresh + 1] = a
+  else
+    local e = redis.call('XRANGE', KEYS[1], id, id)[1]
+    local want = {'hour', ARGV[a+1], 'date', ARGV[a+2], 'average_temp_f', ARGV[a+3],
+                  'num_observations', ARGV[a+4], 'sum_temp_f', ARGV[a+5]}
+    local same = e ~= nil and #e[2] == #want
+    if same then for j = 1, #want do if e[2][j] ~= want[j] then same = false end end end
+    if not same then return {'CONFLICT', 0, 0, id} end
+    replayed = replayed + 1
+  end
+end
+for _, a in ipairs(fresh) do
+  local args = {'XADD', KEYS[1]}
+  if ARGV[5] ~= '0' then args[#args+1] = 'MAXLEN'; args[#args+1] = '~'; args[#args+1] = ARGV[5] end
+  for _, v in ipairs({ARGV[a], 'hour', ARGV[a+1], 'date', ARGV[a+2], 'average_temp_f', ARGV[a+3],
+                      'num_observations', ARGV[a+4], 'sum_temp_f', ARGV[a+5]}) do args[#args+1] = v end
+  redis.call(unpack(args))
+end
+for i = 0, nb - 1 do
+  local a = b0 + 4 * i
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', 'source', ARGV[a], 'id', ARGV[a+1],
+             'reason', ARGV[a+2], 'payload', ARGV[a+3])
+end
+redis.call('HSET', KEYS[2], 'current_stream_key', ARGV[8], 'last_message_id', ARGV[9],
+           'current_hourly_total', ARGV[10], 'current_hourly_count', ARGV[11],
+           'partition_run', ARGV[12], 'start_stream_key', ARGV[13])
+if mine then
+  if ARGV[1] ~= '' then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
+  return {'OK', #fresh, replayed, ''}
+end
+redis.call('SET', KEYS[3], ARGV[14 + 6 * nh + 4 * nb], 'PX', ARGV[2])
+return {'RETAKEN', #fresh, replayed, ''}
+"""
 
 
-class SimulatedCrash(Exception):
-    """Raised inside a consumer thread to stop it dead, without saving anything."""
+def consumer_holder() -> Holder:
+    import sys
+    return Holder(what="a notebook kernel's consumers" if "ipykernel" in sys.modules
+                  else "python -m labkit consume")
+
+
+def _clock(ms: int) -> str:
+    return time.strftime("%Y/%m/%d %H:%M:%S", time.gmtime(ms / 1000))
 
 
 class AggregatingConsumer:
     def __init__(self, r: redis.Redis, keys: Keys, sink: Sink, averages_maxlen: int = DEFAULT_MAXLEN,
-                 batch: int = BATCH, block_ms: int = BLOCK_MS):
+                 batch: int = BATCH, block_ms: int = BLOCK_MS, lease: Lease | None = None):
         self.r, self.keys, self.sink = r, keys, sink
         self.maxlen, self.batch, self.block_ms = averages_maxlen, batch, block_ms
+        self.lease = lease
+        self._commit_script = r.register_script(COMMIT)
         self.state: AggregatingState | None = None
         self.readings = 0
         self.published = 0
-        self.replayed = 0       # hours the server already had (a replay after a crash)
+        self.replayed = 0       # hours the server already had, identical (a replay)
         self.dead_letters = 0
+        self.losses = 0         # partitions (or their tails) lost or missing, each named in the log
         self.last_average: HourAverage | None = None
         self.idle_since: float | None = None
         self.client_id: int | None = None  # of the connection that blocks, for CLIENT UNBLOCK
+        self._waiting = ""
 
     def log(self, text: str) -> None:
         self.sink(LogLine("agg", text))
 
+    # ------------------------------------------------------------------ main loop
+
     def run(self, stop: threading.Event, crash: threading.Event) -> None:
         s = AggregatingState.load(self.r, self.keys)
         if s is None:
-            raise RuntimeError("no aggregating_consumer_state: the runner sets it before starting")
+            raise data_gone(self.keys, self.keys.aggregating_state)
         self.state = s
         window = s.window()
         self.log(f"Starting aggregating consumer in stream {s.stream} at message {s.last_id}.")
-        waiting = False
+        self._waiting = ""
         while not stop.is_set():
-            nxt = next_partition(s.stream, self.keys.partition_prefix)
-            # Watermark and next partition are read *before* the batch: if they
-            # say "complete", the batch read after them saw everything.
             p = self.r.pipeline(transaction=False)
-            p.get(self.keys.watermark)
-            p.exists(nxt)
+            # The manifest is read *before* the batch: if it says "complete",
+            # the batch read after it saw everything the partition will hold.
+            p.hget(self.keys.manifest, s.stream)
+            p.exists(s.stream)
             p.xread({s.stream: s.last_id}, count=self.batch)
-            mark, next_exists, resp = p.execute()
+            rec_raw, exists, resp = p.execute()
+            rec = manifest.Record.decode(rec_raw)
             entries = resp[0][1] if resp else []
-            closed, bad = fold(window, entries)
-            new = AggregatingState(s.stream, s.last_id, 0, 0)
-            if entries:
-                new.last_id = entries[-1][0].decode()
-            switch = len(entries) < self.batch and bool(next_exists)
-            if switch:
-                closed += [h for h in [window.close()] if h]
-                new = AggregatingState(nxt, "0", 0, 0)
-            elif len(entries) < self.batch:
-                closed += [h for h in [window.close_through(int(mark) if mark else None)] if h]
-            new.total, new.count = window.total, window.count
+            if rec and s.partition_run and rec.run != s.partition_run:
+                raise self._rewritten(s.stream)
+            day_lo = day_start_ms(parse_partition(s.stream, self.keys.partition_prefix))
+            closed, bad = fold(window, entries, (day_lo, day_lo + DAY_MS))
+            run = s.partition_run or (rec.run if rec and entries else "")
+            new = AggregatingState(s.stream, entries[-1][0].decode() if entries else s.last_id,
+                                   window.total, window.count, run, s.start_stream)
+            lost: list[tuple[str, str]] = []
+            if len(entries) < self.batch:
+                new, window, extra = self._after_drain(new, window, rec, bool(exists), lost)
+                closed += extra
             if crash.is_set():
                 raise SimulatedCrash()
-            if entries or closed or switch:
-                self._commit(closed, bad, new, s.stream)
+            changed = new != s or bool(closed or bad or lost)
+            if changed or (self.lease and self.lease.due()):
+                self._commit(closed, bad + [("-", {}, why) for _, why in lost], new, s, len(lost))
                 self.readings += len(entries) - len(bad)
                 s = self.state = new
-            if switch:
-                self.log(f"Changing partition to consume stream: {nxt}")
-            if entries or switch:
-                waiting, self.idle_since = False, None
+            if changed:
+                self.idle_since = None
+                if entries:
+                    self._waiting = ""
                 continue
-            if not waiting:
-                self.log(f"Waiting for new messages in stream {s.stream}, or new stream partition.")
-                waiting, self.idle_since = True, time.monotonic()
+            if self.idle_since is None:
+                self.idle_since = time.monotonic()
                 self.client_id = self.r.client_id()
-            # Wake on a new reading *or* on the next partition appearing.
-            self.r.xread({s.stream: s.last_id, nxt: "0-0"}, count=1, block=self.block_ms)
+            self.r.xread({s.stream: s.last_id}, count=1, block=self.block_ms)
 
-    def _commit(self, closed: list[HourAverage], bad: list, new: AggregatingState, source: str) -> None:
-        p = self.r.pipeline(transaction=True)
-        maxlen = self.maxlen or None
+    # ------------------------------------------------------------------ decisions when a partition is drained
+
+    def _after_drain(self, s: AggregatingState, window: HourlyWindow, rec, exists: bool, lost: list):
+        """The partition has nothing more to read right now: close it, give up on it, or wait.
+
+        Returns the new state, window and the hours this closes; appends
+        ``(partition, why)`` to ``lost`` for each loss, after logging it.
+        """
+        p = s.stream
+        day_end = day_start_ms(parse_partition(p, self.keys.partition_prefix)) + DAY_MS
+        read_any = s.last_id != "0"
+        if read_any and id_ms(s.last_id) >= day_end:
+            return self._move_on(s, window, [], lost)          # given up on earlier: only move on
+        if rec and rec.complete and read_any and id_ms(s.last_id) >= rec.last_ms:
+            return self._move_on(s, HourlyWindow(), [h for h in [window.close()] if h], lost)
+        if rec and rec.complete:
+            why = (f"{p} lost readings after {self._where(s)}: it expired or was deleted while being read "
+                   f"(its producer wrote up to {_clock(rec.last_ms)})")
+        elif not exists and (read_any or rec):
+            why = f"{p} vanished after {self._where(s)} before it was complete (it expired or was deleted)"
+        else:
+            producer = self._producer()
+            if producer and producer.covers(p):
+                self._wait(f"Waiting for new messages in stream {p}, or new stream partition "
+                           f"({producer.what} is writing it).")
+                return s, window, []
+            later = self._later_partitions(p)
+            if not later:
+                self._wait(f"Waiting for new messages in stream {p}, or new stream partition.")
+                return s, window, []
+            why = (f"{p} is incomplete: its producer stopped after {self._where(s)} without finishing it"
+                   if exists else f"{p} is missing") + f" (no producer is writing it, and {later[0]} exists)"
+        self._lose(p, window, lost, why)
+        # Mark the partition as given up on: read "through the end of its day".
+        gone = AggregatingState(p, f"{day_end}-0", 0, 0, s.partition_run, s.start_stream)
+        return self._move_on(gone, HourlyWindow(), [], lost)
+
+    def _move_on(self, s: AggregatingState, window: HourlyWindow, closed: list, lost: list):
+        """``s.stream`` is finished: switch to the next partition that exists, skipping missing days
+        that can no longer arrive; else stay and wait."""
+        p = s.stream
+        nxt = next_partition(p, self.keys.partition_prefix)
+        if self.r.exists(nxt):
+            self.log(f"Changing partition to consume stream: {nxt}")
+            return AggregatingState(nxt, "0", 0, 0, "", s.start_stream), HourlyWindow(), closed
+        producer = self._producer()
+        if producer and producer.covers(nxt):
+            self._wait(f"Waiting for stream partition {nxt} ({producer.what} is writing it).")
+            return s, window, closed
+        later = self._later_partitions(p)
+        if not later:
+            self._wait(f"Waiting for new messages in stream {p}, or new stream partition.")
+            return s, window, closed
+        missing, day = [], nxt
+        while day < later[0]:
+            missing.append(day)
+            day = next_partition(day, self.keys.partition_prefix)
+        names = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        why = (f"{names} {'is' if len(missing) == 1 else 'are'} missing: no producer is writing "
+               f"{'it' if len(missing) == 1 else 'them'}, and {later[0]} exists")
+        self.log(why + "; moving on.")
+        self.losses += 1
+        lost.append((nxt, why))
+        self.log(f"Changing partition to consume stream: {later[0]}")
+        return AggregatingState(later[0], "0", 0, 0, "", s.start_stream), HourlyWindow(), closed
+
+    def _lose(self, partition: str, window: HourlyWindow, lost: list, why: str) -> None:
+        if window.count:
+            h = HourAverage(window.hour_start_ms, window.total, window.count)
+            why += f"; the open hour {h.date} {h.hour}:00 ({h.count} readings) is not published"
+        self.losses += 1
+        self.log(why + ".")
+        lost.append((partition, why))
+
+    def _where(self, s: AggregatingState) -> str:
+        return "its first reading" if s.last_id == "0" else _clock(id_ms(s.last_id))
+
+    def _wait(self, text: str) -> None:
+        if text != self._waiting:
+            self.log(text)
+            self._waiting = text
+
+    def _producer(self) -> Holder | None:
+        return Holder.decode(self.r.get(self.keys.producer_lease))
+
+    def _later_partitions(self, p: str) -> list[str]:
+        """Partitions after ``p`` that the manifest knows and that still exist, oldest first."""
+        names = sorted(n for n in (k.decode() if isinstance(k, bytes) else k
+                                   for k in self.r.hkeys(self.keys.manifest)) if n > p)
+        if not names:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for n in names:
+            pipe.exists(n)
+        return [n for n, e in zip(names, pipe.execute()) if e]
+
+    def _rewritten(self, p: str) -> LabkitError:
+        return LabkitError(f"{p} was rewritten by another produce run while this consumer was reading it, so "
+                           "the averages published from it so far come from the earlier data",
+                           f"start again from a partition, e.g. python -m labkit consume {p}")
+
+    # ------------------------------------------------------------------ commit
+
+    def _commit(self, closed: list[HourAverage], bad: list, new: AggregatingState, old: AggregatingState,
+                n_lost: int = 0) -> None:
+        """Publish ``closed``, dead-letter ``bad`` and save ``new`` in one atomic script (see :data:`COMMIT`)."""
+        token = self.lease.token if self.lease else ""
+        ttl = self.lease.ttl_ms if self.lease else 10_000
+        args: list = [token, ttl, old.stream, old.last_id, self.maxlen or 0, len(closed), len(bad)]
+        f = new.fields()
+        args += [f["current_stream_key"], f["last_message_id"], f["current_hourly_total"],
+                 f["current_hourly_count"], f["partition_run"], f["start_stream_key"]]
         for h in closed:
-            p.xadd(self.keys.averages, h.fields(), id=h.entry_id, maxlen=maxlen, approximate=True)
+            hf = h.fields()
+            args += [h.entry_id, hf["hour"], hf["date"], hf["average_temp_f"], hf["num_observations"],
+                     hf["sum_temp_f"]]
         for eid, fields, reason in bad:
-            p.xadd(self.keys.deadletter, {"source": source, "id": eid, "reason": reason,
-                                          "payload": repr(fields)[:500]}, maxlen=10_000, approximate=True)
-        p.hset(self.keys.aggregating_state, mapping=new.fields())
-        results = p.execute(raise_on_error=False)
-        for h, res in zip(closed, results):
-            if isinstance(res, redis.ResponseError):
-                if "equal or smaller" not in str(res):
-                    raise res
-                self.replayed += 1      # already published before a crash: nothing to do
-            else:
-                self.published += 1
-                self.last_average = h
-        for res in results[len(closed):]:
-            if isinstance(res, Exception):
-                raise res
-        if bad:
-            self.dead_letters += len(bad)
-            self.log(f"Dead-lettered {len(bad)} bad reading(s) from {source} to {self.keys.deadletter}.")
+            args += [old.stream, eid, reason, repr(fields)[:500]]
+        args.append(self.lease.holder.encode() if self.lease else "")
+        keys = [self.keys.averages, self.keys.aggregating_state, self.keys.aggregating_lease, self.keys.deadletter]
+        status, published, replayed, detail = self._commit_script(keys=keys, args=args)
+        status = status.decode() if isinstance(status, bytes) else status
+        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+        if status == "LEASE":
+            held = Holder.decode(detail)
+            raise LabkitError(f"this consumer lost {self.keys.aggregating_lease} to "
+                              f"{held.describe() if held else 'another consumer'}; it stops without writing",
+                              "only one aggregating consumer runs per namespace: stop the other one, "
+                              "then resume (python -m labkit consume)")
+        if status == "STATE":
+            raise LabkitError(f"{self.keys.aggregating_state} was changed by someone else (now at {detail}); "
+                              "this consumer stops without writing",
+                              "only one aggregating consumer runs per namespace: resume with "
+                              "python -m labkit consume, or start again from a partition")
+        if status == "GONE":
+            raise data_gone(self.keys, self.keys.aggregating_state)
+        if status == "CONFLICT":
+            raise LabkitError(f"{self.keys.averages} already holds a different average for the hour with ID "
+                              f"{detail}; this consumer stops without writing",
+                              "something else writes to temps:averages: start again from a partition, "
+                              "or set LABKIT_NAMESPACE")
+        if status == "RETAKEN":
+            self.log(f"{self.keys.aggregating_lease} had expired (was this process suspended?); "
+                     "nobody else wrote meanwhile, so it was taken again.")
+        if self.lease:
+            self.lease.renewed_at = time.monotonic()
+        self.published += int(published)
+        self.replayed += int(replayed)
+        if closed and int(published):
+            self.last_average = closed[-1]
+        real_bad = len(bad) - n_lost
+        if real_bad:
+            self.dead_letters += real_bad
+            self.log(f"Dead-lettered {real_bad} bad reading(s) from {old.stream} to {self.keys.deadletter}.")

@@ -19,10 +19,10 @@ from fractions import Fraction
 
 import redis
 
-from .aggregating import SimulatedCrash
+from .errors import SimulatedCrash
 from .keys import Keys
 from .log import LogLine, Sink
-from .state import AveragesState
+from .state import AveragesState, data_gone
 from .window import round_half_up
 
 BLOCK_MS = 500
@@ -58,7 +58,12 @@ class AveragesConsumer:
         self.sink(LogLine("avg", text))
 
     def run(self, stop: threading.Event, crash: threading.Event) -> None:
-        s = self.state = AveragesState.load(self.r, self.keys) or AveragesState()
+        saved = AveragesState.load(self.r, self.keys)
+        if saved is None and self.state.last_id != "0":
+            # We had read and saved a position (this is a restart after a lost
+            # connection): its absence means Redis lost labkit's data.
+            raise data_gone(self.keys, self.keys.averages_state)
+        s = self.state = saved or AveragesState()
         stream = self.keys.averages
         self.log(f"Starting averages consumer in stream {stream} at message {s.last_id}.")
         waiting = False

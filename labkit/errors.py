@@ -19,3 +19,7 @@ class LabkitError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+
+class SimulatedCrash(Exception):
+    """Raised inside a consumer thread to stop it dead, without saving anything."""

@@ -27,7 +27,11 @@ class Keys:
 
     @classmethod
     def from_env(cls) -> "Keys":
-        return cls(os.environ.get("LABKIT_NAMESPACE", "").strip())
+        raw = os.environ.get("LABKIT_NAMESPACE", "")
+        if raw and not raw.strip():
+            raise LabkitError("LABKIT_NAMESPACE is set but blank",
+                              "unset it to use the course's key names, or set e.g. LABKIT_NAMESPACE=alice")
+        return cls(raw.strip())
 
     def key(self, name: str) -> str:
         """``name`` under this namespace (unchanged when there is none)."""
@@ -43,9 +47,14 @@ class Keys:
         return self.key("temps:averages")
 
     @property
-    def watermark(self) -> str:
-        """Epoch ms below which the producer has written every reading."""
-        return self.key("temps:watermark")
+    def manifest(self) -> str:
+        """Which partitions are fully written (see :mod:`labkit.manifest`)."""
+        return self.key("temps:manifest")
+
+    @property
+    def producer_lease(self) -> str:
+        """Held while a producer writes (see :mod:`labkit.lease`)."""
+        return self.key("temps:producer")
 
     @property
     def deadletter(self) -> str:
@@ -54,6 +63,11 @@ class Keys:
     @property
     def aggregating_state(self) -> str:
         return self.key("aggregating_consumer_state")
+
+    @property
+    def aggregating_lease(self) -> str:
+        """Held by the one running aggregating consumer (see :mod:`labkit.lease`)."""
+        return self.key("aggregating_consumer_lease")
 
     @property
     def averages_state(self) -> str:

@@ -4,9 +4,10 @@
 second, each with the ID ``<scheduled ms>-*`` (the server numbers readings
 that share a millisecond), rolling over to the next partition at midnight
 UTC.  Here the course's absolute expiry makes sense: a partition expires
-``retention`` after its day ends.  After every batch the watermark moves to
-the time of the next reading due, so the aggregating consumer closes each hour
-as soon as it is over.
+``retention`` after its day ends.  An hour closes when the first reading of the
+next one arrives; a day's partition is marked complete in the manifest when
+the day is over.  While it runs it holds the producer lease, covering today
+onwards, so a second live producer is refused with a clear line.
 """
 
 from __future__ import annotations
@@ -17,28 +18,43 @@ from typing import Callable
 
 import redis
 
+from . import manifest
 from .errors import LabkitError
 from .keys import Keys
 from .log import LogLine, Sink, null_sink
-from .partition import DAY_MS, day_of, day_start_ms, partition_name
-from .producer import DEFAULT_RETENTION_DAYS, Walk, wait_for_server
+from .partition import DAY_MS, day_of, day_start_ms, id_ms, partition_name
+from .producer import DEFAULT_RETENTION_DAYS, Walk, acquire_producer_lease, wait_for_server
 
 TICK_S = 0.02
 
 
-def _write_tick(r: redis.Redis, keys: Keys, stamps: list[int], temps: list[int], mark: int,
-                retention_days: float, sink: Sink, current: str | None) -> None:
-    """One transaction a tick: readings, expiry and watermark land together or not at all."""
+def _write_tick(r: redis.Redis, keys: Keys, stamps: list[int], temps: list[int], retention_days: float,
+                sink: Sink, current: str | None, last_ms: int | None, run: str) -> None:
+    """One transaction a tick: readings and expiry land together or not at all.
+
+    A day that ends inside the tick has its partition marked complete in the
+    same transaction, right after its last reading (``last_ms`` is the reading
+    before this tick's first).
+    """
     p = r.pipeline(transaction=True)
     for ms, t in zip(stamps, temps):
         key = partition_name(day_of(ms), keys.partition_prefix)
         p.xadd(key, {"temp_f": t}, id=f"{ms}-*")
         if key != current:
+            if current is not None:
+                p.hset(keys.manifest, current, manifest.Record(manifest.COMPLETE, run, 0, last_ms).encode())
             sink(LogLine("", f"Populating stream partition {key}."))
-            current = key
+            p.hset(keys.manifest, key, manifest.Record(manifest.WRITING, run).encode())
             p.pexpireat(key, day_start_ms(day_of(ms)) + DAY_MS + round(retention_days * DAY_MS))
-    p.set(keys.watermark, mark)
+            current = key
+        last_ms = ms
     p.execute()
+
+
+def _landed(r: redis.Redis, keys: Keys, last_ms: int) -> bool:
+    """Whether a tick ending with the reading at ``last_ms`` is in Redis (its reply may have been lost)."""
+    top = r.xrevrange(partition_name(day_of(last_ms), keys.partition_prefix), count=1)
+    return bool(top) and id_ms(top[0][0]) >= last_ms
 
 
 def run_live(r: redis.Redis, keys: Keys = Keys(), rate: float = 1.0, duration: float | None = None,
@@ -55,8 +71,16 @@ def run_live(r: redis.Redis, keys: Keys = Keys(), rate: float = 1.0, duration: f
     stop = stop or threading.Event()
     walk = Walk(seed)
     start_ms = int(clock() * 1000)
+    lease = acquire_producer_lease(r, keys, partition_name(day_of(start_ms), keys.partition_prefix), None)
+    try:
+        return _run(r, keys, rate, duration, sink, stop, walk, start_ms, retention_days, clock, reconnect_s, lease)
+    finally:
+        lease.release()
+
+
+def _run(r, keys, rate, duration, sink, stop, walk, start_ms, retention_days, clock, reconnect_s, lease) -> dict:
     step = 1000.0 / rate
-    written, current, t_end = 0, None, None if duration is None else time.monotonic() + duration
+    written, current, last_ms, t_end = 0, None, None, None if duration is None else time.monotonic() + duration
     last_report = time.monotonic()
     sink(LogLine("live", f"Writing {rate:g} readings/s in real time; Ctrl+C to stop."))
     while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
@@ -66,16 +90,18 @@ def run_live(r: redis.Redis, keys: Keys = Keys(), rate: float = 1.0, duration: f
             continue
         stamps = [start_ms + int((written + i) * step) for i in range(due)]
         temps = walk(due)
-        mark = start_ms + int((written + due) * step)
         while True:
             try:
-                _write_tick(r, keys, stamps, temps, mark, retention_days, sink, current)
+                _write_tick(r, keys, stamps, temps, retention_days, sink, current, last_ms, lease.token)
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 wait_for_server(r, sink, "live", exc, reconnect_s)
-                if r.get(keys.watermark) == b"%d" % mark:
+                if _landed(r, keys, stamps[-1]):
                     break   # the tick landed; only its reply was lost
-        current = partition_name(day_of(stamps[-1]), keys.partition_prefix)
+        if lease.due() and not lease.renew():
+            raise LabkitError(f"lost {keys.producer_lease} (was the process suspended?)",
+                              "start live mode again")
+        current, last_ms = partition_name(day_of(stamps[-1]), keys.partition_prefix), stamps[-1]
         written += due
         if time.monotonic() - last_report >= 10:
             sink(LogLine("live", f"{written:,} readings written"))

@@ -13,10 +13,13 @@ later one a day after it, and nothing is deleted on the day it was written
 it is written).  For live, today's data the shift is zero and the rule is the
 course's.
 
-**Watermark.**  After finishing each partition the producer records, in
-``temps:watermark``, the time below which it has written every reading (at the
-end of a run, the end of its last hour: the run promises nothing more for it).
-The aggregating consumer uses it to close the final hour.
+**Completeness.**  Before rewriting a partition the producer marks it
+``writing`` in the partition manifest (:mod:`labkit.manifest`); once the
+server has acknowledged every reading of it, ``complete``.  The aggregating
+consumer closes a partition's final hour only then.  While it writes, the
+producer holds the namespace's producer lease (:mod:`labkit.lease`), naming the
+partitions it covers, so two producers never write at once and a consumer can
+tell "still being written" from "abandoned by a producer that died".
 
 Writing uses Redis's mass-insertion technique: commands are encoded once and
 streamed down one connection, the next batch sent before the previous batch's
@@ -35,10 +38,12 @@ from typing import Callable
 import numpy as np
 import redis
 
+from . import manifest
 from .errors import LabkitError
 from .keys import Keys
+from .lease import Holder, Lease
 from .log import LogLine, Sink, null_sink
-from .partition import DAY_MS, HOUR_MS, day_of, day_start_ms, id_ms, partition_name, partitions_between
+from .partition import DAY_MS, day_of, day_start_ms, id_ms, partition_name, partitions_between
 
 DEFAULT_START = "2025-01-01"
 DEFAULT_RETENTION_DAYS = 2.0
@@ -210,8 +215,8 @@ _TAILS = {v: b"-0\r\n$6\r\ntemp_f\r\n$%d\r\n%d\r\n" % (len(str(v)), v) for v in 
 
 
 def _write_partition(pipe: "_Pipe", key: bytes, ms: list[int], temps: list[int], expire_ms: int,
-                     watermark: tuple[bytes, int], start: int, progress: Callable[[int], None]) -> None:
-    """Write readings ``start:`` of one partition, then its watermark; returns once the server has them all."""
+                     start: int, progress: Callable[[int], None]) -> None:
+    """Write readings ``start:`` of one partition; returns once the server has acknowledged them all."""
     expire = b"%d" % expire_ms
     if start == 0:
         # The first entry and the expiry in one transaction: never a partition without a TTL.
@@ -224,7 +229,6 @@ def _write_partition(pipe: "_Pipe", key: bytes, ms: list[int], temps: list[int],
         e = min(b + BATCH, len(ms))
         pipe.send(_encode_xadds(key, ms[b:e], temps[b:e]), e - b)
         progress(e)
-    pipe.send(_cmd(b"SET", watermark[0], b"%d" % watermark[1]), 1)
     pipe.drain()
     progress(len(ms))
 
@@ -247,6 +251,17 @@ def wait_for_server(r: redis.Redis, sink: Sink, source: str, exc: Exception, sec
             delay = min(delay * 2, 2.0)
 
 
+def _who() -> str:
+    import sys
+    return "a notebook kernel's producer" if "ipykernel" in sys.modules else "python -m labkit produce"
+
+
+def acquire_producer_lease(r: redis.Redis, keys: Keys, first: str | None, last: str | None) -> Lease:
+    """The namespace's producer lease, or a one-line error naming the producer that holds it."""
+    return Lease(r, keys.producer_lease, Holder(what=_who(), first=first, last=last)).acquire(
+        "wait for it to finish (or stop it), or set LABKIT_NAMESPACE to write elsewhere")
+
+
 def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = null_sink,
             retention_days: float = DEFAULT_RETENTION_DAYS, progress: Callable[[int], None] | None = None,
             now_ms: int | None = None, reconnect_s: float = 60.0) -> dict:
@@ -262,13 +277,29 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
     retention_ms = round(retention_days * DAY_MS)
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     names = data.partitions(keys)
+    lease = acquire_producer_lease(r, keys, names[0] if names else None, names[-1] if names else None)
+    try:
+        return _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, names, lease)
+    finally:
+        lease.release()
+
+
+def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, names, lease) -> dict:
     t0 = time.perf_counter()
+    run = lease.token
     sink(LogLine("", "Deleting old streams:"))
-    r.set(keys.watermark, data.start_ms)
     for name in names:
         sink(LogLine("", name))
     if names:
+        manifest.mark_writing(r, keys, names, run)   # before the delete: never "complete" but empty
         r.unlink(*names)
+
+    def report(n: int) -> None:
+        if lease.due() and not lease.renew():
+            raise LabkitError(f"lost {keys.producer_lease} while writing {key.decode()} (was the process suspended?)",
+                              "run the same produce command again; it rewrites these partitions")
+        if progress:
+            progress(done + n)
 
     walk = Walk(data.seed)
     first_day = day_of(data.start_ms)
@@ -280,15 +311,11 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
         temps = walk(hi - lo)
         ms = [data.start_ms + i * data.interval_ms for i in range(lo, hi)]
         expire = expire_at_ms(day, first_day, now_ms, retention_ms)
-        # A finished run promises nothing more for its last hour, so the
-        # mark is rounded up to that hour's end and the hour can close.
-        mark = min(day_start_ms(day) + DAY_MS, -(-data.end_ms // HOUR_MS) * HOUR_MS)
         start = 0
         while True:
             try:
                 pipe = pipe or _Pipe(r)
-                _write_partition(pipe, key, ms, temps, expire, (keys.watermark.encode(), mark), start,
-                                 lambda n: progress(done + n) if progress else None)
+                _write_partition(pipe, key, ms, temps, expire, start, report)
                 break
             except (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError) as exc:
                 if pipe:
@@ -298,9 +325,28 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
                 last = r.xrevrange(key, count=1)
                 start = bisect.bisect_right(ms, id_ms(last[0][0])) if last else 0
                 sink(LogLine("produce", f"resuming {key.decode()} at reading {start:,} of {len(ms):,}"))
+            except redis.ResponseError as exc:
+                if pipe:
+                    pipe.close(False)
+                pipe = None
+                raise _refused(exc, key.decode()) from None
+        # Every reading of this partition is acknowledged: only now is it complete.
+        manifest.mark_complete(r, keys, key.decode(), run, len(ms), ms[-1])
         done += len(ms)
     if pipe:
         pipe.close(True)
     seconds = time.perf_counter() - t0
     return {"readings": done, "partitions": len(names), "seconds": seconds,
             "rate": done / seconds if seconds else float("inf")}
+
+
+def _refused(exc: redis.ResponseError, partition: str) -> LabkitError:
+    """The server refused a write: say which partition is now half written and what to do."""
+    msg = str(exc).splitlines()[0]
+    if msg.startswith("OOM"):
+        return LabkitError(f"Redis is out of memory (maxmemory reached) while writing {partition}, which is "
+                           "left half written and marked incomplete",
+                           "free memory (delete old partitions or raise maxmemory), then produce again; "
+                           "see the README's troubleshooting row 'out of memory'")
+    return LabkitError(f"Redis refused a write to {partition} ({msg}); it is left half written and marked "
+                       "incomplete", "fix the cause above, then produce again")

@@ -18,10 +18,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from . import connection
-from .aggregating import BATCH, BLOCK_MS, DEFAULT_MAXLEN, AggregatingConsumer, SimulatedCrash
+from .aggregating import BATCH, BLOCK_MS, DEFAULT_MAXLEN, AggregatingConsumer, consumer_holder
 from .averages import AveragesConsumer
-from .errors import LabkitError
+from .errors import LabkitError, SimulatedCrash
 from .keys import Keys
+from .lease import Lease
 from .log import LogLine, Sink, TerminalSink
 from .partition import parse_partition
 from .state import AggregatingState, AveragesState
@@ -62,10 +63,17 @@ def _check_type(r: redis.Redis, key: str, want: bytes) -> None:
                           f"delete it (DEL {key}) or set LABKIT_NAMESPACE to use other key names")
 
 
+def acquire_consumer_lease(r: redis.Redis, keys: Keys) -> Lease:
+    """The namespace's aggregating-consumer lease, or a one-line error naming who holds it."""
+    return Lease(r, keys.aggregating_lease, consumer_holder()).acquire(
+        "only one pair of consumers runs per namespace: stop the other one (its panel's Stop, or Ctrl+C "
+        "in its terminal), or set LABKIT_NAMESPACE to run a separate copy of the lab")
+
+
 def prepare(r: redis.Redis, keys: Keys, partition: str | None) -> AggregatingState:
     """Validate everything, then (with a partition) reset both states and the averages stream.
 
-    Nothing is changed in Redis unless every check passes.
+    Nothing is changed in Redis unless every check passes.  The caller holds the lease.
     """
     _check_type(r, keys.averages, b"stream")
     _check_type(r, keys.aggregating_state, b"hash")
@@ -85,7 +93,7 @@ def prepare(r: redis.Redis, keys: Keys, partition: str | None) -> AggregatingSta
     if kind != b"stream":
         raise LabkitError(f"{partition} holds a {kind.decode()}, not a stream",
                           f"delete it (DEL {partition}) or run python -m labkit produce")
-    s = AggregatingState(partition)
+    s = AggregatingState(partition, start_stream=partition)
     p = r.pipeline(transaction=True)
     p.delete(keys.averages, keys.averages_state, keys.aggregating_state)
     p.hset(keys.aggregating_state, mapping=s.fields())
@@ -107,14 +115,16 @@ class Consumers:
     """Handle on the two running consumers."""
 
     def __init__(self, target: connection.Target, keys: Keys, sink: Sink, averages_maxlen: int,
-                 batch: int = BATCH, block_ms: int = BLOCK_MS, reconnect_s: float = RECONNECT_S):
+                 batch: int = BATCH, block_ms: int = BLOCK_MS, reconnect_s: float = RECONNECT_S,
+                 lease: Lease | None = None):
         self.target, self.keys, self.sink = target, keys, sink
         self.reconnect_s = reconnect_s
         self._stop = threading.Event()
         self._crash = threading.Event()
         # No silent client-level retries: the runner reconnects, says so, and reloads state.
         self._clients = [connection.connect(target, retry=Retry(NoBackoff(), 0)) for _ in range(2)]
-        self.agg = AggregatingConsumer(self._clients[0], keys, sink, averages_maxlen, batch, block_ms)
+        self.lease = lease and Lease(self._clients[0], lease.key, lease.holder, lease.ttl_ms)
+        self.agg = AggregatingConsumer(self._clients[0], keys, sink, averages_maxlen, batch, block_ms, self.lease)
         self.avg = AveragesConsumer(self._clients[1], keys, sink, block_ms)
         self._workers = [_Worker("agg", self.agg), _Worker("avg", self.avg)]
         self.started_at = time.monotonic()
@@ -137,6 +147,10 @@ class Consumers:
                         raise
         except SimulatedCrash:
             w.crashed = True
+        except LabkitError as exc:
+            w.error = exc
+            self.sink(LogLine(w.name, f"stopped: {exc}"))
+            self._stop.set()
         except redis.RedisError as exc:
             w.error = connection.explain(exc, self.target)
             self.sink(LogLine(w.name, f"stopped: {w.error}"))
@@ -184,6 +198,10 @@ class Consumers:
             if w.thread:
                 w.thread.join(None if deadline is None else max(0, deadline - time.monotonic()))
         if not self.running:
+            if self.lease:
+                # A simulated crash leaves the lease in Redis, as a real one would; this
+                # process forgets it, so a resume here can take it over at once.
+                self.lease.forget() if self._crash.is_set() else self.lease.release()
             for c in self._clients:
                 c.close()
 
@@ -243,6 +261,7 @@ class Consumers:
             "hours_published": a.published,
             "hours_replayed": a.replayed,
             "dead_letters": a.dead_letters,
+            "losses": a.losses,
             "last_average": a.last_average.fields() if a.last_average else None,
             "averages_printed": v.printed,
             "averages_missed": v.missed,
@@ -270,10 +289,20 @@ def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFA
     target = target or connection.target()
     keys = keys or Keys.from_env()
     r = connection.connect(target)
+    lease = None
     try:
+        lease = acquire_consumer_lease(r, keys)
         prepare(r, keys, partition)
+        handle = Consumers(target, keys, sink or TerminalSink(), averages_maxlen, batch, block_ms, reconnect_s,
+                           lease)
     except redis.RedisError as exc:
+        if lease:
+            lease.release()
         raise connection.explain(exc, target) from None
+    except BaseException:
+        if lease:
+            lease.release()
+        raise
     finally:
         r.close()
-    return Consumers(target, keys, sink or TerminalSink(), averages_maxlen, batch, block_ms, reconnect_s).start()
+    return handle.start()

@@ -6,7 +6,11 @@ Two hashes, with the course's field names:
     ``current_stream_key``, ``last_message_id``, ``current_hourly_total``,
     ``current_hourly_count``.  The open hour is the hour of ``last_message_id``
     whenever the count is above zero (the consumer closes the open hour when it
-    leaves a partition, so this always holds).
+    leaves a partition, so this always holds).  Two fields beyond the course's:
+    ``partition_run`` (which producer run wrote the partition being read, from
+    the manifest, so a rewrite under the consumer is noticed) and
+    ``start_stream_key`` (where this run of the consumer started, so ``verify``
+    knows which hours to expect).
 ``averages_consumer_state``
     ``last_message_id``, plus ``entries_read`` (how many entries of
     ``temps:averages`` it has accounted for) so it can tell how many were
@@ -41,12 +45,21 @@ def _bad(key: str, why: str) -> LabkitError:
                        "start again from a partition: python -m labkit consume temps:YYYYMMDD")
 
 
+def data_gone(keys: Keys, what: str) -> LabkitError:
+    return LabkitError(f"{what} is gone from Redis: the server restarted without persistence, or "
+                       "labkit's keys were deleted, so the consumers' position and temps:averages are lost",
+                       "produce the dataset again (python -m labkit produce), then start from a partition: "
+                       "python -m labkit consume temps:YYYYMMDD")
+
+
 @dataclass
 class AggregatingState:
     stream: str
     last_id: str = "0"
     total: int = 0
     count: int = 0
+    partition_run: str = ""
+    start_stream: str = ""
 
     def window(self) -> HourlyWindow:
         if self.count == 0:
@@ -56,7 +69,8 @@ class AggregatingState:
 
     def fields(self) -> dict[str, str]:
         return {"current_stream_key": self.stream, "last_message_id": self.last_id,
-                "current_hourly_total": str(self.total), "current_hourly_count": str(self.count)}
+                "current_hourly_total": str(self.total), "current_hourly_count": str(self.count),
+                "partition_run": self.partition_run, "start_stream_key": self.start_stream or self.stream}
 
     @classmethod
     def load(cls, r: redis.Redis, keys: Keys) -> "AggregatingState | None":
@@ -78,7 +92,8 @@ class AggregatingState:
             raise _bad(key, "current_hourly_total/count are not whole numbers") from None
         if count < 0 or (count > 0 and h["last_message_id"] == "0"):
             raise _bad(key, "current_hourly_count does not fit last_message_id")
-        return cls(h["current_stream_key"], h["last_message_id"], total, count)
+        return cls(h["current_stream_key"], h["last_message_id"], total, count,
+                   h.get("partition_run", ""), h.get("start_stream_key", h["current_stream_key"]))
 
 
 @dataclass

@@ -61,7 +61,8 @@ def _delete_namespace(r, keys) -> None:
         delete_namespace(r, keys)
         return
     names = [k for k in r.scan_iter(count=1000)
-             if k.startswith(b"temps:") or k in (b"aggregating_consumer_state", b"averages_consumer_state")]
+             if k.startswith(b"temps:") or k in (b"aggregating_consumer_state", b"averages_consumer_state",
+                                                   b"aggregating_consumer_lease")]
     for i in range(0, len(names), 500):
         r.unlink(*names[i:i + 500])
 

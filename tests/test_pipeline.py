@@ -8,6 +8,7 @@ import tracemalloc
 
 import pytest
 
+from labkit import manifest
 from labkit.aggregating import AggregatingConsumer
 from labkit.averages import AveragesConsumer
 from labkit.log import ListSink
@@ -166,8 +167,8 @@ def test_dead_letters_bad_readings_and_keeps_averages_exact(r, keys, target):
     p = r.pipeline(transaction=False)
     for ms in sorted(entries):
         p.xadd(part, entries[ms], id=f"{ms}-0")
-    p.set(keys.watermark, T0 + 86_400_000)
     p.execute()
+    manifest.mark_complete(r, keys, part, "test", len(entries), max(entries))
     h, sink = run_until_idle(target, keys, part, averages_maxlen=0)
     assert h.status()["dead_letters"] == 5 and r.xlen(keys.deadletter) == 5
     dl = r.xrange(keys.deadletter)
