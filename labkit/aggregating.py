@@ -132,6 +132,7 @@ class AggregatingConsumer:
         self.idle_since: float | None = None
         self.client_id: int | None = None  # of the connection that blocks, for CLIENT UNBLOCK
         self._waiting = ""
+        self.started = threading.Event()  # set once it has said where it starts (or failed to)
 
     def log(self, text: str) -> None:
         self.sink(LogLine("agg", text))
@@ -145,6 +146,7 @@ class AggregatingConsumer:
         self.state = s
         window = s.window()
         self.log(f"Starting aggregating consumer in stream {s.stream} at message {s.last_id}.")
+        self.started.set()
         self._waiting = ""
         while not stop.is_set():
             p = self.r.pipeline(transaction=False)

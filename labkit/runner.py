@@ -182,6 +182,10 @@ class Consumers:
         for w in self._workers:
             w.thread = threading.Thread(target=self._run, args=(w,), name=f"labkit-{w.name}", daemon=True)
             w.thread.start()
+            if w.consumer is self.agg:
+                # The course's console starts with the aggregating consumer's line, then the averages one's.
+                while not self.agg.started.wait(0.05) and w.thread.is_alive():
+                    pass
         return self
 
     @property

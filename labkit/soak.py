@@ -49,9 +49,10 @@ def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namesp
         h = start_consumers(first, averages_maxlen=0, sink=sink, keys=keys, target=t)
         max_lag_ms, samples = 0, 0
         while producer.is_alive():
-            mark, last = r.get(keys.watermark), r.hget(keys.aggregating_state, "last_message_id")
-            if mark and last and last != b"0":
-                max_lag_ms = max(max_lag_ms, int(mark) - id_ms(last))
+            top = r.xrevrange(partition_for_ms(int(clock() * 1000), keys.partition_prefix), count=1)
+            last = r.hget(keys.aggregating_state, "last_message_id")
+            if top and last and last != b"0":
+                max_lag_ms = max(max_lag_ms, id_ms(top[0][0]) - id_ms(last))
                 samples += 1
             time.sleep(0.05)
         producer.join()
