@@ -111,6 +111,12 @@ def consumer_holder() -> Holder:
                   else "python -m labkit consume")
 
 
+def _given_up(day_end_ms: int) -> str:
+    """The ``last_message_id`` that marks a partition as given up on: past every reading of its day,
+    with a sequence number no producer writes."""
+    return f"{day_end_ms}-{2**64 - 1}"
+
+
 def _clock(ms: int) -> str:
     return time.strftime("%Y/%m/%d %H:%M:%S", time.gmtime(ms / 1000))
 
@@ -197,7 +203,7 @@ class AggregatingConsumer:
         p = s.stream
         day_end = day_start_ms(parse_partition(p, self.keys.partition_prefix)) + DAY_MS
         read_any = s.last_id != "0"
-        if read_any and id_ms(s.last_id) >= day_end:
+        if s.last_id == _given_up(day_end):
             return self._move_on(s, window, [], lost)          # given up on earlier: only move on
         if rec and rec.complete and read_any and id_ms(s.last_id) >= rec.last_ms:
             return self._move_on(s, HourlyWindow(), [h for h in [window.close()] if h], lost)
@@ -219,8 +225,7 @@ class AggregatingConsumer:
             why = (f"{p} is incomplete: its producer stopped after {self._where(s)} without finishing it"
                    if exists else f"{p} is missing") + f" (no producer is writing it, and {later[0]} exists)"
         self._lose(p, window, lost, why)
-        # Mark the partition as given up on: read "through the end of its day".
-        gone = AggregatingState(p, f"{day_end}-0", 0, 0, s.partition_run, s.start_stream)
+        gone = AggregatingState(p, _given_up(day_end), 0, 0, s.partition_run, s.start_stream)
         return self._move_on(gone, HourlyWindow(), [], lost)
 
     def _move_on(self, s: AggregatingState, window: HourlyWindow, closed: list, lost: list):

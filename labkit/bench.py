@@ -1,6 +1,6 @@
 """``python -m labkit bench``: how fast, against the course's one-message-at-a-time pattern.
 
-Runs in its own key namespace (``labkit-bench``) and deletes only those keys
+Runs in its own key namespace (``<LABKIT_NAMESPACE>-bench``, or ``labkit-bench``) and deletes only those keys
 afterwards, so a learner's dataset is untouched.
 """
 
@@ -45,7 +45,7 @@ def baseline(r, keys: Keys, partition: str, limit: int) -> float:
 
 def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
     out = TerminalSink()
-    keys = Keys("labkit-bench")
+    keys = Keys.for_tool("bench")
     t = connection.target()
     r = connection.connect(t)
     out(LogLine("bench", f"Redis: {t}; keys under {keys.namespace}:"))

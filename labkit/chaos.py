@@ -5,7 +5,7 @@ uniformly over its progress (and, every third kill, right after a publish),
 each time restarting ``consume`` *without* a partition so it resumes from the
 state it saved.  At the end ``temps:averages`` (uncapped) must hold every hour
 exactly once, each equal to ground truth, and the averages consumer's state
-must point at the last entry.  Runs in its own namespace (``labkit-chaos``).
+must point at the last entry.  Runs in its own namespace (``<LABKIT_NAMESPACE>-chaos``, or ``labkit-chaos``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from . import connection, producer
 from .keys import Keys
 from .log import LogLine, TerminalSink
 from .partition import id_ms
-from .runner import delete_namespace, list_partitions
-from .truth import hourly_truth, load_averages, load_readings, verify
+from .runner import delete_namespace
+from .truth import check
 
 
 def _consume(env: dict, *args: str) -> subprocess.Popen:
@@ -30,15 +30,15 @@ def _consume(env: dict, *args: str) -> subprocess.Popen:
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namespace: str = "labkit-chaos",
+def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namespace: str | None = None,
               out=None) -> dict:
     out = out or TerminalSink()
     seed = int(time.time()) if seed is None else seed
     rnd = random.Random(seed)
-    keys = Keys(namespace)
+    keys = Keys(namespace) if namespace else Keys.for_tool("chaos")
     t = connection.target()
     r = connection.connect(t)
-    env = dict(os.environ, LABKIT_NAMESPACE=namespace)
+    env = dict(os.environ, LABKIT_NAMESPACE=keys.namespace)
     if t.embedded:
         env.pop("REDIS_URL", None)
     else:
@@ -74,9 +74,7 @@ def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namesp
         before_final = r.xlen(keys.averages)
         final = subprocess.run([sys.executable, "-m", "labkit", "consume", "--averages-maxlen", "0",
                                 "--idle-exit", "1"], env=env, capture_output=True, text=True, timeout=600)
-        averages, trimmed = load_averages(r, keys)
-        truth = hourly_truth(load_readings(r, list_partitions(r, keys)))
-        rep = verify(truth, averages, trimmed)
+        rep, averages, truth = check(r, keys)
         state_last = r.hget(keys.averages_state, "last_message_id")
         points_at_last = bool(len(averages)) and state_last == averages["id"].iloc[-1].encode()
         result = {"seed": seed, "kills": done, "right_after_publish": after_publish, "hours": len(averages),

@@ -105,9 +105,9 @@ def _produce_live(args) -> int:
     try:
         res = run_live(r, Keys.from_env(), 1.0 if args.rate is None else args.rate, args.duration, TerminalSink(),
                        seed=args.seed, retention_days=args.retention_days)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("live: stopped.", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
     print(f"live: wrote {res['readings']:,} readings.", file=sys.stderr)
     return 0
 
@@ -135,23 +135,20 @@ def cmd_consume(args) -> int:
             if args.idle_exit and handle.idle_for() >= args.idle_exit:
                 break
             time.sleep(0.05)
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:
+        interrupted = getattr(exc, "exit_code", 130)
     handle.stop()
     if handle.error:
         raise handle.error if isinstance(handle.error, LabkitError) else LabkitError(
             f"a consumer stopped: {handle.error}", "see the lines above")
-    return 130 if interrupted else 0
+    return interrupted or 0
 
 
 def cmd_verify(args) -> int:
-    from .runner import list_partitions
-    from .truth import hourly_truth, load_averages, load_readings, verify
+    from .truth import check
     keys = Keys.from_env()
     r = connection.connect()
-    averages, trimmed = load_averages(r, keys)
-    truth = hourly_truth(load_readings(r, list_partitions(r, keys)))
-    rep = verify(truth, averages, trimmed)
+    rep, _, _ = check(r, keys)
     for row in rep.mismatched[:20]:
         print(f"mismatch: {row['date']} hour {row['hour']}: published {row['average_temp_f']} "
               f"({row['num_observations']} obs), truth {row['true_avg']:.2f} ({int(row['true_count'])} obs)")
@@ -159,9 +156,9 @@ def cmd_verify(args) -> int:
         import pandas as pd
         first = pd.to_datetime(rep.missing[0], unit="ms", utc=True)
         print(f"missing: {len(rep.missing)} hours with readings but no average, the first {first:%Y/%m/%d %H}:00")
-    print(f"verify: {rep.summary()}")
+    print(f"verify: {keys.averages}: {rep.summary()}")
     if not rep.compared:
-        raise LabkitError("nothing to verify: temps:averages is empty",
+        raise LabkitError(f"nothing to verify: {keys.averages} is empty",
                           "run python -m labkit consume temps:YYYYMMDD first")
     return 0 if rep.ok else 1
 
@@ -250,8 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop cleanly, as on Ctrl+C, but exit 143 (128 + 15) as a terminated process does."""
+
+    exit_code = 143
+
+
 def _on_sigterm(signum, frame):
-    raise KeyboardInterrupt  # stop cleanly, as on Ctrl+C
+    raise Terminated
 
 
 def _current_target() -> connection.Target:
@@ -277,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     except redis.RedisError as exc:
         _err(str(connection.explain(exc, _current_target())))
         return 1
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        _err("terminated" if isinstance(exc, Terminated) else "interrupted")
+        return getattr(exc, "exit_code", 130)
     except BrokenPipeError:
         return 1
     except Exception as exc:  # a bug: still one line, with the way to see more

@@ -10,7 +10,7 @@ from .errors import LabkitError
 from .keys import Keys
 from .log import LogLine, TerminalSink, null_sink
 from .runner import start_consumers
-from .truth import hourly_truth, load_averages, load_readings, verify
+from .truth import check
 
 
 def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet: bool = False) -> int:
@@ -36,9 +36,7 @@ def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet:
     timings["consume"] = time.perf_counter() - t0 - 0.5  # less the idle wait that ends the run
 
     t0 = time.perf_counter()
-    averages, trimmed = load_averages(r, keys)
-    truth = hourly_truth(load_readings(r, partitions))
-    rep = verify(truth, averages, trimmed)
+    rep, averages, truth = check(r, keys, partitions)
     timings["verify"] = time.perf_counter() - t0
     expected = len(truth)
     if plot_path:

@@ -33,6 +33,13 @@ class Keys:
                               "unset it to use the course's key names, or set e.g. LABKIT_NAMESPACE=alice")
         return cls(raw.strip())
 
+    @classmethod
+    def for_tool(cls, tool: str) -> "Keys":
+        """A scratch namespace for a tool that deletes what it writes (``chaos``, ``soak``, ``bench``):
+        ``<LABKIT_NAMESPACE>-<tool>``, or ``labkit-<tool>`` without one, so two learners sharing a
+        server with their own namespaces never collide."""
+        return cls(f"{cls.from_env().namespace or 'labkit'}-{tool}")
+
     def key(self, name: str) -> str:
         """``name`` under this namespace (unchanged when there is none)."""
         return f"{self.namespace}:{name}" if self.namespace else name

@@ -16,14 +16,14 @@ from .keys import Keys
 from .live import run_live
 from .log import LogLine, Sink, TerminalSink
 from .partition import HOUR_MS, id_ms, partition_for_ms
-from .runner import delete_namespace, list_partitions, start_consumers
-from .truth import hourly_truth, load_averages, load_readings, verify
+from .runner import delete_namespace, start_consumers
+from .truth import check
 
 
-def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namespace: str = "labkit-soak",
+def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namespace: str | None = None,
              out: Sink | None = None) -> dict:
     out = out or TerminalSink()
-    keys = Keys(namespace)
+    keys = Keys(namespace) if namespace else Keys.for_tool("soak")
     t = connection.target()
     r = connection.connect(t)
     now = time.time()
@@ -61,11 +61,9 @@ def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namesp
         hour_end_wall = hour_end_ms / 1000 - offset
         hour_line = [ts for ts, text in printed]
         latency = (hour_line[0] - hour_end_wall) if hour_line else None
-        averages, trimmed = load_averages(r, keys)
-        readings = load_readings(r, list_partitions(r, keys))
-        rep = verify(hourly_truth(readings), averages, trimmed)
+        rep, averages, truth = check(r, keys)
         consumed = h.status()["readings"]
-        ok = (len(readings) == result["readings"] == consumed and not rep.mismatched and rep.matched >= 1
+        ok = (int(truth["count"].sum()) == result["readings"] == consumed and not rep.mismatched and rep.matched >= 1
               and rep.missing == [hour_end_ms])  # only the hour still open when the producer stopped
         res = {"rate": rate, "seconds": duration, "readings": result["readings"], "consumed": consumed,
                "max_lag_ms": max_lag_ms, "lag_samples": samples,

@@ -1,32 +1,43 @@
 """Ground truth and verification.
 
-:func:`hourly_truth` computes exact hourly means straight from raw readings
-with pandas, independently of the consumer's fold.  :func:`verify` compares
-what the aggregating consumer published with it, hour by hour.  Both are pure;
-:func:`load_readings` and :func:`load_averages` are the thin Redis readers.
+:func:`hourly_truth` computes exact hourly sums and counts straight from raw
+readings with pandas, independently of the consumer's fold, using the same
+validity rule (:data:`labkit.window.TEMP_PATTERN`).  :func:`verify` compares
+what the aggregating consumer published with it, hour by hour, in exact
+arithmetic (integers and fractions, never floats).  Both are pure;
+:func:`load_readings`, :func:`load_averages` and :func:`check` are the thin
+Redis layer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 import redis
 
 from .keys import Keys
-from .partition import HOUR_MS
-from .window import PLAUSIBLE_F
+from .partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
+from .window import PLAUSIBLE_F, TEMP_PATTERN, round_half_up
 
 
 def hourly_truth(readings: pd.DataFrame) -> pd.DataFrame:
-    """Exact hourly sums, counts and means of readings ``(ms, temp_f)``.
+    """Exact hourly sums, counts and means of readings ``(ms, temp_f[, day_ms])``.
 
-    Readings that are not whole numbers within the plausible range are left
-    out, as the consumer dead-letters them.  Indexed by hour start (epoch ms).
+    A reading counts only if its ``temp_f`` text is valid by the one rule the
+    consumer uses (:data:`~labkit.window.TEMP_PATTERN`, within the plausible
+    range) and, when ``day_ms`` (its partition's day start) is given, its time
+    lies in that day.  Indexed by hour start (epoch ms); ``mean`` is for display.
     """
-    temp = pd.to_numeric(readings["temp_f"], errors="coerce")
-    ok = temp.notna() & np.isfinite(temp) & (temp == temp.round()) & temp.between(*PLAUSIBLE_F)
+    text = readings["temp_f"].astype("string")
+    ok = text.str.fullmatch(TEMP_PATTERN).fillna(False).astype(bool)
+    temp = pd.to_numeric(text.where(ok), errors="coerce")
+    ok &= temp.between(*PLAUSIBLE_F)
+    if "day_ms" in readings:
+        ok &= (readings["ms"] >= readings["day_ms"]) & (readings["ms"] < readings["day_ms"] + DAY_MS)
     ms = readings["ms"][ok].astype("int64")
     t = temp[ok].astype("int64")
     hour = ms - ms % HOUR_MS
@@ -51,10 +62,17 @@ def _xrange_raw(r: redis.Redis, key: str, start: bytes | str, count: int) -> lis
         r.connection_pool.release(conn)
 
 
-def load_readings(r: redis.Redis, partitions: list[str], chunk: int = 100_000) -> pd.DataFrame:
-    """All readings of ``partitions`` as a DataFrame ``(ms, temp_f)`` (temp_f kept as text, None if absent)."""
-    ids, temps = [], []
+def load_readings(r: redis.Redis, partitions: list[str], chunk: int = 100_000,
+                  prefix: str | None = None) -> pd.DataFrame:
+    """All readings of ``partitions`` as a DataFrame ``(ms, temp_f, day_ms)``.
+
+    ``temp_f`` is kept as text (None if absent, or if the entry has any other
+    field); ``day_ms`` is the start of the partition's UTC day.
+    """
+    ids, temps, days = [], [], []
     for key in partitions:
+        day = day_start_ms(parse_partition(key, prefix if prefix is not None else key[:-8]))
+        n0 = len(ids)
         start: bytes | str = "-"
         while True:
             batch = _xrange_raw(r, key, start, chunk)
@@ -65,16 +83,15 @@ def load_readings(r: redis.Redis, partitions: list[str], chunk: int = 100_000) -
             if len(batch) < chunk:
                 break
             start = b"(" + batch[-1][0]
+        days += [day] * (len(ids) - n0)
     ms = np.fromiter((int(i[:i.index(b"-")]) for i in ids), dtype="int64", count=len(ids))
-    return pd.DataFrame({"ms": ms, "temp_f": temps})
+    return pd.DataFrame({"ms": ms, "temp_f": temps, "day_ms": np.array(days, dtype="int64")})
 
 
 def _field(pairs: list, name: bytes) -> str | None:
-    if len(pairs) == 2 and pairs[0] == name:   # the usual case: one field
+    """The value of ``name`` when it is the entry's only field (the one valid shape), else None."""
+    if len(pairs) == 2 and pairs[0] == name:
         return pairs[1].decode(errors="replace")
-    for k, v in zip(pairs[::2], pairs[1::2]):
-        if k == name:
-            return v.decode(errors="replace")
     return None
 
 
@@ -116,17 +133,31 @@ class Report:
                 f"{self.no_raw_data} without raw data, {self.duplicates} duplicated")
 
 
-def _round2(x: float) -> float:
-    return float(np.floor(x * 100 + 0.5) / 100)
+def exact_2dp(total: int, count: int) -> Decimal:
+    """The mean ``total / count`` rounded half-up to 2 decimals, exactly (as the consumer stores it)."""
+    return round_half_up(Fraction(int(total), int(count)), 2)
 
 
-def verify(truth: pd.DataFrame, averages: pd.DataFrame, trimmed: int = 0) -> Report:
-    """Compare published averages with ground truth, hour by hour."""
+def _decimal(text) -> Decimal | None:
+    try:
+        d = Decimal(str(text))
+    except (InvalidOperation, ValueError):
+        return None
+    return d if d.is_finite() else None
+
+
+def verify(truth: pd.DataFrame, averages: pd.DataFrame, trimmed: int = 0, start_ms: int | None = None) -> Report:
+    """Compare published averages with ground truth, hour by hour, exactly.
+
+    ``start_ms``: where the consumer started (its first partition's day); hours
+    of ground truth before it are not expected.  Of the expected hours before
+    the first published one, the ``trimmed`` oldest are accounted for by the
+    cap; any others are missing.
+    """
     rep = Report(trimmed=trimmed)
     pub = averages.copy()
     pub["count"] = pd.to_numeric(pub["num_observations"], errors="coerce")
     pub["sum"] = pd.to_numeric(pub["sum_temp_f"], errors="coerce")
-    pub["avg"] = pd.to_numeric(pub["average_temp_f"], errors="coerce")
     hour_of = pd.to_datetime(pub["ms"], unit="ms", utc=True)
     pub["fields_agree"] = ((pub["ms"] % HOUR_MS == 0)
                            & (pd.to_numeric(pub["hour"], errors="coerce") == hour_of.dt.hour)
@@ -137,24 +168,40 @@ def verify(truth: pd.DataFrame, averages: pd.DataFrame, trimmed: int = 0) -> Rep
     has_truth = pub["true_count"].notna()
     rep.no_raw_data = int((~has_truth).sum())
     pub = pub[has_truth].copy()
-    pub["true_avg"] = pub["true_mean"].map(_round2)
+    pub["true_avg"] = [exact_2dp(s, c) for s, c in zip(pub["true_sum"], pub["true_count"])]
+    avg_ok = [_decimal(a) == t for a, t in zip(pub["average_temp_f"], pub["true_avg"])]
     good = (pub["fields_agree"] & (pub["count"] == pub["true_count"])
             & (pub["sum"].isna() | (pub["sum"] == pub["true_sum"]))
-            & ((pub["avg"] - pub["true_avg"]).abs() < 1e-9))
+            & pd.Series(avg_ok, index=pub.index, dtype=bool))
     rep.matched = int(good.sum())
     cols = ["date", "hour", "average_temp_f", "true_avg", "num_observations", "true_count"]
     rep.mismatched = pub.loc[~good, cols].to_dict("records")
     rep.table = pub
-    # Which truth hours should have been published: from the first published hour
-    # (less the ones the cap trimmed, which came just before it) to the last truth hour.
-    if len(averages):
-        hours = truth.index.to_numpy()
-        first = int(averages["ms"].min())
-        start = int(np.searchsorted(hours, first)) - trimmed
-        expected = hours[max(start, 0):]
-        rep.trimmed = min(trimmed, int(np.searchsorted(hours, first)))
-        published = set(averages["ms"].astype("int64"))
-        rep.missing = [int(h) for h in expected if h not in published and h >= first]
-    else:
-        rep.missing = [int(h) for h in truth.index]
+    hours = truth.index.to_numpy()
+    expected = hours if start_ms is None else hours[hours >= start_ms]
+    published = set(averages["ms"].astype("int64")) if len(averages) else set()
+    first = int(averages["ms"].min()) if len(averages) else None
+    before = [int(h) for h in expected if first is None or h < first]
+    rep.trimmed = min(trimmed, len(before))
+    rep.missing = before[rep.trimmed:] + [int(h) for h in expected
+                                          if first is not None and h >= first and h not in published]
     return rep
+
+
+def load_start_ms(r: redis.Redis, keys: Keys) -> int | None:
+    """The day start of the partition the consumers started from (None if unknown)."""
+    from .state import AggregatingState
+    s = AggregatingState.load(r, keys)
+    return day_start_ms(parse_partition(s.start_stream, keys.partition_prefix)) if s and s.start_stream else None
+
+
+def check(r: redis.Redis, keys: Keys, partitions: list[str] | None = None) -> tuple[Report, pd.DataFrame, pd.DataFrame]:
+    """Verify ``keys.averages`` against ground truth from ``partitions`` (default: all that exist).
+
+    Returns the report, the published averages and the ground truth.
+    """
+    from .runner import list_partitions
+    averages, trimmed = load_averages(r, keys)
+    names = list_partitions(r, keys) if partitions is None else partitions
+    truth = hourly_truth(load_readings(r, names, prefix=keys.partition_prefix))
+    return verify(truth, averages, trimmed, load_start_ms(r, keys)), averages, truth

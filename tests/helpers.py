@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from labkit import producer
 from labkit.keys import Keys
-from labkit.runner import list_partitions
-from labkit.truth import hourly_truth, load_averages, load_readings, verify
+from labkit.truth import check as truth_check
 
 T0 = 1735689600000  # 2025-01-01 00:00 UTC
 
@@ -18,9 +17,7 @@ def produce(r, keys: Keys, start: str = "2025-01-01", days: float = 2, interval_
 
 def check(r, keys: Keys):
     """Verify temps:averages against ground truth from every partition; returns the report."""
-    averages, trimmed = load_averages(r, keys)
-    truth = hourly_truth(load_readings(r, list_partitions(r, keys)))
-    return verify(truth, averages, trimmed), averages, truth
+    return truth_check(r, keys)
 
 
 def execute_notebook(path, target, lab_home, kernel_dir, namespace: str, days: str, timeout: int = 300):

@@ -148,3 +148,33 @@ def test_a_reading_outside_its_partitions_day_never_opens_or_closes_an_hour():
     w = HourlyWindow()
     closed, bad = fold(w, entries([(T0 - 1, 5)]), day)
     assert len(bad) == 1 and w.hour_start_ms is None
+
+
+def test_verify_is_exact_on_ties_that_floats_round_the_wrong_way():
+    # 234414 / 3600 = 65.115 exactly: half-up gives 65.12; floor(x*100+0.5) in floats gives 65.11
+    h = HourAverage(T0, 234_414, 3600)
+    assert h.average_2dp == "65.12"
+    truth = pd.DataFrame({"sum": [234_414], "count": [3600]}, index=pd.Index([T0], name="hour_start_ms"))
+    truth["mean"] = truth["sum"] / truth["count"]
+    pub = pd.DataFrame([{"id": h.entry_id, "ms": T0, **h.fields()}])
+    rep = verify(truth, pub)
+    assert rep.ok and rep.matched == 1 and not rep.mismatched
+
+
+def test_verify_reports_hours_missing_before_the_first_published_one():
+    pairs = [(T0 + i * 60_000, 50) for i in range(5 * 60)]           # 5 hours
+    truth = hourly_truth(pd.DataFrame({"ms": [p[0] for p in pairs], "temp_f": [str(p[1]) for p in pairs]}))
+    hours = [HourAverage(T0 + i * HOUR_MS, 3000, 60) for i in range(5)]
+    pub = pd.DataFrame([{"id": h.entry_id, "ms": h.hour_start_ms, **h.fields()} for h in hours[2:]])
+    rep = verify(truth, pub)
+    assert not rep.ok and rep.missing == [T0, T0 + HOUR_MS]
+    rep = verify(truth, pub, trimmed=1)                              # one of them was trimmed by the cap
+    assert not rep.ok and rep.trimmed == 1 and rep.missing == [T0 + HOUR_MS]
+    rep = verify(truth, pub, start_ms=T0 + 2 * HOUR_MS)               # the consumer started at 02:00
+    assert rep.ok and rep.matched == 3
+
+
+def test_ground_truth_skips_readings_outside_their_partitions_day():
+    df = pd.DataFrame({"ms": [T0, T0 + 86_400_000 + 500], "temp_f": ["10", "20"], "day_ms": [T0, T0]})
+    truth = hourly_truth(df)
+    assert truth["count"].tolist() == [1] and truth["sum"].tolist() == [10]
