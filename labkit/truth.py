@@ -158,6 +158,7 @@ def verify(truth: pd.DataFrame, averages: pd.DataFrame, trimmed: int = 0, start_
     pub = averages.copy()
     pub["count"] = pd.to_numeric(pub["num_observations"], errors="coerce")
     pub["sum"] = pd.to_numeric(pub["sum_temp_f"], errors="coerce")
+    pub["avg"] = pd.to_numeric(pub["average_temp_f"], errors="coerce")   # for plots; compared exactly below
     hour_of = pd.to_datetime(pub["ms"], unit="ms", utc=True)
     pub["fields_agree"] = ((pub["ms"] % HOUR_MS == 0)
                            & (pd.to_numeric(pub["hour"], errors="coerce") == hour_of.dt.hour)
