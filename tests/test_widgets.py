@@ -273,3 +273,29 @@ def test_output_sink_batches_lines_and_flushes_by_itself():
         sink(LogLine("agg", str(i)))
     assert wait_for(lambda: len(output_text(a).splitlines()) == 50, 3)   # no flush() call: the timer did it
     assert len(a.outputs) < 5, "lines are appended in batches, not one output per line"
+
+
+def test_start_while_a_terminal_consumer_runs_shows_one_line_in_the_panel(r, keys, data, panel, target, lab_home):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, LABKIT_HOME=str(lab_home), PYTHONPATH=str(root), LABKIT_NAMESPACE=keys.namespace)
+    env.pop("REDIS_URL", None)
+    if not target.embedded:
+        env["REDIS_URL"] = target.url
+    term = subprocess.Popen([sys.executable, "-m", "labkit", "consume", keys.partition_prefix + "20250101"],
+                            env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: r.exists(keys.aggregating_lease), timeout=30)
+        p = panel()
+        p.start_button.click()
+        msg = p.message.value
+        assert "is held by python -m labkit consume" in msg and f"pid {term.pid}" in msg, msg
+        assert "Traceback" not in msg and "\n" not in msg
+        assert not p.running and "Traceback" not in output_text(p.agg_output)
+    finally:
+        term.terminate()
+        term.wait(10)
+    assert term.returncode == 143
