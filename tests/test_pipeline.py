@@ -131,6 +131,25 @@ def test_replayed_batch_is_published_once(r, keys, target):
     assert rep.ok and len(averages) == 24
 
 
+def test_a_different_average_already_at_an_hours_id_stops_the_consumer_loudly(r, keys, target):
+    """A refused publish is a replay only if the stored entry is identical; anything else is a conflict."""
+    produce(r, keys, days=1)
+    h, _ = run_until_idle(target, keys, keys.partition_prefix + "20250101", averages_maxlen=0, batch=5000)
+    r.hset(keys.aggregating_state, mapping={"last_message_id": "0", "current_hourly_total": "0",
+                                            "current_hourly_count": "0"})
+    first = r.xrange(keys.averages, count=1)[0][0]
+    r.delete(keys.averages)
+    r.xadd(keys.averages, {"hour": "0", "date": "2025/01/01", "average_temp_f": "99.00", "num_observations": "1",
+                           "sum_temp_f": "99"}, id=first)
+    before = r.xlen(keys.averages)
+    sink = ListSink()
+    h2 = start_consumers(None, sink=sink, keys=keys, target=target, averages_maxlen=0)
+    h2.join(timeout=10)
+    h2.stop()
+    assert h2.error is not None and "already holds a different average" in str(h2.error)
+    assert r.xlen(keys.averages) == before
+
+
 def test_slow_averages_consumer_reports_what_the_cap_trimmed(r, keys, target):
     produce(r, keys, days=10, interval_ms=60_000)
     prepare(r, keys, keys.partition_prefix + "20250101")

@@ -269,6 +269,38 @@ def test_a_re_run_of_produce_under_the_consumer_stops_it_loudly(r, keys, target)
     assert isinstance(h.error, LabkitError) and "was rewritten by another produce run" in str(h.error)
 
 
+def test_live_mode_then_a_dataset_never_mixes_their_completeness(r, keys, target):
+    from labkit.live import run_live
+    run_live(r, keys, rate=50, duration=1.0)                       # today's partition, left 'writing'
+    produce(r, keys, days=1, interval_ms=60_000)
+    h, sink = consume_until_idle(target, keys, keys.partition_prefix + "20250101")
+    assert h.error is None
+    rep, averages, _ = check(r, keys)
+    day1 = averages[averages["ms"] < T0 + DAY_MS]
+    assert len(day1) == 24 and (day1["num_observations"] == "60").all()
+    assert not rep.mismatched and rep.matched == len(averages)
+    assert any("are missing" in t for t in sink.texts("agg"))     # the days between, named
+
+
+def test_out_of_memory_names_the_half_written_partition(tmp_path):
+    home = tmp_path / "home"
+    info, _ = server.start(home)
+    try:
+        t = connection.Target(info.url, embedded=True)
+        r = connection.connect(t)
+        keys = Keys("oom")
+        r.config_set("maxmemory", str(int(r.info("memory")["used_memory"]) + 2_000_000))
+        with pytest.raises(LabkitError, match=r"out of memory .* while writing oom:temps:2025010\d, which is left "
+                                              r"half written and marked incomplete") as exc:
+            producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 3), keys)
+        assert "troubleshooting" in exc.value.hint
+        name = str(exc.value).split("while writing ")[1].split(",")[0]
+        assert manifest.read(r, keys)[name].status == manifest.WRITING
+        assert not r.exists(keys.producer_lease)                     # released on the way out
+    finally:
+        server.stop(home)
+
+
 # ---------------------------------------------------------------------------- 6. a missing day
 
 def test_a_missing_day_is_named_and_skipped_once_it_cannot_arrive(r, keys, target):
