@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return args.func(args)
     except LabkitError as exc:
-        _err(str(exc))
+        _err(str(exc.with_flag("--" + exc.param.replace("_", "-")) if exc.param else exc))
         return exc.exit_code
     except redis.RedisError as exc:
         _err(str(connection.explain(exc, _current_target())))

@@ -12,10 +12,18 @@ class LabkitError(Exception):
 
     exit_code = 2
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, param: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: The library parameter the message starts with (e.g. ``days``); the CLI names its flag instead.
+        self.param = param
+
+    def with_flag(self, flag: str) -> "LabkitError":
+        """The same error in command-line terms: the leading parameter name replaced by ``flag``."""
+        if not self.param or not self.message.startswith(self.param):
+            return self
+        return LabkitError(flag + self.message[len(self.param):], self.hint)
 
     def __str__(self) -> str:
         return f"{self.message} (hint: {self.hint})" if self.hint else self.message

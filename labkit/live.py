@@ -63,11 +63,13 @@ def run_live(r: redis.Redis, keys: Keys = Keys(), rate: float = 1.0, duration: f
              reconnect_s: float = 60.0) -> dict:
     """Write live readings until ``stop`` is set or ``duration`` seconds pass.  Returns counts."""
     if not 0 < rate <= 100_000:
-        raise LabkitError(f"--rate {rate:g} is out of range", "use readings per second above 0, at most 100000")
+        raise LabkitError(f"rate {rate:g} is out of range", "use readings per second above 0, at most 100000", "rate")
     if duration is not None and not duration > 0:
-        raise LabkitError(f"--duration {duration:g} must be above 0", "e.g. --duration 60, or omit it to run until Ctrl+C")
+        raise LabkitError(f"duration {duration:g} must be above 0", "e.g. 60 seconds, or none to run until stopped",
+                          "duration")
     if not 1 <= retention_days <= 3650:
-        raise LabkitError(f"--retention-days {retention_days:g} is out of range", "use at least 1 day")
+        raise LabkitError(f"retention_days {retention_days:g} is out of range", "use at least 1 day",
+                          "retention_days")
     stop = stop or threading.Event()
     walk = Walk(seed)
     start_ms = int(clock() * 1000)

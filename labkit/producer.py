@@ -57,13 +57,13 @@ def parse_start(text: str) -> int:
     try:
         when = dt.datetime.fromisoformat(raw)
     except ValueError:
-        raise LabkitError(f"--start {text!r} is not a date",
-                          "use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], in UTC, e.g. 2025-01-01") from None
+        raise LabkitError(f"start {text!r} is not a date",
+                          "use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], in UTC, e.g. 2025-01-01", "start") from None
     if when.tzinfo is not None and when.utcoffset() != dt.timedelta(0):
-        raise LabkitError(f"--start {text!r} is not in UTC", "drop the offset: labkit dates are UTC")
+        raise LabkitError(f"start {text!r} is not in UTC", "drop the offset: labkit dates are UTC", "start")
     when = when.replace(tzinfo=dt.timezone.utc)
     if not dt.datetime(1971, 1, 1, tzinfo=dt.timezone.utc) <= when < dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc):
-        raise LabkitError(f"--start {text!r} is out of range", "use a date between 1971 and 2199")
+        raise LabkitError(f"start {text!r} is out of range", "use a date between 1971 and 2199", "start")
     return int(when.timestamp() * 1000)
 
 
@@ -78,15 +78,15 @@ class Dataset:
 
     def __post_init__(self):
         if not (isinstance(self.days, (int, float)) and math.isfinite(self.days) and 0 < self.days <= 3660):
-            raise LabkitError(f"--days {self.days} is out of range", "use a number of days above 0, at most 3660")
+            raise LabkitError(f"days {self.days} is out of range", "use a number of days above 0, at most 3660", "days")
         if not (isinstance(self.interval_ms, int) and 1 <= self.interval_ms <= DAY_MS):
-            raise LabkitError(f"--interval {self.interval_ms / 1000:g}s is out of range",
-                              "use seconds between 0.001 and 86400, e.g. --interval 1")
+            raise LabkitError(f"interval_ms {self.interval_ms} is out of range",
+                              "use whole milliseconds from 1 to 86400000, e.g. 1000", "interval_ms")
         if self.count > 100_000_000:
             raise LabkitError(f"{self.count:,} readings is more than labkit will write",
-                              "use fewer --days or a longer --interval")
+                              "use fewer days or a longer interval")
         if not 0 <= self.seed < 2**63:
-            raise LabkitError(f"--seed {self.seed} is out of range", "use a whole number from 0 to 2**63-1")
+            raise LabkitError(f"seed {self.seed} is out of range", "use a whole number from 0 to 2**63-1", "seed")
 
     @property
     def end_ms(self) -> int:
@@ -272,8 +272,8 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
     so nothing is written twice.
     """
     if not (math.isfinite(retention_days) and 1 <= retention_days <= 3650):
-        raise LabkitError(f"--retention-days {retention_days} is out of range",
-                          "use at least 1 day, so nothing is deleted on the day it is written")
+        raise LabkitError(f"retention_days {retention_days} is out of range",
+                          "use at least 1 day, so nothing is deleted on the day it is written", "retention_days")
     retention_ms = round(retention_days * DAY_MS)
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     names = data.partitions(keys)

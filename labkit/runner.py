@@ -289,7 +289,8 @@ def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFA
         raise LabkitError(f"batch {batch} / block {block_ms} ms out of range",
                           "batch 1..1000000; block under half the socket timeout")
     if averages_maxlen < 0:
-        raise LabkitError(f"--averages-maxlen {averages_maxlen} is negative", "use 0 for uncapped, or e.g. 120")
+        raise LabkitError(f"averages_maxlen {averages_maxlen} is negative", "use 0 for uncapped, or e.g. 120",
+                          "averages_maxlen")
     target = target or connection.target()
     keys = keys or Keys.from_env()
     r = connection.connect(target)

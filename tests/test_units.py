@@ -1,0 +1,79 @@
+"""Unit tests of the pure pieces the CLI and consumers are built from (no Redis)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from labkit.errors import LabkitError
+from labkit.lease import Holder
+from labkit.manifest import COMPLETE, WRITING, Record
+from labkit.partition import DAY_MS, HOUR_MS
+from labkit.producer import Dataset, expire_at_ms, parse_start
+from labkit.state import AggregatingState
+
+T0 = 1735689600000  # 2025-01-01 00:00 UTC
+
+
+def test_dataset_errors_speak_library_terms_and_the_cli_maps_them_to_flags():
+    with pytest.raises(LabkitError) as exc:
+        Dataset(T0, days=0)
+    assert str(exc.value).startswith("days 0 is out of range") and "--" not in str(exc.value)
+    assert str(exc.value.with_flag("--days")).startswith("--days 0 is out of range")
+    with pytest.raises(LabkitError, match=r"^interval_ms 0 is out of range"):
+        Dataset(T0, days=1, interval_ms=0)
+    with pytest.raises(LabkitError, match=r"^start 'yesterday' is not a date"):
+        parse_start("yesterday")
+
+
+def test_dataset_slices_cut_at_utc_midnight_and_cover_every_reading_once():
+    d = Dataset(T0 + 23 * HOUR_MS, days=1.5, interval_ms=7_000)   # starts at 23:00, ends mid-day 3
+    slices = list(d.slices())
+    assert [s[0] for s in slices] == [dt.date(2025, 1, 1), dt.date(2025, 1, 2), dt.date(2025, 1, 3)]
+    assert slices[0][1] == 0 and slices[-1][2] == d.count
+    assert all(a[2] == b[1] for a, b in zip(slices, slices[1:]))            # contiguous, no overlap
+    for day, lo, hi in slices:                                              # each reading in its own day
+        start = (day - dt.date(1970, 1, 1)).days * DAY_MS
+        assert start <= d.start_ms + lo * d.interval_ms and d.start_ms + (hi - 1) * d.interval_ms < start + DAY_MS
+    assert d.partitions() == ["temps:20250101", "temps:20250102", "temps:20250103"]
+
+
+def test_expiry_of_a_past_dataset_keeps_order_and_never_deletes_today():
+    first = dt.date(2025, 1, 1)
+    now = T0 + 700 * DAY_MS
+    days = [first + dt.timedelta(days=i) for i in range(3)]
+    at = [expire_at_ms(d, first, now, 2 * DAY_MS) for d in days]
+    assert at == sorted(at) and at[1] - at[0] == DAY_MS                    # oldest first, a day apart
+    assert at[0] == now + 2 * DAY_MS                                        # first day "ended now"
+    live = expire_at_ms(first, first, T0 + HOUR_MS, 2 * DAY_MS)            # today's data: the course's rule
+    assert live == T0 + DAY_MS + 2 * DAY_MS
+
+
+def test_aggregating_state_round_trips_its_window():
+    s = AggregatingState("temps:20250101", f"{T0 + 5 * HOUR_MS + 17_000}-0", 1234, 17, "run1", "temps:20250101")
+    w = s.window()
+    assert (w.hour_start_ms, w.total, w.count) == (T0 + 5 * HOUR_MS, 1234, 17)
+    assert AggregatingState("temps:20250101").window().hour_start_ms is None
+    f = s.fields()
+    assert f["current_hourly_count"] == "17" and f["partition_run"] == "run1"
+
+
+@pytest.mark.parametrize("raw,want", [
+    (b"complete abc 86400 1735775999000", Record(COMPLETE, "abc", 86400, 1735775999000)),
+    ("writing abc 0 0", Record(WRITING, "abc")),
+    (b"done abc 1 2", None), (b"complete abc x 2", None), (b"", None), (None, None),
+])
+def test_manifest_records_decode_only_what_labkit_wrote(raw, want):
+    assert Record.decode(raw) == want
+    if want:
+        assert Record.decode(want.encode()) == want
+
+
+def test_a_producer_lease_covers_its_partitions_in_date_order():
+    h = Holder(what="p", first="temps:20250102", last="temps:20250104")
+    assert h.covers("temps:20250103") and not h.covers("temps:20250101") and not h.covers("temps:20250105")
+    assert Holder(what="live", first="temps:20250102").covers("temps:20300101")
+    back = Holder.decode(h.encode())
+    assert back == h and "p (pid" in back.describe()
+    assert Holder.decode(b"not json").token == ""                       # someone else's value: never ours
