@@ -122,3 +122,11 @@ def connect(t: Target | None = None, **overrides) -> redis.Redis:
         raise LabkitError(f"Redis at {t.address} is version {info.get('redis_version')}; labkit needs 7.0 or newer",
                           "use the embedded server (unset REDIS_URL) or a Redis 7 server")
     return client(t, **overrides)
+
+
+def pooled_connection(r: redis.Redis):
+    """A connection of ``r``'s pool, for raw protocol work (release it with ``r.connection_pool.release``)."""
+    try:
+        return r.connection_pool.get_connection()
+    except TypeError:  # redis-py before 5.3 requires a (never used) command name
+        return r.connection_pool.get_connection("_")

@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 import redis
 
-from . import manifest
+from . import connection, manifest
 from .errors import LabkitError
 from .keys import Keys
 from .lease import Holder, Lease
@@ -154,7 +154,7 @@ class _Pipe:
 
     def __init__(self, r: redis.Redis):
         self.r = r
-        self.conn = r.connection_pool.get_connection()
+        self.conn = connection.pooled_connection(r)
         self.unread = 0
         self.sock = getattr(self.conn, "_sock", None)
         try:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import redis
 
+from .connection import pooled_connection
 from .keys import Keys
 from .partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
 from .window import PLAUSIBLE_F, TEMP_PATTERN, round_half_up
@@ -51,7 +52,7 @@ def hourly_truth(readings: pd.DataFrame) -> pd.DataFrame:
 def _xrange_raw(r: redis.Redis, key: str, start: bytes | str, count: int) -> list:
     """XRANGE as the server sends it, ``[[id, [field, value, …]], …]``, skipping redis-py's
     per-entry dict building (this is the one bulk read of every reading)."""
-    conn = r.connection_pool.get_connection()
+    conn = pooled_connection(r)
     try:
         conn.send_command("XRANGE", key, start, "+", "COUNT", count)
         return conn.read_response()
