@@ -11,6 +11,7 @@ import time
 import redis
 
 from . import connection, producer, server
+from .aggregating import DEFAULT_MAXLEN
 from .errors import LabkitError
 from .keys import Keys
 from .log import LogLine, TerminalSink
@@ -213,11 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("consume", help="run the aggregating and averages consumers")
     s.add_argument("partition", nargs="?", help="start here (resets state); omit to resume from saved state")
-    s.add_argument("--averages-maxlen", type=int, default=120, help="cap temps:averages (~N; 0 = uncapped)")
+    s.add_argument("--averages-maxlen", type=int, default=DEFAULT_MAXLEN, help="cap temps:averages (~N; 0 = uncapped)")
     s.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                    help="exit once both consumers had nothing to do for SECONDS")
-    s.add_argument("--reconnect-seconds", type=float, default=60, metavar="SECONDS",
-                   help="if Redis goes away, keep trying this long, then exit with state intact (default 60)")
+    s.add_argument("--reconnect-seconds", type=float, default=connection.RECONNECT_S, metavar="SECONDS",
+                   help="if Redis goes away, keep trying this long, then exit with state intact (default %(default)g)")
     s.set_defaults(func=cmd_consume)
 
     s = sub.add_parser("verify", help="compare temps:averages with ground truth from the raw partitions")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -130,3 +131,26 @@ def pooled_connection(r: redis.Redis):
         return r.connection_pool.get_connection()
     except TypeError:  # redis-py before 5.3 requires a (never used) command name
         return r.connection_pool.get_connection("_")
+
+
+#: How long consumers and producers keep trying to reach a server that went away before they give up.
+RECONNECT_S = 60.0
+
+
+def reconnect(r: redis.Redis, say, exc: Exception, seconds: float = RECONNECT_S, stop=None,
+              where: str = "") -> bool:
+    """Ping ``r`` with capped exponential backoff until the server answers (True), ``stop`` is set or
+    ``seconds`` pass (False).  ``say(text)`` reports what happens, once when the connection is lost
+    and once when it is back."""
+    at = f" at {where}" if where else ""
+    say(f"lost the connection to Redis{at} ({str(exc).splitlines()[0][:80]}); reconnecting for up to {seconds:g} s")
+    deadline, delay = time.monotonic() + seconds, 0.05
+    while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
+        try:
+            r.ping()
+            say(f"reconnected to Redis{at}")
+            return True
+        except (redis.ConnectionError, redis.TimeoutError):
+            (stop.wait if stop is not None else time.sleep)(delay)
+            delay = min(delay * 2, 2.0)
+    return False

@@ -19,6 +19,7 @@ from typing import Callable
 import redis
 
 from . import manifest
+from .connection import RECONNECT_S
 from .errors import LabkitError
 from .keys import Keys
 from .log import LogLine, Sink, null_sink
@@ -60,7 +61,7 @@ def _landed(r: redis.Redis, keys: Keys, last_ms: int) -> bool:
 def run_live(r: redis.Redis, keys: Keys = Keys(), rate: float = 1.0, duration: float | None = None,
              sink: Sink = null_sink, stop: threading.Event | None = None, seed: int = 0,
              retention_days: float = DEFAULT_RETENTION_DAYS, clock: Callable[[], float] = time.time,
-             reconnect_s: float = 60.0) -> dict:
+             reconnect_s: float = RECONNECT_S) -> dict:
     """Write live readings until ``stop`` is set or ``duration`` seconds pass.  Returns counts."""
     if not 0 < rate <= 100_000:
         raise LabkitError(f"rate {rate:g} is out of range", "use readings per second above 0, at most 100000", "rate")

@@ -234,21 +234,11 @@ def _write_partition(pipe: "_Pipe", key: bytes, ms: list[int], temps: list[int],
 
 
 def wait_for_server(r: redis.Redis, sink: Sink, source: str, exc: Exception, seconds: float) -> None:
-    """Ping with capped exponential backoff until the server answers; :class:`LabkitError` after ``seconds``."""
-    sink(LogLine(source, f"lost the connection to Redis ({str(exc).splitlines()[0][:80]}); "
-                         f"reconnecting for up to {seconds:g} s"))
-    deadline, delay = time.monotonic() + seconds, 0.05
-    while True:
-        try:
-            r.ping()
-            sink(LogLine(source, "reconnected to Redis"))
-            return
-        except (redis.ConnectionError, redis.TimeoutError):
-            if time.monotonic() > deadline:
-                raise LabkitError(f"Redis did not come back within {seconds:g} s",
-                                  "start the server again, then rerun the same command") from None
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    """Wait for the server to answer again (see :func:`labkit.connection.reconnect`); :class:`LabkitError`
+    after ``seconds``."""
+    if not connection.reconnect(r, lambda text: sink(LogLine(source, text)), exc, seconds):
+        raise LabkitError(f"Redis did not come back within {seconds:g} s",
+                          "start the server again, then rerun the same command")
 
 
 def _who() -> str:
@@ -264,7 +254,7 @@ def acquire_producer_lease(r: redis.Redis, keys: Keys, first: str | None, last: 
 
 def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = null_sink,
             retention_days: float = DEFAULT_RETENTION_DAYS, progress: Callable[[int], None] | None = None,
-            now_ms: int | None = None, reconnect_s: float = 60.0) -> dict:
+            now_ms: int | None = None, reconnect_s: float = connection.RECONNECT_S) -> dict:
     """Delete the partitions ``data`` covers, then write it.  Returns counts and timings.
 
     If the connection drops, it waits for the server (up to ``reconnect_s``)

@@ -27,8 +27,7 @@ from .log import LogLine, Sink, TerminalSink
 from .partition import parse_partition
 from .state import AggregatingState, AveragesState
 
-#: How long consumers keep trying to reach a server that went away before they give up (state stays intact).
-RECONNECT_S = 60.0
+RECONNECT_S = connection.RECONNECT_S
 
 
 def list_partitions(r: redis.Redis, keys: Keys) -> list[str]:
@@ -161,22 +160,12 @@ class Consumers:
             self._stop.set()
 
     def _reconnect(self, w: _Worker, exc: Exception) -> bool:
-        """Wait for the server with capped exponential backoff; False once ``reconnect_s`` has passed."""
-        where = self.target.address
-        self.sink(LogLine(w.name, f"lost the connection to Redis at {where} ({str(exc).splitlines()[0][:80]}); "
-                                  f"reconnecting for up to {self.reconnect_s:g} s"))
+        """Wait for the server (see :func:`labkit.connection.reconnect`); False once ``reconnect_s`` has passed."""
         w.consumer.idle_since = None
-        deadline, delay = time.monotonic() + self.reconnect_s, 0.05
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                w.consumer.r.ping()
-                w.reconnects += 1
-                self.sink(LogLine(w.name, f"reconnected to Redis at {where}"))
-                return True
-            except (redis.ConnectionError, redis.TimeoutError):
-                self._stop.wait(delay)
-                delay = min(delay * 2, 2.0)
-        return False
+        ok = connection.reconnect(w.consumer.r, lambda text: self.sink(LogLine(w.name, text)), exc,
+                                  self.reconnect_s, self._stop, self.target.address)
+        w.reconnects += ok
+        return ok
 
     def start(self) -> "Consumers":
         for w in self._workers:
