@@ -9,6 +9,7 @@ grouped by slot first.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from typing import Iterable
 
@@ -20,6 +21,12 @@ from .keys import Keys
 
 #: Keys per UNLINK: large enough for few round trips, small enough not to block the server.
 CHUNK = 500
+
+
+def keys_for(r, keys: Keys | None = None) -> Keys:
+    """``keys`` (by default from ``LABKIT_NAMESPACE``) named for the server ``r`` talks to: hash-tagged on a cluster."""
+    keys = keys or Keys.from_env()
+    return dataclasses.replace(keys, cluster=is_cluster(r))
 
 
 def _name(k) -> str:

@@ -120,6 +120,17 @@ def test_cluster_errors_become_one_line_with_a_hint(exc, says):
 
 # ---------------------------------------------------------------- detection
 
+def test_keys_are_named_for_the_server_a_client_talks_to(redis_cluster, r):
+    from labkit.keyspace import keys_for
+    c = connection.connect(connection.Target(redis_cluster.url, embedded=False))
+    try:
+        assert keys_for(c, Keys("alice")) == Keys("alice", cluster=True)
+        assert keys_for(r, Keys("alice")) == Keys("alice")
+        assert keys_for(c, Keys("alice", cluster=True)).aggregating_state == "{alice:temps:averages}aggregating_consumer_state"
+    finally:
+        c.close()
+
+
 def test_connect_returns_a_cluster_client_for_a_cluster(redis_cluster, one_node_cluster, r):
     for info in (redis_cluster, one_node_cluster):
         c = connection.connect(connection.Target(info.url, embedded=False))
