@@ -98,7 +98,8 @@ def cmd_cluster(args) -> int:
         out(LogLine("", f"  127.0.0.1:{n['port']}  {role}{'  FAILED' if n['failed'] else ''}  pid {n['pid']}  "
                         f"{n['keys']} keys  {n['memory']} used"))
     using = os.environ.get("REDIS_URL", "").strip()
-    out(LogLine("", "labkit uses: " + ("this cluster (REDIS_URL)" if using and using == info.url else
+    ours = using and connection.Target(using, False).address in {f"{info.host}:{n.port}" for n in info.nodes}
+    out(LogLine("", "labkit uses: " + ("this cluster (REDIS_URL)" if ours else
                                        f"{connection.mask(using)} (REDIS_URL)" if using else "the embedded server "
                                        "(set REDIS_URL to use the cluster)")))
     return 0 if st["state"] == "ok" else 1

@@ -324,6 +324,9 @@ def start(h: Path | None = None, shards: int | None = None, replicas: int | None
     ``binary`` defaults to the embedded server's; ``persist`` keeps an append-only file per node.
     """
     h = h or home()
+    if not (shards is None or 1 <= shards <= MAX_SHARDS) or not (replicas is None or 0 <= replicas <= MAX_REPLICAS):
+        raise LabkitError(f"--shards {shards} / --replicas {replicas} out of range",
+                          f"use 1..{MAX_SHARDS} shards and 0..{MAX_REPLICAS} replicas per shard")
     with server._locked(h, "cluster.lock"):
         old = read_info(h)
         if old and running(old):
@@ -339,9 +342,6 @@ def start(h: Path | None = None, shards: int | None = None, replicas: int | None
             return _restart(h, old, shards, replicas, timeout), True
         shards = DEFAULT_SHARDS if shards is None else shards
         replicas = DEFAULT_REPLICAS if replicas is None else replicas
-        if not (1 <= shards <= MAX_SHARDS and 0 <= replicas <= MAX_REPLICAS):
-            raise LabkitError(f"--shards {shards} / --replicas {replicas} out of range",
-                              f"use 1..{MAX_SHARDS} shards and 0..{MAX_REPLICAS} replicas per shard")
         return _create(h, shards, replicas, binary, node_timeout_ms, persist, timeout), True
 
 

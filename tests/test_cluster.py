@@ -331,12 +331,12 @@ def test_a_shard_with_no_live_node_is_clusterdown_in_one_line(own_cluster):
 @pytest.fixture
 def cluster_cli(tmp_path):
     """``python -m labkit cluster …`` in a private LABKIT_HOME; whatever it started is stopped by PID afterwards."""
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(LABKIT_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    base = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    base.update(LABKIT_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
 
-    def cli(*args):
+    def cli(*args, env: dict | None = None):
         return subprocess.run([sys.executable, "-m", "labkit", "cluster", *args], capture_output=True, text=True,
-                              env=env, timeout=120, cwd=ROOT)
+                              env={**base, **(env or {})}, timeout=120, cwd=ROOT)
     yield cli
     info = cluster.read_info(tmp_path)
     if info:
@@ -356,6 +356,8 @@ def test_cluster_cli_start_status_stop_restart(cluster_cli, tmp_path):
 
     st = cli("status")
     assert st.returncode == 0 and "cluster_state ok" in st.stdout, st.stdout + st.stderr
+    assert "labkit uses: the embedded server" in st.stdout
+    assert "labkit uses: this cluster (REDIS_URL)" in cli("status", env={"REDIS_URL": info.url_of(info.nodes[4].port)}).stdout
     assert st.stdout.count(" master  slots ") == 3 and st.stdout.count(" replica of ") == 3
 
     r = connection.connect(connection.Target(url, embedded=False))
@@ -383,6 +385,7 @@ def test_cluster_cli_start_status_stop_restart(cluster_cli, tmp_path):
 def test_one_node_cli_cluster_and_bad_input(cluster_cli, tmp_path):
     cli = cluster_cli
     for args, says in [(("url",), "there is no local cluster"), (("start", "--shards", "0"), "out of range"),
+                       (("start", "--shards", "10"), "out of range"),
                        (("start", "--replicas", "5"), "out of range"), (("stop", "--fresh"), "go with cluster start")]:
         res = cli(*args)
         assert res.returncode == 2 and res.stderr.startswith("labkit: error: ") and says in res.stderr, res.stderr
