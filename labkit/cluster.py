@@ -332,8 +332,7 @@ def start(h: Path | None = None, shards: int | None = None, replicas: int | None
         if old and running(old):
             if fresh:
                 raise LabkitError("the local cluster is running", "stop it first: python -m labkit cluster stop")
-            if (shards or old.shards) != old.shards or (replicas if replicas is not None else old.replicas) \
-                    != old.replicas:
+            if not _same_shape(old, shards, replicas):
                 raise LabkitError(f"the local cluster is already running with {old.shards} shard(s) "
                                   f"x {old.replicas} replica(s)",
                                   "stop it, then start a new one with --fresh")
@@ -343,6 +342,11 @@ def start(h: Path | None = None, shards: int | None = None, replicas: int | None
         shards = DEFAULT_SHARDS if shards is None else shards
         replicas = DEFAULT_REPLICAS if replicas is None else replicas
         return _create(h, shards, replicas, binary, node_timeout_ms, persist, timeout), True
+
+
+def _same_shape(old: ClusterInfo, shards: int | None, replicas: int | None) -> bool:
+    """Whether ``--shards``/``--replicas`` (``None``: not given) describe the existing cluster."""
+    return shards in (None, old.shards) and replicas in (None, old.replicas)
 
 
 def _create(h: Path, shards: int, replicas: int, binary: str | None, node_timeout_ms: int,
@@ -380,7 +384,7 @@ def _create(h: Path, shards: int, replicas: int, binary: str | None, node_timeou
 
 
 def _restart(h: Path, old: ClusterInfo, shards: int | None, replicas: int | None, timeout: float) -> ClusterInfo:
-    if (shards or old.shards) != old.shards or (replicas if replicas is not None else old.replicas) != old.replicas:
+    if not _same_shape(old, shards, replicas):
         raise LabkitError(f"the stopped local cluster has {old.shards} shard(s) x {old.replicas} replica(s)",
                           "start it as it was (no --shards/--replicas), or add --fresh to form a new one "
                           "(its data is deleted)")
