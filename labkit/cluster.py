@@ -67,6 +67,7 @@ class ClusterInfo:
     node_timeout_ms: int
     binary: str
     nodes: list[Node] = field(default_factory=list)
+    home: str = ""  # the LABKIT_HOME whose cluster.json this is
 
     def url_of(self, port: int) -> str:
         return f"redis://:{self.password}@{self.host}:{port}"
@@ -307,8 +308,11 @@ def wait_ok(info: ClusterInfo, timeout: float = 30.0) -> None:
 
 def read_info(h: Path | None = None) -> ClusterInfo | None:
     """The local cluster this lab formed (running or stopped), or ``None``."""
+    h = h or home()
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-        return ClusterInfo.from_json(_paths(h or home())["conn"].read_text())
+        info = ClusterInfo.from_json(_paths(h)["conn"].read_text())
+        info.home = str(h)  # where the file is, wherever it was written from
+        return info
     return None
 
 
@@ -361,7 +365,7 @@ def _create(h: Path, shards: int, replicas: int, binary: str | None, node_timeou
     for _ in range(3):  # a free port can be taken between our check and a node's bind
         ports = _free_ports(shards * (1 + replicas), rng)
         info = ClusterInfo("127.0.0.1", secrets.token_urlsafe(24), shards, replicas, node_timeout_ms, binary,
-                           [Node(port, 0, str(p["dir"] / str(port))) for port in ports])
+                           [Node(port, 0, str(p["dir"] / str(port))) for port in ports], str(h))
         try:
             for n in info.nodes:
                 Path(n.dir).mkdir(mode=0o700, parents=True)
@@ -378,7 +382,7 @@ def _create(h: Path, shards: int, replicas: int, binary: str | None, node_timeou
             if "did not start" not in str(exc):
                 break
             continue
-        server._write_private(p["conn"], info.to_json())
+        _save(info)
         return info
     raise last
 
@@ -396,7 +400,7 @@ def _restart(h: Path, old: ClusterInfo, shards: int | None, replicas: int | None
         _stop_pids([n.pid for n in old.nodes], timeout=5)
         raise LabkitError(f"the stopped local cluster did not come back: {exc}",
                           "add --fresh to form a new one (its data is deleted)") from None
-    server._write_private(_paths(h)["conn"], old.to_json())
+    _save(old)
     return old
 
 
@@ -440,11 +444,9 @@ def status(info: ClusterInfo) -> dict:
 
 # ---------------------------------------------------------------- failures, staged
 
-def _save_pids(info: ClusterInfo) -> None:
-    """Record a restarted node's PID, if ``info`` is this lab's cluster.json."""
-    saved = read_info()
-    if saved and {n.port for n in saved.nodes} == {n.port for n in info.nodes} and saved.password == info.password:
-        server._write_private(_paths(home())["conn"], info.to_json())
+def _save(info: ClusterInfo) -> None:
+    """Write ``info`` to its cluster.json (a restarted node's new PID must be there for ``stop``)."""
+    server._write_private(_paths(Path(info.home))["conn"], info.to_json())
 
 
 def masters(info: ClusterInfo) -> dict[int, list[int]]:
@@ -529,5 +531,5 @@ def restart_node(info: ClusterInfo, port: int, timeout: float = 30.0) -> None:
     if server._alive(node.pid):
         return
     _launch(info, node)
-    _save_pids(info)
+    _save(info)
     wait_ok(info, timeout)

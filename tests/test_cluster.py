@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -291,6 +292,7 @@ def test_takeover_after_a_cut_loses_the_newest_writes_then_the_old_master_rejoin
     assert r.get(key) == b"replicated"
     cluster.restart_node(info, master)
     assert cluster.masters(info)[replica] == [master]   # back, as the new master's replica
+    assert cluster.read_info(Path(info.home)).nodes == info.nodes  # its new PID is saved: a stop stops it
     assert r.get(key) == b"replicated"
 
 
