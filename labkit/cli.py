@@ -60,6 +60,52 @@ def cmd_server(args) -> int:
     return 0
 
 
+def cmd_cluster(args) -> int:
+    from . import cluster
+    out = TerminalSink()
+    if args.action != "start" and (args.shards is not None or args.replicas is not None or args.fresh):
+        raise LabkitError("--shards, --replicas and --fresh go with cluster start", "drop them")
+    show = (lambda url: url) if args.reveal else connection.mask
+    if args.action == "start":
+        info, started = cluster.start(shards=args.shards, replicas=args.replicas, fresh=args.fresh)
+        ports = sorted(n.port for n in info.nodes)
+        out(LogLine("", f"{'started' if started else 'already running'}: local Redis Cluster, {info.shards} "
+                        f"shard(s) x {info.replicas} replica(s), {len(info.nodes)} node(s) on 127.0.0.1 "
+                        f"ports {', '.join(map(str, ports))}"))
+        out(LogLine("", f"use it with: export REDIS_URL='{show(info.url)}'"
+                        + ("" if args.reveal else "   (python -m labkit cluster url --reveal shows the password)")))
+        return 0
+    info = cluster.read_info()
+    if args.action == "stop":
+        out(LogLine("", "stopped the local cluster" if cluster.stop() else "the local cluster is not running"))
+        return 0
+    if info is None:
+        if args.action == "url":
+            raise LabkitError("there is no local cluster", "start one: python -m labkit cluster start")
+        out(LogLine("", "local cluster: none (start one: python -m labkit cluster start)"))
+        return 1
+    if args.action == "url":
+        print(show(info.url))
+        return 0
+    st = cluster.status(info)
+    out(LogLine("", f"local cluster: {info.shards} shard(s) x {info.replicas} replica(s), cluster_state "
+                    f"{st['state']}, url {show(info.url)}"))
+    for n in st["nodes"]:
+        if not n["running"]:
+            out(LogLine("", f"  127.0.0.1:{n['port']}  down (pid {n['pid']} not running)"))
+            continue
+        role = (f"master  slots {cluster.format_ranges(n['slots'])}" if n["role"] == "master"
+                else f"replica of {n['master_port']}" if n["role"] == "replica" else "role unknown")
+        out(LogLine("", f"  127.0.0.1:{n['port']}  {role}{'  FAILED' if n['failed'] else ''}  pid {n['pid']}  "
+                        f"{n['keys']} keys  {n['memory']} used"))
+    using = os.environ.get("REDIS_URL", "").strip()
+    ours = using and connection.Target(using, False).address in {f"{info.host}:{n.port}" for n in info.nodes}
+    out(LogLine("", "labkit uses: " + ("this cluster (REDIS_URL)" if ours else
+                                       f"{connection.mask(using)} (REDIS_URL)" if using else "the embedded server "
+                                       "(set REDIS_URL to use the cluster)")))
+    return 0 if st["state"] == "ok" else 1
+
+
 def _progress(total: int, desc: str):
     try:
         from tqdm import tqdm
@@ -199,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reveal", action="store_true", help="with url: print the password instead of ***")
     s.set_defaults(func=cmd_server)
 
+    s = sub.add_parser("cluster", help="start, stop or inspect a local Redis Cluster (use it through REDIS_URL)")
+    s.add_argument("action", choices=["start", "stop", "status", "url"])
+    s.add_argument("--shards", type=int, default=None, help="with start: masters (default 3)")
+    s.add_argument("--replicas", type=int, default=None, help="with start: replicas per master (default 1)")
+    s.add_argument("--fresh", action="store_true", help="with start: delete the stopped cluster, form a new one")
+    s.add_argument("--reveal", action="store_true", help="print the password instead of ***")
+    s.set_defaults(func=cmd_cluster)
+
     s = sub.add_parser("produce", help="write the temperature dataset into date partitions")
     s.add_argument("--start", default=None, help="first reading, UTC (default 2025-01-01)")
     s.add_argument("--days", type=float, default=None, help="days of readings (default 10)")
@@ -278,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     except LabkitError as exc:
         _err(str(exc.with_flag("--" + exc.param.replace("_", "-")) if exc.param else exc))
         return exc.exit_code
-    except redis.RedisError as exc:
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
         _err(str(connection.explain(exc, _current_target())))
         return 1
     except KeyboardInterrupt as exc:

@@ -2,6 +2,10 @@
 
 Every failure to connect becomes one :class:`LabkitError` line naming the
 address (password masked) and what to do about it.
+
+A Redis Cluster is detected when connecting (INFO says ``cluster_enabled:1``)
+and then labkit talks to it through redis-py's :class:`~redis.cluster.RedisCluster`,
+which sends each command to the master that owns its key's hash slot.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from .errors import LabkitError
@@ -65,8 +71,12 @@ def _check_url(url: str) -> None:
         raise LabkitError(f"REDIS_URL {mask(url)!r} is not a Redis URL", f"use {URL_FORM}")
 
 
-def client(t: Target | None = None, **overrides) -> redis.Redis:
-    """A new client (its own connection pool); not yet checked."""
+def client(t: Target | None = None, cluster: bool = False, **overrides) -> redis.Redis | RedisCluster:
+    """A new client (its own connection pool); not yet checked.
+
+    With ``cluster`` a :class:`RedisCluster`, which reads the cluster's layout
+    from the node in the URL as it is built.
+    """
     t = t or target()
     _check_url(t.url)
     kwargs = dict(socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=5.0,
@@ -74,13 +84,72 @@ def client(t: Target | None = None, **overrides) -> redis.Redis:
                   retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 3))
     kwargs.update(overrides)
     try:
+        if cluster:
+            return RedisCluster.from_url(t.url, **kwargs)
         return redis.Redis.from_url(t.url, **kwargs)
     except ValueError as exc:
         raise LabkitError(f"REDIS_URL {mask(t.url)!r} is malformed ({exc})", f"use {URL_FORM}") from None
 
 
+def is_cluster(r) -> bool:
+    """Whether ``r`` talks to a Redis Cluster (its keys are spread over several masters)."""
+    return isinstance(r, RedisCluster)
+
+
+_DOWN_HINT = ("wait for the failover to finish, or restart the failed node "
+              "(python -m labkit cluster status shows which), then rerun")
+
+
+def _cluster_error(exc: Exception, msg: str, where: str) -> LabkitError | None:
+    """The one line for an error only a Redis Cluster gives, else ``None``."""
+    low = msg.lower()
+    code = (getattr(exc, "status_code", None) or msg.split(" ")[0]).upper()
+    if isinstance(exc, redis.exceptions.AskError) or code in ("MOVED", "ASK"):
+        kind = "ASK" if code == "ASK" or type(exc) is redis.exceptions.AskError else "MOVED"
+        detail = msg if msg.upper().startswith(kind) else f"{kind} {msg}"
+        return LabkitError(f"Redis at {where} is a cluster node that does not serve that key's hash slot "
+                           f"({detail}): a client that is not cluster-aware was used",
+                           "labkit detects clusters when it connects: rerun the command; in your own code "
+                           "connect with labkit.connection.connect() or redis.cluster.RedisCluster")
+    if isinstance(exc, (redis.exceptions.ClusterCrossSlotError, redis.exceptions.CrossSlotTransactionError)) \
+            or code == "CROSSSLOT" or "same slot" in low or "same key slot" in low:
+        return LabkitError(f"Redis Cluster at {where} refused one command over keys in different hash slots "
+                           f"(CROSSSLOT: {msg})",
+                           "keys used in one command or transaction must share a hash tag, the part in "
+                           "{…}, e.g. {temps:averages}mykey; labkit's own keys do (see docs/cluster.md)")
+    if "select is not allowed in cluster mode" in low:  # the URL names a database other than 0
+        return LabkitError(f"a Redis Cluster has only database 0 ({msg})", "drop the /N database number from REDIS_URL")
+    if isinstance(exc, redis.exceptions.TryAgainError) or code == "TRYAGAIN":
+        return LabkitError(f"Redis Cluster at {where} is moving a hash slot and could not serve the command "
+                           f"now (TRYAGAIN)", "rerun it in a moment")
+    if isinstance(exc, (redis.exceptions.ClusterDownError, redis.exceptions.SlotNotCoveredError)) \
+            or code in ("CLUSTERDOWN", "MASTERDOWN"):
+        return LabkitError(f"the Redis Cluster at {where} is down: a hash slot has no live master ({msg})",
+                           _DOWN_HINT)
+    if isinstance(exc, redis.exceptions.ClusterError):
+        return LabkitError(f"the Redis Cluster at {where} kept redirecting labkit ({msg})",
+                           "its layout is changing (failover or resharding): check it with "
+                           "python -m labkit cluster status, then rerun")
+    if isinstance(exc, RedisClusterException):
+        if "db" in low and ("cluster mode" in low or "only be 0" in low):
+            return LabkitError(f"a Redis Cluster has only database 0 ({msg})",
+                               "drop the /N database number from REDIS_URL")
+        if "not covered" in low:
+            return LabkitError(f"the Redis Cluster at {where} does not serve every hash slot ({msg})",
+                               _DOWN_HINT)
+        if "cannot be connected" in low:
+            return LabkitError(f"cannot reach the Redis Cluster at {where} ({msg})",
+                               "is the node in REDIS_URL running? (python -m labkit cluster status)")
+        if "unix domain socket" in low:
+            return LabkitError(f"redis-py cannot reach a Redis Cluster over a Unix socket ({msg})",
+                               "use redis://host:port in REDIS_URL")
+        return LabkitError(f"cannot use the Redis Cluster at {where} ({msg})",
+                           "check it with python -m labkit cluster status (local cluster) or CLUSTER INFO")
+    return None
+
+
 def explain(exc: Exception, t: Target) -> LabkitError:
-    """Turn a redis-py exception into a one-line error with a hint."""
+    """Turn a redis-py exception (cluster ones included) into a one-line error with a hint."""
     where = t.address
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     low = msg.lower()
@@ -100,20 +169,25 @@ def explain(exc: Exception, t: Target) -> LabkitError:
         hint = ("restart it with: python -m labkit server start" if t.embedded else
                 "is the server running and the host/port in REDIS_URL right? unset REDIS_URL to use the embedded server")
         return LabkitError(f"cannot reach Redis at {where} ({msg})", hint)
+    clustered = _cluster_error(exc, msg, where)
+    if clustered is not None:
+        return clustered
     if isinstance(exc, redis.ResponseError) and low.startswith("wrongtype"):
         return LabkitError(f"a key labkit uses holds the wrong type ({msg})",
                            "another program uses labkit's key names: set LABKIT_NAMESPACE, or delete that key")
     return LabkitError(f"Redis at {where} answered an error ({msg})", "see the README's troubleshooting section")
 
 
-def connect(t: Target | None = None, **overrides) -> redis.Redis:
-    """A checked client: reachable, authenticated, Redis 7 command set."""
+def connect(t: Target | None = None, **overrides) -> redis.Redis | RedisCluster:
+    """A checked client: reachable, authenticated, Redis 7 command set; a :class:`RedisCluster` for a cluster."""
     t = t or target()
     # Probe with a short timeout and no retries, so a wrong address or a TLS
     # mismatch fails in seconds, not after every retry of a long timeout.
     probe = client(t, socket_timeout=5.0, retry=Retry(NoBackoff(), 0))
     try:
         info = probe.info("server")
+        clustered = info.get("redis_mode") == "cluster" or info.get("server_mode") == "cluster" \
+            or bool(probe.info("cluster").get("cluster_enabled"))
     except redis.RedisError as exc:
         raise explain(exc, t) from None
     finally:
@@ -122,7 +196,12 @@ def connect(t: Target | None = None, **overrides) -> redis.Redis:
     if version < MIN_VERSION:
         raise LabkitError(f"Redis at {t.address} is version {info.get('redis_version')}; labkit needs 7.0 or newer",
                           "use the embedded server (unset REDIS_URL) or a Redis 7 server")
-    return client(t, **overrides)
+    if not clustered:
+        return client(t, **overrides)
+    try:
+        return client(t, cluster=True, **overrides)
+    except (redis.RedisError, RedisClusterException) as exc:
+        raise explain(exc, t) from None
 
 
 def pooled_connection(r: redis.Redis):

@@ -48,6 +48,7 @@ import redis
 from . import connection
 from .errors import LabkitError
 from .keys import Keys
+from .keyspace import delete_namespace
 from .log import LogLine, Sink, null_sink
 from .window import BadReading, parse_temp
 
@@ -82,14 +83,11 @@ def deadletter_key(keys: Keys) -> str:
 
 
 def delete_keys(r: redis.Redis, keys: Keys) -> int:
-    """Delete every key of ``keys``' namespace (SCAN + UNLINK); refuses the empty namespace."""
+    """Delete every key of ``keys``' namespace (on every master of a cluster); refuses the empty namespace."""
     if not keys.namespace:
         raise LabkitError("refusing to delete keys without a namespace",
                           "use lab_keys('...') so only the lab's own keys are removed")
-    names = list(r.scan_iter(match=f"{keys.namespace}:*", count=1000))
-    for i in range(0, len(names), 500):
-        r.unlink(*names[i:i + 500])
-    return len(names)
+    return delete_namespace(r, keys)
 
 
 def lab_days(default: float = 10.0) -> float:

@@ -3,6 +3,13 @@
 With ``LABKIT_NAMESPACE`` unset the course's own key names are used.  With
 ``LABKIT_NAMESPACE=alice`` every key is prefixed ``alice:`` so several learners
 can share one server.  Resets delete exactly these keys, never anything else.
+
+**On a Redis Cluster** (``Keys(cluster=True)``) partitions and ``temps:averages``
+keep their course names, and each lands in the hash slot its name gives.  The
+keys that must change in one MULTI/EXEC with ``temps:averages`` (the aggregating
+consumer's state and lease, and the dead letters) get a hash tag, the part in
+``{…}``, that puts them in ``temps:averages``' slot: ``{temps:averages}aggregating_consumer_state``.
+A transaction can only span keys of one slot, on one server.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 @dataclass(frozen=True)
 class Keys:
     namespace: str = ""
+    cluster: bool = False
 
     def __post_init__(self):
         if self.namespace and not _NAMESPACE.fullmatch(self.namespace):
@@ -44,6 +52,15 @@ class Keys:
         """``name`` under this namespace (unchanged when there is none)."""
         return f"{self.namespace}:{name}" if self.namespace else name
 
+    def with_averages(self, name: str) -> str:
+        """``name`` for a key committed together with ``temps:averages``: in its hash slot on a cluster."""
+        return f"{{{self.averages}}}{name}" if self.cluster else self.key(name)
+
+    @property
+    def averages_tag(self) -> str:
+        """The prefix of every key hash-tagged into ``temps:averages``' slot (cluster only)."""
+        return f"{{{self.averages}}}"
+
     @property
     def partition_prefix(self) -> str:
         """Partitions are ``<prefix>YYYYMMDD``."""
@@ -65,20 +82,27 @@ class Keys:
 
     @property
     def deadletter(self) -> str:
-        return self.key("temps:deadletter")
+        return self.with_averages("temps:deadletter")
 
     @property
     def aggregating_state(self) -> str:
-        return self.key("aggregating_consumer_state")
+        return self.with_averages("aggregating_consumer_state")
 
     @property
     def aggregating_lease(self) -> str:
-        """Held by the one running aggregating consumer (see :mod:`labkit.lease`)."""
-        return self.key("aggregating_consumer_lease")
+        """Held by the one aggregating consumer allowed to run in this namespace (see :mod:`labkit.lease`)."""
+        return self.with_averages("aggregating_consumer_lease")
 
     @property
     def averages_state(self) -> str:
         return self.key("averages_consumer_state")
+
+    @property
+    def namespace_patterns(self) -> list[str]:
+        """SCAN patterns matching every key of this namespace, hash-tagged ones included."""
+        if not self.namespace:
+            raise ValueError("the un-namespaced key space has no pattern of its own")
+        return [f"{self.namespace}:*", f"{{{self.namespace}:*"]
 
     @property
     def partition_pattern(self) -> str:

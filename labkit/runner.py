@@ -22,29 +22,13 @@ from .aggregating import BATCH, BLOCK_MS, DEFAULT_MAXLEN, AggregatingConsumer, c
 from .averages import AveragesConsumer
 from .errors import LabkitError, SimulatedCrash
 from .keys import Keys
+from .keyspace import delete_namespace, list_partitions  # noqa: F401 - re-exported: callers import them from here
 from .lease import Lease
 from .log import LogLine, Sink, TerminalSink
 from .partition import parse_partition
 from .state import AggregatingState, AveragesState
 
 RECONNECT_S = connection.RECONNECT_S
-
-
-def list_partitions(r: redis.Redis, keys: Keys) -> list[str]:
-    """The partitions that exist, oldest first (SCAN, never KEYS)."""
-    names = {k.decode() if isinstance(k, bytes) else k
-             for k in r.scan_iter(match=keys.partition_pattern, count=1000, _type="stream")}
-    return sorted(names)
-
-
-def delete_namespace(r: redis.Redis, keys: Keys) -> int:
-    """Delete every key under ``keys``' namespace (SCAN + UNLINK; never FLUSHDB).  Returns how many."""
-    if not keys.namespace:
-        raise ValueError("refusing to delete the un-namespaced key space")
-    names = list(r.scan_iter(match=f"{keys.namespace}:*", count=1000))
-    for i in range(0, len(names), 500):
-        r.unlink(*names[i:i + 500])
-    return len(names)
 
 
 def _partitions_hint(r: redis.Redis, keys: Keys) -> str:

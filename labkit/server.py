@@ -61,7 +61,7 @@ def _binary() -> Path:
 
 
 def _paths(h: Path) -> dict[str, Path]:
-    return {"conn": h / "server.json", "lock": h / "server.lock", "data": h / "data",
+    return {"conn": h / "server.json", "data": h / "data",
             "conf": h / "server.conf", "log": h / "server.log", "pidfile": h / "server.pid"}
 
 
@@ -119,10 +119,10 @@ def read_info(h: Path | None = None) -> ServerInfo | None:
 
 
 @contextlib.contextmanager
-def _locked(h: Path):
+def _locked(h: Path, name: str = "server.lock"):
     h.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(h, 0o700)
-    with open(_paths(h)["lock"], "w") as lock:
+    with open(h / name, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster_fixtures import one_node_cluster, own_cluster, redis_cluster  # noqa: F401 - fixtures
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -56,15 +58,13 @@ def r(target):
 
 def _delete_namespace(r, keys) -> None:
     """Delete a test namespace's keys, or (no namespace) exactly the course-named keys labkit owns."""
-    from labkit.runner import delete_namespace
+    from labkit.keyspace import delete_keys, delete_namespace, scan_keys
     if keys.namespace:
         delete_namespace(r, keys)
         return
-    names = [k for k in r.scan_iter(count=1000)
-             if k.startswith(b"temps:") or k in (b"aggregating_consumer_state", b"averages_consumer_state",
-                                                   b"aggregating_consumer_lease")]
-    for i in range(0, len(names), 500):
-        r.unlink(*names[i:i + 500])
+    owned = ("temps:*", "{temps:averages}*", "aggregating_consumer_state", "aggregating_consumer_lease",
+             "averages_consumer_state")
+    delete_keys(r, {k for pattern in owned for k in scan_keys(r, pattern)})
 
 
 @pytest.fixture
