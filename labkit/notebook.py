@@ -165,8 +165,10 @@ class Lab:
     def rows(self) -> list[tuple[str, str, str]]:
         """``(attribute, what it is, value)`` for each thing set-up gives a notebook."""
         where = f"namespace {self.keys.namespace!r}" if self.keys.namespace else "the course's own key names"
+        info = self.r.info("server")
         return [
-            ("lab.r", "the connection (redis-py)", str(self.target)),
+            ("lab.r", "the connection (redis-py)",
+             f"{self.target} · {info.get('server_name', 'redis')} {info.get('redis_version')}"),
             ("lab.keys", "key names", f"{where}: {self.keys.partition_prefix}YYYYMMDD, {self.keys.averages}, …"),
             ("lab.data", "the dataset (LABKIT_DAYS)",
              f"{self.data.days:g} days from {_utc(self.data.start_ms):%Y-%m-%d}, {self.data.count:,} readings"),
@@ -212,6 +214,23 @@ def setup(produce_if_missing: bool = True, days: float | None = None) -> Lab:
     names = data.partitions(keys)
     others = [p for p in list_partitions(r, keys) if p not in names]
     return Lab(target, r, keys, data, names, expected_hours(data), present, produced, others)
+
+
+def setup_companion(name: str, max_days: float | None = 1) -> Lab:
+    """The one set-up call of a companion notebook (07–12): its own namespace, emptied, and fresh data.
+
+    The namespace is :func:`labkit.groups.lab_keys` of ``name`` (never the main
+    lab's keys); what an earlier run of the same notebook left there is deleted,
+    then ``LABKIT_DAYS`` of data (at most ``max_days``) is produced into it.
+    """
+    from . import groups
+    target = connection.target()
+    r = connection.connect(target)
+    keys = groups.lab_keys(name)
+    groups.delete_keys(r, keys)
+    data = groups.lab_dataset(max_days=max_days)
+    producer.produce(r, data, keys, null_sink)
+    return Lab(target, r, keys, data, data.partitions(keys), expected_hours(data), True, True, [])
 
 
 # ---------------------------------------------------------------- server
