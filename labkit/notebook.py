@@ -182,8 +182,9 @@ class Lab:
 
     def _repr_html_(self) -> str:
         import html
-        body = "".join(f"<tr><td><code>{a}</code></td><td>{html.escape(w)}</td><td>{html.escape(v)}</td></tr>"
-                       for a, w, v in self.rows())
+        left = ' style="text-align:left"'
+        body = "".join(f"<tr><td{left}><code>{a}</code></td><td{left}>{html.escape(w)}</td>"
+                       f"<td{left}>{html.escape(v)}</td></tr>" for a, w, v in self.rows())
         return f"<table>{body}</table><p>{html.escape(self.note())}</p>"
 
 

@@ -40,19 +40,60 @@ from .runner import Consumers, list_partitions, start_consumers
 WAITING = "Waiting for new messages"
 
 
+class LogBox(W.Box):
+    """A scrolling log box: each batch of lines is one small ``Output`` appended below the others.
+
+    Appending a child leaves the boxes already shown alone in the browser,
+    whereas changing one ``Output``'s list of outputs makes the browser redraw
+    all of it, which resets the scroll position each time.  So the box follows
+    the newest line (see :func:`panel_css`) and, once the learner scrolls up,
+    stays where they put it while lines keep arriving.
+    """
+
+    def __init__(self, **kwargs):
+        self._lines = W.VBox()
+        super().__init__([self._lines], **kwargs)
+        self.add_class("labkit-log")
+
+    @property
+    def chunks(self) -> tuple[W.Output, ...]:
+        """One ``Output`` per batch of lines, oldest first."""
+        return self._lines.children
+
+    @property
+    def outputs(self) -> tuple[dict, ...]:
+        """Every stream output of every batch, oldest first (what an ``Output`` would hold)."""
+        return tuple(o for chunk in self.chunks for o in chunk.outputs)
+
+    def append(self, text: str) -> W.Output:
+        chunk = W.Output()
+        chunk.append_stdout(text)
+        self._lines.children = (*self._lines.children, chunk)
+        return chunk
+
+    def remove(self, indices) -> None:
+        """Remove the batches at ``indices`` (their widgets are closed)."""
+        gone = set(indices)
+        keep = tuple(c for i, c in enumerate(self._lines.children) if i not in gone)
+        dropped = [c for i, c in enumerate(self._lines.children) if i in gone]
+        self._lines.children = keep
+        for c in dropped:
+            c.close()
+
+
 class OutputSink:
-    """A log sink that writes lines into ipywidgets ``Output`` areas, safe from any thread.
+    """A log sink that writes lines into :class:`LogBox` areas, safe from any thread.
 
     Lines go to ``outputs[line.source]`` or else to ``default``.  Sources listed
     in :data:`labkit.log.COLOURS` (the ``avg:`` lines) are coloured with ANSI
     codes, which JupyterLab renders (yellow, as on the course's terminal).
 
-    Every change to an Output sends its *whole* list of outputs to the browser,
-    so lines are gathered for ``flush_interval`` seconds and appended together
-    with one ``Output.append_stdout`` (a line per call would cost time quadratic
-    in the number of lines: minutes for the full ten-day run).  A short-lived
-    timer thread does the flushing; :meth:`flush` does it at once.  Only the
-    newest ``max_lines`` lines are kept in each area.
+    Lines are gathered for ``flush_interval`` seconds and appended together as
+    one new ``Output`` (written with ``Output.append_stdout``) at the end of the
+    box: a line per widget message would cost minutes for the full ten-day run.
+    A short-lived timer thread does the flushing; :meth:`flush` does it at once.
+    Only the newest ``max_lines`` lines are kept in each box (whole batches are
+    dropped from the top).
 
     A ``Waiting for new messages …`` line (:data:`WAITING`) stands only while it
     is the newest line of its source: the next line from the same consumer
@@ -60,26 +101,26 @@ class OutputSink:
     every batch, and those lines would otherwise drown the averages.
     """
 
-    def __init__(self, outputs: dict[str, W.Output] | None = None, default: W.Output | None = None,
+    def __init__(self, outputs: dict[str, LogBox] | None = None, default: LogBox | None = None,
                  max_lines: int = 1000, colour: bool = True, flush_interval: float = 0.2):
         self.outputs = dict(outputs or {})
-        self.default = default if default is not None else W.Output()
+        self.default = default if default is not None else LogBox()
         self.max_lines, self.colour, self.flush_interval = max_lines, colour, flush_interval
         self._lock = threading.Lock()
-        self._pending: dict[int, list[tuple[str, str]]] = {}   # id(output) -> (source, text) not yet shown
-        self._chunks: dict[int, list[list[tuple[str, str]]]] = {}  # id(output) -> the lines of each output
+        self._pending: dict[int, list[tuple[str, str]]] = {}   # id(box) -> (source, text) not yet shown
+        self._chunks: dict[int, list[list[tuple[str, str]]]] = {}  # id(box) -> the lines of each batch shown
         self._timer: threading.Timer | None = None
 
-    def _areas(self) -> list[W.Output]:
+    def _areas(self) -> list[LogBox]:
         return list({id(o): o for o in [self.default, *self.outputs.values()]}.values())
 
     def __call__(self, line: LogLine) -> None:
-        out = self.outputs.get(line.source, self.default)
+        box = self.outputs.get(line.source, self.default)
         text = str(line)
         if self.colour and line.source in COLOURS:
             text = f"{COLOURS[line.source]}{text}{RESET}"
         with self._lock:
-            self._pending.setdefault(id(out), []).append((line.source, text))
+            self._pending.setdefault(id(box), []).append((line.source, text))
             if self.flush_interval <= 0:
                 self._flush_locked()
             elif self._timer is None:
@@ -94,26 +135,26 @@ class OutputSink:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        for out in self._areas():
-            lines = _collapse_waiting(self._pending.pop(id(out), None) or [])
+        for box in self._areas():
+            lines = _collapse_waiting(self._pending.pop(id(box), None) or [])
             if not lines:
                 continue
             lines = lines[-self.max_lines:]
-            chunks = self._chunks.setdefault(id(out), [])
-            if len(chunks) != len(out.outputs):       # someone else changed this Output
-                chunks[:] = [[] for _ in out.outputs]
-            self._drop_shown_waiting(out, chunks, {src for src, _ in lines})
+            chunks = self._chunks.setdefault(id(box), [])
+            if len(chunks) != len(box.chunks):       # someone else changed this box
+                chunks[:] = [[] for _ in box.chunks]
+            self._drop_shown_waiting(box, chunks, {src for src, _ in lines})
             drop = 0
             while drop < len(chunks) and sum(map(len, chunks[drop:])) + len(lines) > self.max_lines:
                 drop += 1
             if drop:
-                out.outputs = out.outputs[drop:]
+                box.remove(range(drop))
                 del chunks[:drop]
-            out.append_stdout("".join(text + "\n" for _, text in lines))
+            box.append("".join(text + "\n" for _, text in lines))
             chunks.append(lines)
 
     @staticmethod
-    def _drop_shown_waiting(out: W.Output, chunks: list, sources: set[str]) -> None:
+    def _drop_shown_waiting(box: LogBox, chunks: list, sources: set[str]) -> None:
         """Remove an already shown waiting line of each of ``sources`` if it is that source's newest line."""
         for source in sources:
             for ci in range(len(chunks) - 1, -1, -1):
@@ -122,21 +163,21 @@ class OutputSink:
                     continue
                 if _is_waiting(chunks[ci][idx[-1]][1]):
                     del chunks[ci][idx[-1]]
-                    outs = list(out.outputs)
-                    outs[ci] = {"output_type": "stream", "name": "stdout",
-                                "text": "".join(text + "\n" for _, text in chunks[ci])}
-                    if not chunks[ci]:
-                        del outs[ci], chunks[ci]
-                    out.outputs = tuple(outs)
+                    if chunks[ci]:
+                        box.chunks[ci].outputs = ({"output_type": "stream", "name": "stdout",
+                                                   "text": "".join(text + "\n" for _, text in chunks[ci])},)
+                    else:
+                        box.remove([ci])
+                        del chunks[ci]
                 break
 
     def clear(self) -> None:
-        """Empty every Output area (pending lines are dropped)."""
+        """Empty every box (pending lines are dropped)."""
         with self._lock:
             self._pending.clear()
-            for out in self._areas():
-                out.outputs = ()
-                self._chunks[id(out)] = []
+            for box in self._areas():
+                box.remove(range(len(box.chunks)))
+                self._chunks[id(box)] = []
 
 
 def _is_waiting(text: str) -> bool:
@@ -154,8 +195,8 @@ def _collapse_waiting(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return kept[::-1]
 
 
-def output_text(out: W.Output) -> str:
-    """Everything an Output widget shows as text (ANSI codes removed)."""
+def output_text(out: W.Output | LogBox) -> str:
+    """Everything an Output widget or a :class:`LogBox` shows as text (ANSI codes removed)."""
     import re
     text = "".join(o.get("text", "") for o in out.outputs if o.get("output_type") == "stream")
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
@@ -212,7 +253,9 @@ def panel_css() -> str:
     dark = 'body[data-jp-theme-light="false"]'
     rules = [
         ".labkit-log { display: flex; flex-direction: column-reverse; }",
-        ".labkit-log > .jp-OutputArea { margin-bottom: auto; }",
+        ".labkit-log > .widget-vbox { flex-shrink: 0; margin-bottom: auto; }",
+        ".labkit-log .widget-output, .labkit-log .jp-OutputArea-child { margin: 0; padding: 0; }",
+        ".labkit-log .jp-OutputArea-output { padding-top: 0; }",
         ".labkit-log .jp-OutputArea-output pre { word-break: normal; overflow-wrap: break-word; }",
         f".labkit-log .jp-RenderedText pre .ansi-yellow-fg {{ color: {PALETTE['avg'][0]}; }}",
         f"{dark} .labkit-log .jp-RenderedText pre .ansi-yellow-fg {{ color: {PALETTE['avg'][1]}; }}",
@@ -268,10 +311,8 @@ class ConsumerPanel:
                                       tooltip="start again from the saved state, without a partition")
         self.status = W.HTML()
         self.message = W.HTML()
-        self.agg_output = W.Output(layout=box)
-        self.avg_output = W.Output(layout=box)
-        for out in (self.agg_output, self.avg_output):
-            out.add_class("labkit-log")
+        self.agg_output = LogBox(layout=box)
+        self.avg_output = LogBox(layout=box)
         self.chart = W.Image(format="png", layout=W.Layout(width="100%", max_width="900px", display="none"))
         self.show_chart = chart
         self.output_sink = OutputSink({"avg": self.avg_output}, self.agg_output, max_lines=max_lines)

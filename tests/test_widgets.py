@@ -19,7 +19,7 @@ from labkit.log import LogLine
 from labkit.notebook import verify_now
 from labkit.runner import list_partitions
 from labkit.truth import hourly_truth, load_readings
-from labkit.widgets import ConsumerPanel, OutputSink, output_text
+from labkit.widgets import ConsumerPanel, LogBox, OutputSink, output_text
 
 DAYS = 1.5     # two partitions (a boundary to cross), the second one half a day: 36 hours
 HOURS = 36
@@ -229,8 +229,7 @@ def test_close_stops_consumers_and_ticker(r, keys, data, panel):
 
 
 def test_output_sink_keeps_every_line_from_many_threads():
-    import ipywidgets as W
-    a, b = W.Output(), W.Output()
+    a, b = LogBox(), LogBox()
     sink = OutputSink({"avg": b}, a, max_lines=10_000)
 
     def work(n):
@@ -248,12 +247,11 @@ def test_output_sink_keeps_every_line_from_many_threads():
     assert {l.split(": ")[1] for l in output_text(b).splitlines()} == {f"{n}-{i}" for n in range(4)
                                                                        for i in range(1, 300, 2)}
     sink.clear()
-    assert a.outputs == () and b.outputs == ()
+    assert a.outputs == () and b.outputs == () and a.chunks == ()
 
 
 def test_output_sink_caps_lines():
-    import ipywidgets as W
-    a = W.Output()
+    a = LogBox()
     sink = OutputSink({}, a, max_lines=5)
     for i in range(12):
         sink(LogLine("agg", str(i)))
@@ -266,21 +264,24 @@ def test_output_sink_caps_lines():
 
 
 def test_output_sink_batches_lines_and_flushes_by_itself():
-    import ipywidgets as W
-    a = W.Output()
+    a = LogBox()
     sink = OutputSink({}, a, flush_interval=0.1)
     for i in range(50):
         sink(LogLine("agg", str(i)))
     assert wait_for(lambda: len(output_text(a).splitlines()) == 50, 3)   # no flush() call: the timer did it
-    assert len(a.outputs) < 5, "lines are appended in batches, not one output per line"
+    assert len(a.chunks) < 5, "lines are appended in batches, not one output per line"
+    first = a.chunks[0]
+    sink(LogLine("agg", "one more"))
+    sink.flush()
+    assert a.chunks[0] is first and first.outputs[0]["text"].startswith("agg: 0\n"), \
+        "a new batch is a new child: what the browser already shows is left alone"
 
 
 # ---------------------------------------------------------------- what a learner sees
 
 def test_waiting_lines_stand_only_while_their_consumer_waits():
     """A "Waiting …" line is replaced by that consumer's next line, pending or already shown; other lines stay."""
-    import ipywidgets as W
-    a, b = W.Output(), W.Output()
+    a, b = LogBox(), LogBox()
     sink = OutputSink({"avg": b}, a, flush_interval=0)      # flush on every line: the already-shown case
     wait_avg = "Waiting for new messages in stream temps:averages"
     for i in range(3):
@@ -300,7 +301,7 @@ def test_waiting_lines_stand_only_while_their_consumer_waits():
     assert output_text(a).splitlines() == ["panel: Stopped cleanly: both states saved.",
                                            "agg: Changing partition to consume stream: temps:20250102"]
 
-    batched = W.Output()                                      # and the same within one batch
+    batched = LogBox()                                        # and the same within one batch
     sink = OutputSink({}, batched, flush_interval=10)
     for i in range(50):
         sink(LogLine("avg", f"line {i}"))
