@@ -18,10 +18,12 @@ execution counts before committing a notebook.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import io
 import math
 import os
 import platform
+import re
 import sys
 import time
 import uuid
@@ -30,12 +32,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 import redis
 
-from . import connection, producer
+from . import connection, groups, producer
 from .errors import LabkitError
 from .keys import Keys
 from .log import null_sink
 from .partition import HOUR_MS, id_ms, next_partition, partition_for_ms
 from .runner import list_partitions
+from .state import AggregatingState
+from .truth import hourly_truth, load_averages, load_readings, verify
 
 DEFAULT_DAYS = 10.0
 
@@ -181,7 +185,6 @@ class Lab:
         return "\n".join(f"{a:<11} {w:<28} {v}" for a, w, v in self.rows()) + "\n" + self.note()
 
     def _repr_html_(self) -> str:
-        import html
         left = ' style="text-align:left"'
         body = "".join(f"<tr><td{left}><code>{a}</code></td><td{left}>{html.escape(w)}</td>"
                        f"<td{left}>{html.escape(v)}</td></tr>" for a, w, v in self.rows())
@@ -224,7 +227,6 @@ def setup_companion(name: str, max_days: float | None = 1) -> Lab:
     lab's keys); what an earlier run of the same notebook left there is deleted,
     then ``LABKIT_DAYS`` of data (at most ``max_days``) is produced into it.
     """
-    from . import groups
     target = connection.target()
     r = connection.connect(target)
     keys = groups.lab_keys(name)
@@ -376,7 +378,6 @@ def describe_id(entry_id: str) -> str:
 
 def verify_now(r: redis.Redis, keys: Keys, partitions: list[str] | None = None):
     """Ground truth from the raw partitions vs ``temps:averages``: a :class:`labkit.truth.Report`."""
-    from .truth import hourly_truth, load_averages, load_readings, verify
     averages, trimmed = load_averages(r, keys)
     truth = hourly_truth(load_readings(r, partitions if partitions is not None else list_partitions(r, keys)))
     return verify(truth, averages, trimmed), truth, averages
@@ -424,8 +425,6 @@ def what_ran(lab: Lab, start: str) -> Run:
     Ground truth comes from the partitions the consumer went through (see
     :func:`consumer_chain`), less the hour its saved state still holds open.
     """
-    from .state import AggregatingState
-    from .truth import hourly_truth, load_averages, load_readings, verify
     chain = consumer_chain(lab.r, lab.keys, start)
     state = AggregatingState.load(lab.r, lab.keys)
     open_hour = None
@@ -478,7 +477,10 @@ def start_unless_started(panel, timeout: float = 600) -> Started:
                                            "then run this cell again")
     else:
         start = panel.dropdown.value
-        panel.start()
+        panel.start_button.click()          # exactly a click: an error shows as the panel's red line
+        if panel.handle is None:
+            why = html.unescape(re.sub(r"<[^>]+>", "", panel.message.value))
+            return Started(None, False, False, f"the notebook pressed Start at {start}, and it failed: {why}")
         by_hand, note = False, f"nothing was started by hand, so the notebook pressed Start at {start} (the dropdown's choice)"
     idle = panel.wait_idle(1.0, timeout=timeout)
     note += "; both consumers have caught up" if idle else "; the consumers did not settle (see the panel)"

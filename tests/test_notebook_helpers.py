@@ -141,3 +141,18 @@ def test_autorun_0_never_starts(r, lab_env, panels, monkeypatch):
     with pytest.raises(LabkitError, match="LABKIT_AUTORUN='yes' is not 0 or 1"):
         nbk.start_unless_started(p)
     assert lab.names
+
+
+def test_autostart_that_fails_says_why_in_one_line(r, lab_env, panels, monkeypatch):
+    import labkit.widgets as widgets
+
+    def refuse(*args, **kwargs):
+        raise LabkitError("another aggregating consumer is running in this namespace", "stop it first")
+    monkeypatch.setattr(widgets, "start_consumers", refuse)
+    nbk.setup()
+    p = panels()
+    started = nbk.start_unless_started(p, timeout=5)
+    assert started.partition is None and not started.idle
+    assert started.note.endswith("it failed: another aggregating consumer is running in this namespace "
+                                 "(hint: stop it first)")
+    assert 'class="labkit-bad"' in p.message.value
