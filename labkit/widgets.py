@@ -3,14 +3,15 @@
 :class:`ConsumerPanel` wraps :func:`labkit.runner.start_consumers`.  It shows a
 dropdown of the partitions that exist, Start / Stop / Simulate crash / Resume
 buttons (each disabled when its action makes no sense), a status line, the
-``agg:`` and ``avg:`` lines in two Output areas and a chart of the hourly
-averages that updates while the consumers run.
+``agg:`` and ``avg:`` lines in two scrolling log boxes (:class:`LogBox`) and a
+chart of the hourly averages that updates while the consumers run.  Its colours
+read at WCAG AA in JupyterLab's light and dark themes (:data:`PALETTE`).
 
 **Threads.**  The consumers run in background threads and log through a sink.
 Output from a thread must never go through ``print`` or ``with output:`` (in
 ipykernel 7 it would land in whichever cell ran last), so :class:`OutputSink`
-appends to the Output widgets with ``Output.append_stdout``, which only
-changes the widget's state.  A ticker thread refreshes the status line and the
+writes each batch of lines into a new small Output with ``Output.append_stdout``,
+which only changes widget state.  A ticker thread refreshes the status line and the
 chart while the consumers run and ends when they stop (or when the panel is
 closed).
 
