@@ -65,6 +65,10 @@ class ListSink:
         with self._lock:
             self.lines.append(line)
 
+    def clear(self) -> None:
+        with self._lock:
+            self.lines.clear()
+
     def texts(self, source: str | None = None) -> list[str]:
         with self._lock:
             return [str(l) for l in self.lines if source is None or l.source == source]

@@ -1,8 +1,15 @@
 """Small helpers the lab notebooks call, so their cells stay short.
 
-Everything here returns data (pandas DataFrames, dicts, figures); nothing
-prints.  The dataset size comes from ``LABKIT_DAYS`` (default 10, the course's
-dataset) so CI can run the notebooks on a small one.
+Every lab notebook starts with one call, ``lab = labkit.notebook.setup()``:
+the connection, the key names, the dataset and its partitions, and a word on
+anything else it found on the server.  Checks after a run are scoped to what the
+consumers actually read (:func:`what_ran`), so a server holding partitions from
+an earlier, longer run does not break them.
+
+Everything here returns data (pandas DataFrames, dicts, figures, small objects
+that display themselves); nothing prints.  The dataset size comes from
+``LABKIT_DAYS`` (default 10, the course's dataset) so CI can run the notebooks
+on a small one.
 
 ``python -m labkit.notebook strip notebooks/*.ipynb`` removes outputs and
 execution counts before committing a notebook.
@@ -11,23 +18,28 @@ execution counts before committing a notebook.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import io
 import math
 import os
 import platform
+import re
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 
 import pandas as pd
 import redis
 
-from . import connection, producer
+from . import connection, groups, producer
 from .errors import LabkitError
 from .keys import Keys
 from .log import null_sink
-from .partition import HOUR_MS, id_ms
+from .partition import HOUR_MS, id_ms, next_partition, partition_for_ms
 from .runner import list_partitions
+from .state import AggregatingState
+from .truth import hourly_truth, load_averages, load_readings, verify
 
 DEFAULT_DAYS = 10.0
 
@@ -104,6 +116,124 @@ def ensure_dataset(r: redis.Redis, data: producer.Dataset, keys: Keys) -> bool:
         return False
     producer.produce(r, data, keys, null_sink)
     return True
+
+
+# ---------------------------------------------------------------- one set-up call
+
+@dataclass
+class Lab:
+    """What a lab notebook works with; :func:`setup` returns it.
+
+    ``r`` is the connection, ``keys`` the key names (``LABKIT_NAMESPACE``),
+    ``data`` the dataset (``LABKIT_DAYS``), ``names`` its partitions and
+    ``hours`` its hours of readings.  ``others`` are partitions on the server
+    that are not this dataset's, e.g. left by an earlier, longer run: the
+    consumers read on into any that follow the dataset, so checks are scoped
+    to what actually ran (:func:`what_ran`).
+    """
+
+    target: connection.Target
+    r: redis.Redis
+    keys: Keys
+    data: producer.Dataset
+    names: list[str]
+    hours: int
+    present: bool                   # the dataset was (or now is) on the server, complete
+    produced: bool                  # set-up wrote it just now
+    others: list[str] = field(default_factory=list)
+
+    def note(self) -> str:
+        """One line: what set-up found or did (and, if it found other partitions, how to reset)."""
+        span = _span(self.names)
+        if self.produced:
+            text = f"produced the dataset now: {self.data.count:,} readings in {span}"
+        elif self.present:
+            text = f"the dataset is in place: {self.data.count:,} readings in {span}"
+        else:
+            text = f"the dataset ({span}) is not on the server yet: notebook 02 produces it"
+        if self.others:
+            text += (f"; also found {len(self.others)} other partition{'s' * (len(self.others) != 1)} "
+                     f"({_span(self.others, count=False)}), e.g. from a longer run: the consumers read on into any that "
+                     f"follow the dataset, and the checks cover what they read "
+                     f"(lab.remove_other_partitions() deletes them)")
+        return text
+
+    def remove_other_partitions(self) -> list[str]:
+        """Delete the partitions that are not this dataset's (only those keys); returns their names."""
+        gone = [p for p in list_partitions(self.r, self.keys) if p not in self.names]
+        if gone:
+            self.r.unlink(*gone)
+        self.others = []
+        return gone
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """``(attribute, what it is, value)`` for each thing set-up gives a notebook."""
+        where = f"namespace {self.keys.namespace!r}" if self.keys.namespace else "the course's own key names"
+        info = self.r.info("server")
+        return [
+            ("lab.r", "the connection (redis-py)",
+             f"{self.target} · {info.get('server_name', 'redis')} {info.get('redis_version')}"),
+            ("lab.keys", "key names", f"{where}: {self.keys.partition_prefix}YYYYMMDD, {self.keys.averages}, …"),
+            ("lab.data", "the dataset (LABKIT_DAYS)",
+             f"{self.data.days:g} days from {_utc(self.data.start_ms):%Y-%m-%d}, {self.data.count:,} readings"),
+            ("lab.names", "its partitions", _span(self.names)),
+            ("lab.hours", "hours of readings in it", str(self.hours)),
+            ("lab.others", "other partitions found", _span(self.others) if self.others else "none"),
+        ]
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{a:<11} {w:<28} {v}" for a, w, v in self.rows()) + "\n" + self.note()
+
+    def _repr_html_(self) -> str:
+        left = ' style="text-align:left"'
+        body = "".join(f"<tr><td{left}><code>{a}</code></td><td{left}>{html.escape(w)}</td>"
+                       f"<td{left}>{html.escape(v)}</td></tr>" for a, w, v in self.rows())
+        return f"<table>{body}</table><p>{html.escape(self.note())}</p>"
+
+
+def _span(names: list[str], count: bool = True) -> str:
+    """``temps:20250101 … temps:20250110 (10 partitions)``."""
+    if not names:
+        return "no partitions"
+    if len(names) == 1:
+        return names[0]
+    return f"{names[0]} … {names[-1]}" + (f" ({len(names)} partitions)" if count else "")
+
+
+def setup(produce_if_missing: bool = True, days: float | None = None) -> Lab:
+    """Connect, name the keys and (with ``produce_if_missing``) produce the dataset if it is not there.
+
+    The one set-up call of every lab notebook.  It never deletes anything but
+    the dataset's own partitions (and only to rewrite them when they are
+    incomplete); other partitions are reported in :meth:`Lab.note`.
+    """
+    target = connection.target()
+    r = connection.connect(target)
+    keys = Keys.from_env()
+    data = dataset(days)
+    if produce_if_missing:
+        produced, present = ensure_dataset(r, data, keys), True
+    else:
+        produced, present = False, dataset_present(r, data, keys)
+    names = data.partitions(keys)
+    others = [p for p in list_partitions(r, keys) if p not in names]
+    return Lab(target, r, keys, data, names, expected_hours(data), present, produced, others)
+
+
+def setup_companion(name: str, max_days: float | None = 1) -> Lab:
+    """The one set-up call of a companion notebook (07–12): its own namespace, emptied, and fresh data.
+
+    The namespace is :func:`labkit.groups.lab_keys` of ``name`` (never the main
+    lab's keys); what an earlier run of the same notebook left there is deleted,
+    then ``LABKIT_DAYS`` of data (at most ``max_days``) is produced into it.
+    """
+    target = connection.target()
+    r = connection.connect(target)
+    keys = groups.lab_keys(name)
+    groups.delete_keys(r, keys)
+    data = groups.lab_dataset(max_days=max_days)
+    producer.produce(r, data, keys, null_sink)
+    return Lab(target, r, keys, data, data.partitions(keys), expected_hours(data), True, True, [])
 
 
 # ---------------------------------------------------------------- server
@@ -248,10 +378,126 @@ def describe_id(entry_id: str) -> str:
 
 def verify_now(r: redis.Redis, keys: Keys, partitions: list[str] | None = None):
     """Ground truth from the raw partitions vs ``temps:averages``: a :class:`labkit.truth.Report`."""
-    from .truth import hourly_truth, load_averages, load_readings, verify
     averages, trimmed = load_averages(r, keys)
     truth = hourly_truth(load_readings(r, partitions if partitions is not None else list_partitions(r, keys)))
     return verify(truth, averages, trimmed), truth, averages
+
+
+def consumer_chain(r: redis.Redis, keys: Keys, start: str) -> list[str]:
+    """The partitions the aggregating consumer reads from ``start``: it, then each next day's while one exists."""
+    chain, limit = [start], len(list_partitions(r, keys))
+    while len(chain) <= limit and r.exists(nxt := next_partition(chain[-1], keys.partition_prefix)):
+        chain.append(nxt)
+    return chain
+
+
+@dataclass
+class Run:
+    """What a run of the consumers read and published, against ground truth: :func:`what_ran`."""
+
+    start: str
+    partitions: list[str]           # what the aggregating consumer read, in order
+    extra: list[str]                # of those, the ones that are not the notebook's dataset
+    open_hour: int | None           # start (ms) of the hour still open in the saved state, if any
+    hours: int                      # closed hours the run should have published
+    truth: pd.DataFrame             # ground truth of the closed hours
+    averages: pd.DataFrame          # temps:averages as it is
+    report: object                  # labkit.truth.Report
+
+    def summary(self) -> str:
+        parts = [f"the consumers read {_span(self.partitions)} from {self.start}"]
+        if self.extra:
+            parts.append(f"{len(self.extra)} of them not this notebook's dataset ({_span(self.extra, count=False)}): "
+                         "left by an earlier or longer run")
+        parts.append(f"{self.hours} hours closed")
+        if self.open_hour is not None:
+            parts.append(f"the hour {_utc(self.open_hour):%Y/%m/%d %H}:00 is still open "
+                         "(no later reading, and no producer mark, says it is complete)")
+        return "; ".join(parts)
+
+    def __repr__(self) -> str:
+        return self.summary() + "\n" + self.report.summary()
+
+
+def what_ran(lab: Lab, start: str) -> Run:
+    """Scope the checks to what the consumers read from ``start``, whatever else is on the server.
+
+    Ground truth comes from the partitions the consumer went through (see
+    :func:`consumer_chain`), less the hour its saved state still holds open.
+    """
+    chain = consumer_chain(lab.r, lab.keys, start)
+    state = AggregatingState.load(lab.r, lab.keys)
+    open_hour = None
+    if state is not None and state.count:
+        ms = id_ms(state.last_id)
+        open_hour = ms - ms % HOUR_MS
+    truth = hourly_truth(load_readings(lab.r, chain))
+    if open_hour is not None:
+        truth = truth.drop(index=open_hour, errors="ignore")
+    averages, trimmed = load_averages(lab.r, lab.keys)
+    return Run(start, chain, [p for p in chain if p not in lab.names], open_hour, len(truth), truth, averages,
+               verify(truth, averages, trimmed))
+
+
+@dataclass
+class Started:
+    """What :func:`start_unless_started` did."""
+
+    partition: str | None           # where the run began (None: nothing ran)
+    by_hand: bool                   # the learner started it, not the notebook
+    idle: bool                      # both consumers caught up (False: still busy, stopped or failed)
+    note: str
+
+    def __repr__(self) -> str:
+        return self.note
+
+
+def autorun() -> bool:
+    """``LABKIT_AUTORUN``: unset or ``1`` lets notebook 4 press Start when you have not; ``0`` never."""
+    raw = os.environ.get("LABKIT_AUTORUN", "").strip()
+    if raw not in ("", "0", "1"):
+        raise LabkitError(f"LABKIT_AUTORUN={raw!r} is not 0 or 1",
+                          "unset it (or 1) to let the notebook start the consumers, 0 to always do it yourself")
+    return raw != "0"
+
+
+def start_unless_started(panel, timeout: float = 600) -> Started:
+    """Press Start only if the consumers were not started by hand; then wait until both are idle.
+
+    A run the learner started (Start or Resume, from any partition) is left
+    alone.  Otherwise Start is pressed at the partition chosen in the dropdown,
+    unless ``LABKIT_AUTORUN=0``.
+    """
+    if panel.handle is not None:
+        start = panel.started_from or _first_average_partition(panel) or panel.dropdown.value
+        how = "Start" if panel.started_from else "Resume"
+        by_hand, note = True, f"you pressed {how} yourself (run from {start}): leaving your run alone"
+    elif not autorun():
+        return Started(None, False, False, "LABKIT_AUTORUN=0: nothing started. Press Start in the panel above, "
+                                           "then run this cell again")
+    else:
+        start = panel.dropdown.value
+        panel.start_button.click()          # exactly a click: an error shows as the panel's red line
+        if panel.handle is None:
+            why = html.unescape(re.sub(r"<[^>]+>", "", panel.message.value))
+            return Started(None, False, False, f"the notebook pressed Start at {start}, and it failed: {why}")
+        by_hand, note = False, f"nothing was started by hand, so the notebook pressed Start at {start} (the dropdown's choice)"
+    idle = panel.wait_idle(1.0, timeout=timeout)
+    note += "; both consumers have caught up" if idle else "; the consumers did not settle (see the panel)"
+    return Started(start, by_hand, idle, note)
+
+
+def _first_average_partition(panel) -> str | None:
+    first = panel.r.xrange(panel.keys.averages, count=1)
+    return partition_for_ms(id_ms(first[0][0]), panel.keys.partition_prefix) if first else None
+
+
+def source(obj):
+    """The source code of a labkit function or class, displayed as code (to read the real thing)."""
+    import inspect
+
+    from IPython.display import Code
+    return Code(inspect.getsource(obj), language="python")
 
 
 def figure_png(fig, dpi: int = 100) -> bytes:

@@ -3,14 +3,15 @@
 :class:`ConsumerPanel` wraps :func:`labkit.runner.start_consumers`.  It shows a
 dropdown of the partitions that exist, Start / Stop / Simulate crash / Resume
 buttons (each disabled when its action makes no sense), a status line, the
-``agg:`` and ``avg:`` lines in two Output areas and a chart of the hourly
-averages that updates while the consumers run.
+``agg:`` and ``avg:`` lines in two scrolling log boxes (:class:`LogBox`) and a
+chart of the hourly averages that updates while the consumers run.  Its colours
+read at WCAG AA in JupyterLab's light and dark themes (:data:`PALETTE`).
 
 **Threads.**  The consumers run in background threads and log through a sink.
 Output from a thread must never go through ``print`` or ``with output:`` (in
 ipykernel 7 it would land in whichever cell ran last), so :class:`OutputSink`
-appends to the Output widgets with ``Output.append_stdout``, which only
-changes the widget's state.  A ticker thread refreshes the status line and the
+writes each batch of lines into a new small Output with ``Output.append_stdout``,
+which only changes widget state.  A ticker thread refreshes the status line and the
 chart while the consumers run and ends when they stop (or when the panel is
 closed).
 
@@ -36,41 +37,91 @@ from .partition import day_start_ms, id_ms, next_partition, parse_partition
 from .runner import Consumers, list_partitions, start_consumers
 
 
+#: A consumer's "Waiting for new messages …" line is shown only while it is that consumer's newest line.
+WAITING = "Waiting for new messages"
+
+
+class LogBox(W.Box):
+    """A scrolling log box: each batch of lines is one small ``Output`` appended below the others.
+
+    Appending a child leaves the boxes already shown alone in the browser,
+    whereas changing one ``Output``'s list of outputs makes the browser redraw
+    all of it, which resets the scroll position each time.  So the box follows
+    the newest line (see :func:`panel_css`) and, once the learner scrolls up,
+    stays where they put it while lines keep arriving.
+    """
+
+    def __init__(self, **kwargs):
+        self._lines = W.VBox()
+        super().__init__([self._lines], **kwargs)
+        self.add_class("labkit-log")
+
+    @property
+    def chunks(self) -> tuple[W.Output, ...]:
+        """One ``Output`` per batch of lines, oldest first."""
+        return self._lines.children
+
+    @property
+    def outputs(self) -> tuple[dict, ...]:
+        """Every stream output of every batch, oldest first (what an ``Output`` would hold)."""
+        return tuple(o for chunk in self.chunks for o in chunk.outputs)
+
+    def append(self, text: str) -> W.Output:
+        chunk = W.Output()
+        chunk.append_stdout(text)
+        self._lines.children = (*self._lines.children, chunk)
+        return chunk
+
+    def remove(self, indices) -> None:
+        """Remove the batches at ``indices`` (their widgets are closed)."""
+        gone = set(indices)
+        keep = tuple(c for i, c in enumerate(self._lines.children) if i not in gone)
+        dropped = [c for i, c in enumerate(self._lines.children) if i in gone]
+        self._lines.children = keep
+        for c in dropped:
+            c.close()
+
+
 class OutputSink:
-    """A log sink that writes lines into ipywidgets ``Output`` areas, safe from any thread.
+    """A log sink that writes lines into :class:`LogBox` areas, safe from any thread.
 
     Lines go to ``outputs[line.source]`` or else to ``default``.  Sources listed
     in :data:`labkit.log.COLOURS` (the ``avg:`` lines) are coloured with ANSI
     codes, which JupyterLab renders (yellow, as on the course's terminal).
 
-    Every change to an Output sends its *whole* list of outputs to the browser,
-    so lines are gathered for ``flush_interval`` seconds and appended together
-    with one ``Output.append_stdout`` (a line per call would cost time quadratic
-    in the number of lines: minutes for the full ten-day run).  A short-lived
-    timer thread does the flushing; :meth:`flush` does it at once.  Only the
-    newest ``max_lines`` lines are kept in each area.
+    Lines are gathered for ``flush_interval`` seconds and appended together as
+    one new ``Output`` (written with ``Output.append_stdout``) at the end of the
+    box: a line per widget message would cost minutes for the full ten-day run.
+    A short-lived timer thread does the flushing; :meth:`flush` does it at once.
+    Only the newest ``max_lines`` lines are kept in each box (whole batches are
+    dropped from the top).
+
+    A ``Waiting for new messages …`` line (:data:`WAITING`) stands only while it
+    is the newest line of its source: the next line from the same consumer
+    replaces it.  While the consumers run, the averages consumer waits after
+    every batch, and those lines would otherwise drown the averages.
     """
 
-    def __init__(self, outputs: dict[str, W.Output] | None = None, default: W.Output | None = None,
+    def __init__(self, outputs: dict[str, LogBox] | None = None, default: LogBox | None = None,
                  max_lines: int = 1000, colour: bool = True, flush_interval: float = 0.2):
         self.outputs = dict(outputs or {})
-        self.default = default if default is not None else W.Output()
+        self.default = default if default is not None else LogBox()
         self.max_lines, self.colour, self.flush_interval = max_lines, colour, flush_interval
         self._lock = threading.Lock()
-        self._pending: dict[int, list[str]] = {}      # id(output) -> lines not yet shown
-        self._chunks: dict[int, list[int]] = {}       # id(output) -> lines in each of its outputs
+        self._pending: dict[int, list[tuple[str, str]]] = {}   # id(box) -> (source, text) not yet shown
+        self._chunks: dict[int, list[list[tuple[str, str]]]] = {}  # id(box) -> the lines of each batch shown
         self._timer: threading.Timer | None = None
 
-    def _areas(self) -> list[W.Output]:
+    def _areas(self) -> list[LogBox]:
         return list({id(o): o for o in [self.default, *self.outputs.values()]}.values())
 
     def __call__(self, line: LogLine) -> None:
-        out = self.outputs.get(line.source, self.default)
+        box = self.outputs.get(line.source, self.default)
         text = str(line)
         if self.colour and line.source in COLOURS:
             text = f"{COLOURS[line.source]}{text}{RESET}"
         with self._lock:
-            self._pending.setdefault(id(out), []).append(text + "\n")
+            self._pending.setdefault(id(box), []).append((line.source, text))
             if self.flush_interval <= 0:
                 self._flush_locked()
             elif self._timer is None:
@@ -81,43 +132,81 @@ class OutputSink:
     def flush(self) -> None:
         """Show every pending line now."""
         with self._lock:
+            self._timer = None
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        if self._timer is not None and self._timer is not threading.current_thread():
-            self._timer.cancel()
-        self._timer = None
-        for out in self._areas():
-            lines = self._pending.pop(id(out), None)
+        for box in self._areas():
+            lines = _collapse_waiting(self._pending.pop(id(box), None) or [])
             if not lines:
                 continue
             lines = lines[-self.max_lines:]
-            chunks = self._chunks.setdefault(id(out), [])
-            if len(chunks) != len(out.outputs):       # someone else changed this Output
-                chunks[:] = [0] * len(out.outputs)
+            chunks = self._chunks.setdefault(id(box), [])
+            if len(chunks) != len(box.chunks):       # someone else changed this box
+                chunks[:] = [[] for _ in box.chunks]
+            self._drop_shown_waiting(box, chunks, {src for src, _ in lines})
             drop = 0
-            while drop < len(chunks) and sum(chunks[drop:]) + len(lines) > self.max_lines:
+            while drop < len(chunks) and sum(map(len, chunks[drop:])) + len(lines) > self.max_lines:
                 drop += 1
             if drop:
-                out.outputs = out.outputs[drop:]
+                box.remove(range(drop))
                 del chunks[:drop]
-            out.append_stdout("".join(lines))
-            chunks.append(len(lines))
+            box.append("".join(text + "\n" for _, text in lines))
+            chunks.append(lines)
+
+    @staticmethod
+    def _drop_shown_waiting(box: LogBox, chunks: list, sources: set[str]) -> None:
+        """Remove an already shown waiting line of each of ``sources`` if it is that source's newest line."""
+        for source in sources:
+            for ci in range(len(chunks) - 1, -1, -1):
+                idx = [i for i, (src, _) in enumerate(chunks[ci]) if src == source]
+                if not idx:
+                    continue
+                if _is_waiting(chunks[ci][idx[-1]][1]):
+                    del chunks[ci][idx[-1]]
+                    if chunks[ci]:
+                        box.chunks[ci].outputs = ({"output_type": "stream", "name": "stdout",
+                                                   "text": "".join(text + "\n" for _, text in chunks[ci])},)
+                    else:
+                        box.remove([ci])
+                        del chunks[ci]
+                break
 
     def clear(self) -> None:
-        """Empty every Output area (pending lines are dropped)."""
+        """Empty every box (pending lines are dropped)."""
         with self._lock:
             self._pending.clear()
-            for out in self._areas():
-                out.outputs = ()
-                self._chunks[id(out)] = []
+            for box in self._areas():
+                box.remove(range(len(box.chunks)))
+                self._chunks[id(box)] = []
 
 
-def output_text(out: W.Output) -> str:
-    """Everything an Output widget shows as text (ANSI codes removed)."""
+def _is_waiting(text: str) -> bool:
+    return text.split(": ", 1)[-1].startswith(WAITING)
+
+
+def _collapse_waiting(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Drop each waiting line that a later line of the same source follows."""
+    kept, later = [], set()
+    for src, text in reversed(lines):
+        if src in later and _is_waiting(text):
+            continue
+        later.add(src)
+        kept.append((src, text))
+    return kept[::-1]
+
+
+def output_text(out: W.Output | LogBox) -> str:
+    """Everything an Output widget or a :class:`LogBox` shows as text (ANSI codes removed)."""
     import re
     text = "".join(o.get("text", "") for o in out.outputs if o.get("output_type") == "stream")
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def _red_line(text: str) -> str:
+    """An error as one red line of the panel (its first line: never a traceback)."""
+    first = (str(text).strip().splitlines() or [""])[0]
+    return f'<span class="labkit-bad">{html.escape(first)}</span>'
 
 
 def _duration(ms: float) -> str:
@@ -138,6 +227,52 @@ def _s(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+#: Text colours as (light theme, dark theme); each reads at WCAG AA (4.5:1 or more) on its theme's
+#: backgrounds (:data:`BACKGROUNDS`).  The course's terminal yellow, rgb(221,182,43), is 1.9:1 on white.
+PALETTE = {"avg": ("#806000", "#f2c94c"), "ok": ("#1a7f37", "#56d364"), "bad": ("#b3261e", "#ff7b72")}
+#: JupyterLab's backgrounds behind an output: white in the light theme; #111 and #212121 in the dark one.
+BACKGROUNDS = {"light": ("#ffffff",), "dark": ("#111111", "#212121")}
+
+
+def contrast(fg: str, bg: str) -> float:
+    """WCAG contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
+    def lum(c: str) -> float:
+        rgb = [int(c.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+        r, g, b = [v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4 for v in rgb]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    hi, lo = sorted((lum(fg), lum(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def panel_css() -> str:
+    """The panel's style sheet: log boxes that follow the newest line, wrap between words, and read well.
+
+    The boxes are flex columns in reverse, so the browser keeps them scrolled
+    to the bottom as lines arrive, and leaves them alone once scrolled up.
+    JupyterLab's own ``word-break: break-all`` for outputs is undone here.
+    """
+    dark = 'body[data-jp-theme-light="false"]'
+    rules = [
+        ".labkit-log { display: flex; flex-direction: column-reverse; }",
+        ".labkit-log > .widget-vbox { flex-shrink: 0; margin-bottom: auto; }",
+        ".labkit-log .widget-output, .labkit-log .jp-OutputArea-child { margin: 0; padding: 0; }",
+        ".labkit-log .jp-OutputArea-output { padding-top: 0; }",
+        ".labkit-log .jp-OutputArea-output pre { word-break: normal; overflow-wrap: break-word; }",
+        f".labkit-log .jp-RenderedText pre .ansi-yellow-fg {{ color: {PALETTE['avg'][0]}; }}",
+        f"{dark} .labkit-log .jp-RenderedText pre .ansi-yellow-fg {{ color: {PALETTE['avg'][1]}; }}",
+    ]
+    for name in ("ok", "bad"):
+        rules.append(f".labkit-{name} {{ color: {PALETTE[name][0]}; }}")
+        rules.append(f"{dark} .labkit-{name} {{ color: {PALETTE[name][1]}; }}")
+    return "<style>\n" + "\n".join(rules) + "\n</style>"
+
+
+#: What a saved notebook shows for the panel when the live widget cannot be drawn (e.g. after a reload).
+RELOAD_HINT = ("[labkit consumer panel: it is live only while this notebook's kernel runs it. After a reload "
+               "it shows as this text: run this cell again (or Kernel → Restart and Run All). Consumers "
+               "still running in the kernel keep running.]")
+
+
 class ConsumerPanel:
     """Start, stop, crash and resume the two consumers; watch their logs and averages."""
 
@@ -151,9 +286,10 @@ class ConsumerPanel:
         self.interval = interval
         self.r = connection.connect(self.target)
         self.handle: Consumers | None = None
-        self.lines = ListSink()            # every line of every run, for code and tests
+        self.lines = ListSink()            # every line since the last Start (Resume keeps them), for code and tests
         self.last_status: dict = {}
         self.chart_data: list[tuple[int, float]] = []   # (hour start ms, average) drawn last
+        self.chart_caption = ""                          # the chart's title: how many it shows, and why
         self._chart_key = None
         self._lock = threading.RLock()
         self._chart_lock = threading.Lock()
@@ -161,6 +297,7 @@ class ConsumerPanel:
         self._tick_stop = threading.Event()
         self._partitions: list[str] = []
         self._crashed = False
+        self.started_from: str | None = None    # the partition of the last Start (Resume keeps it)
 
         box = W.Layout(height="240px", overflow="auto", border="1px solid #ccc", padding="2px 6px")
         self.dropdown = W.Dropdown(description="Partition", options=[], layout=W.Layout(width="300px"))
@@ -175,8 +312,8 @@ class ConsumerPanel:
                                       tooltip="start again from the saved state, without a partition")
         self.status = W.HTML()
         self.message = W.HTML()
-        self.agg_output = W.Output(layout=box)
-        self.avg_output = W.Output(layout=box)
+        self.agg_output = LogBox(layout=box)
+        self.avg_output = LogBox(layout=box)
         self.chart = W.Image(format="png", layout=W.Layout(width="100%", max_width="900px", display="none"))
         self.show_chart = chart
         self.output_sink = OutputSink({"avg": self.avg_output}, self.agg_output, max_lines=max_lines)
@@ -194,6 +331,7 @@ class ConsumerPanel:
                        W.VBox([W.HTML("<b>averages consumer</b> (<code>avg:</code>)"), self.avg_output],
                               layout=W.Layout(width="50%"))])
         self.widget = W.VBox([
+            W.HTML(panel_css()),
             W.HBox([self.dropdown, self.refresh_button]),
             W.HBox([self.start_button, self.stop_button, self.crash_button, self.resume_button]),
             self.status, self.message, logs,
@@ -204,7 +342,10 @@ class ConsumerPanel:
     # ------------------------------------------------------------ display
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/plain"] = RELOAD_HINT        # instead of "VBox(children=(HBox(…" when it cannot be drawn
+        return bundle
 
     # ------------------------------------------------------------ state
 
@@ -229,7 +370,7 @@ class ConsumerPanel:
         return on_click
 
     def _show_error(self, text: str) -> None:
-        self.message.value = f'<span style="color:#b00">{html.escape(text)}</span>'
+        self.message.value = _red_line(text)
         self.update()
 
     def _set_buttons(self) -> None:
@@ -270,6 +411,8 @@ class ConsumerPanel:
             if not chosen:
                 raise LabkitError("no partition chosen", "produce the dataset, press Refresh, then choose one")
             self.output_sink.clear()
+            self.lines.clear()
+            self.started_from = chosen
             with self._chart_lock:
                 self.chart_data, self._chart_key = [], None
                 self._show_chart(b"")
@@ -365,7 +508,7 @@ class ConsumerPanel:
             self.last_status = st
             self.status.value = self._status_html(st)
             if st.get("error") and not self.message.value:
-                self.message.value = f'<span style="color:#b00">{html.escape(st["error"])}</span>'
+                self.message.value = _red_line(st["error"])
             self._set_buttons()
         if self.show_chart and "averages_len" in st:
             with self._chart_lock:      # drawing takes a while: never under the panel's lock
@@ -422,11 +565,11 @@ class ConsumerPanel:
 
     def _status_html(self, st: dict) -> str:
         if st.get("running"):
-            state = '<b style="color:#080">running</b>'
+            state = '<b class="labkit-ok">running</b>'
         elif st.get("crashed"):
-            state = '<b style="color:#b00">crashed</b>'
+            state = '<b class="labkit-bad">crashed</b>'
         elif st.get("error"):
-            state = '<b style="color:#b00">stopped by an error</b>'
+            state = '<b class="labkit-bad">stopped by an error</b>'
         else:
             state = "<b>stopped</b>"
         return f"{state} · {html.escape(self.status_text(st))}"
@@ -461,7 +604,9 @@ class ConsumerPanel:
             except (KeyError, ValueError):
                 continue
         self.chart_data = data
-        self._show_chart(render_chart(data, self.keys.averages) if data else b"")
+        self.chart_caption = chart_title(self.keys.averages, len(data), st["hours_published"], self.averages_maxlen)
+        self._show_chart(render_chart(data, self.keys.averages, st["hours_published"], self.averages_maxlen)
+                         if data else b"")
 
     def _show_chart(self, png: bytes) -> None:
         """Show ``png``, or hide the chart while there is nothing to draw (no broken-image icon)."""
@@ -469,9 +614,21 @@ class ConsumerPanel:
         self.chart.layout.display = None if png else "none"
 
 
-def render_chart(data: list[tuple[int, float]], name: str = "temps:averages", width: float = 9,
-                 height: float = 2.6) -> bytes:
-    """PNG of hourly averages ``[(hour start ms, °F), …]`` with day boundaries marked (no pyplot)."""
+def chart_title(name: str, shown: int, published: int | None = None, maxlen: int = 0) -> str:
+    """How many averages the chart shows, and, when it is fewer than were published, why."""
+    if published is not None and published > shown:
+        why = f"MAXLEN ~ {maxlen} trimmed the oldest" if maxlen else "the oldest were trimmed"
+        return f"{name}: the newest {shown} of {published} hourly averages published ({why})"
+    return f"{name}: {shown} hourly averages"
+
+
+def render_chart(data: list[tuple[int, float]], name: str = "temps:averages", published: int | None = None,
+                 maxlen: int = 0, width: float = 9, height: float = 2.6) -> bytes:
+    """PNG of hourly averages ``[(hour start ms, °F), …]`` with day boundaries marked (no pyplot).
+
+    The title says how many are drawn; with ``published`` (entries ever added) above that, it says the cap
+    (``maxlen``) trimmed the rest.
+    """
     import matplotlib.dates as mdates
     import pandas as pd
     from matplotlib.figure import Figure
@@ -487,8 +644,8 @@ def render_chart(data: list[tuple[int, float]], name: str = "temps:averages", wi
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz="UTC"))
     ax.set_ylabel("°F")
-    ax.set_title(f"{name}: {len(data)} hourly averages (newest {when[-1]:%Y/%m/%d} at {when[-1].hour})",
-                 fontsize=10)
+    ax.set_title(f"{chart_title(name, len(data), published, maxlen)}; newest {when[-1]:%Y/%m/%d} at "
+                 f"{when[-1].hour}", fontsize=10)
     ax.grid(axis="y", color="0.92")
     return figure_png(fig, dpi=90)
 

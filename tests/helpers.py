@@ -20,12 +20,14 @@ def check(r, keys: Keys):
     return truth_check(r, keys)
 
 
-def execute_notebook(path, target, lab_home, kernel_dir, namespace: str, days: str, timeout: int = 300):
+def execute_notebook(path, target, lab_home, kernel_dir, namespace: str, days: str, timeout: int = 300,
+                     env_extra: dict | None = None):
     """Run a notebook top to bottom in a kernel of this interpreter pointed at the test server.
 
     The kernel gets the server through ``REDIS_URL`` or ``LABKIT_HOME``, a private
     ``LABKIT_NAMESPACE`` and ``LABKIT_DAYS``; it is shut down afterwards (nbclient leaves
-    a kernel it was handed running).  Returns the executed notebook and the seconds taken.
+    a kernel it was handed running).  ``env_extra`` adds variables (e.g. ``LABKIT_SOLUTIONS``).
+    Returns the executed notebook and the seconds taken.
     """
     import os
     import time
@@ -37,11 +39,13 @@ def execute_notebook(path, target, lab_home, kernel_dir, namespace: str, days: s
     from nbclient import NotebookClient
 
     root = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LABKIT_NAMESPACE", "MPLBACKEND")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "LABKIT_NAMESPACE", "MPLBACKEND", "LABKIT_SOLUTIONS", "LABKIT_AUTORUN")}
     env.update(LABKIT_HOME=str(lab_home), LABKIT_NAMESPACE=namespace, LABKIT_DAYS=days,
                PYTHONPATH=os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     if not target.embedded:
         env["REDIS_URL"] = target.url
+    env.update(env_extra or {})
     nb = nbformat.read(path, as_version=4)
     km = KernelManager(kernel_name="python3",
                        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)], ensure_native_kernel=False))

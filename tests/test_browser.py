@@ -1,15 +1,21 @@
-"""One real-browser test: JupyterLab in Debian's Chromium, driven by Playwright.
+"""Real-browser tests: JupyterLab in Debian's Chromium, driven by Playwright.
 
-It starts ``jupyter lab`` in a temporary copy of the notebooks, opens notebook 4,
-runs all its cells, then does what a learner does: chooses the second
-partition in the panel's dropdown, clicks Start and waits for the yellow
-``avg:`` lines of that day in the panel's Output area.  A screenshot goes to
-``test-artifacts/``.  Playwright's own browser download is never used: the
-test drives the ``chromium`` on ``PATH`` and skips only if there is none.
+They start ``jupyter lab`` in a temporary copy of notebooks 00 and 04 and do what
+a learner does.  In notebook 4: run the cells down to the panel, choose the
+*second* partition by hand, press Start, then run the next cell.  The choice must
+stand (the notebook does not press Start over it), the first average must be that
+day's 00:00, the log box must show its newest line, the colours must read at
+WCAG AA in the light and the dark theme, lines must not break inside words, and
+the rest of the notebook must pass its checks.  Notebook 0 must render (with its
+drawn pipeline) and pass, with no error output.  Screenshots go to
+``test-artifacts/`` (git-ignored; CI keeps them).  Playwright's own browser
+download is never used: the tests drive the ``chromium`` on ``PATH`` and skip only
+if there is none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -23,11 +29,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-NOTEBOOK = "04-running-the-consumers.ipynb"
+NOTEBOOKS = ["00-start-here.ipynb", "04-running-the-consumers.ipynb", "pipeline.svg"]
+DAYS = "3"           # the second day is a full one: enough lines to scroll the log box
+SAVED = "saved-panel.ipynb"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -59,16 +68,28 @@ def _stop(proc: subprocess.Popen, base: str, token: str) -> None:
             proc.wait(timeout=10)
 
 
-@pytest.fixture
-def jupyter_lab(tmp_path, target, lab_home):
+@pytest.fixture(scope="module")
+def jupyter_lab(tmp_path_factory, target, lab_home):
     """A JupyterLab server in a temporary copy of the notebooks, isolated from the user's Jupyter settings."""
+    tmp_path = tmp_path_factory.mktemp("jupyterlab")
     work = tmp_path / "lab"
     work.mkdir()
-    shutil.copy(ROOT / "notebooks" / NOTEBOOK, work / NOTEBOOK)
+    for name in NOTEBOOKS:
+        shutil.copy(ROOT / "notebooks" / name, work / name)
+    # A notebook saved with a panel's output, as it is found after a reload with no live panel behind it.
+    from labkit.widgets import RELOAD_HINT
+    saved = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                              "language": "python"}})
+    saved.cells = [nbformat.v4.new_code_cell("panel", execution_count=1, outputs=[nbformat.v4.new_output(
+        "execute_result", execution_count=1, data={
+            "application/vnd.jupyter.widget-view+json": {"model_id": uuid.uuid4().hex, "version_major": 2,
+                                                          "version_minor": 0},
+            "text/plain": RELOAD_HINT})])]
+    nbformat.write(saved, work / SAVED)
     namespace = "br" + uuid.uuid4().hex[:10]
     port, token = _free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LABKIT_NAMESPACE", "MPLBACKEND")}
-    env.update(LABKIT_HOME=str(lab_home), LABKIT_NAMESPACE=namespace, LABKIT_DAYS="1.5",
+    env.update(LABKIT_HOME=str(lab_home), LABKIT_NAMESPACE=namespace, LABKIT_DAYS=DAYS,
                PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                JUPYTER_CONFIG_DIR=str(tmp_path / "jconfig"), JUPYTER_RUNTIME_DIR=str(tmp_path / "jruntime"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "jsettings"),
@@ -103,7 +124,7 @@ def jupyter_lab(tmp_path, target, lab_home):
                     log.flush()
                     pytest.fail("jupyter lab did not start:\n" + (tmp_path / "jupyter.log").read_text()[-3000:])
                 time.sleep(0.3)
-        yield {"base": base, "token": token, "namespace": namespace, "log": tmp_path / "jupyter.log"}
+        yield {"base": base, "token": token, "namespace": namespace, "log": tmp_path / "jupyter.log", "target": target}
     finally:
         _stop(proc, base, token)
         log.close()
@@ -115,7 +136,7 @@ def jupyter_lab(tmp_path, target, lab_home):
         r.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium():
     path = shutil.which("chromium")
     if not path:
@@ -123,63 +144,221 @@ def chromium():
     return path
 
 
-@pytest.mark.timeout(420)
-def test_panel_in_jupyterlab_shows_avg_lines_after_start(chromium, jupyter_lab):
-    from playwright.sync_api import expect, sync_playwright
-
-    base, token, ns = jupyter_lab["base"], jupyter_lab["token"], jupyter_lab["namespace"]
-    ARTIFACTS.mkdir(exist_ok=True)
+@pytest.fixture(scope="module")
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?reset&token={token}")
-            nb = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
-            expect(nb).to_have_count(1, timeout=90_000)
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
-                                   timeout=90_000)
-            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            try:
-                stdout = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stdout"]'
-                done = nb.locator(stdout, has_text="04 running the consumers: all checks passed")
-                failed = nb.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
-                expect(done.or_(failed).first).to_be_visible(timeout=240_000)
-                assert failed.count() == 0, "a cell failed:\n" + "\n".join(failed.all_inner_texts())[-3000:]
-                expect(done).to_have_count(1)
-            except AssertionError:
-                page.screenshot(path=str(ARTIFACTS / "browser-04-run-all-failed.png"), full_page=True)
-                raise
-
-            # The run-all left the panel stopped after a run from the first partition.
-            panel = nb.locator(".widget-vbox", has=page.locator(".widget-dropdown select")).first
-            start = panel.locator("button.widget-button", has_text="Start")
-            expect(start).to_be_enabled()
-            expect(panel.locator("button.widget-button", has_text="Stop")).to_be_disabled()
-            avg_out = panel.locator(".widget-output").nth(1)
-            expect(avg_out).to_contain_text("avg: Average temperature for 2025/01/01 at 0 was")
-
-            # A learner: choose the second day, click Start.
-            second = f"{ns}:temps:20250102"
-            panel.locator(".widget-dropdown select").select_option(label=second)
-            start.click()
-            expect(avg_out).to_contain_text("avg: Average temperature for 2025/01/02 at 11 was", timeout=60_000)
-            expect(avg_out).to_contain_text("avg: Average temperature for 2025/01/02 at 0 was")
-            expect(avg_out).not_to_contain_text("2025/01/01")          # Start cleared the previous run
-            agg_out = panel.locator(".widget-output").nth(0)
-            expect(agg_out).to_contain_text(f"agg: Starting aggregating consumer in stream {second} at message 0.")
-            expect(avg_out.locator(".ansi-yellow-fg").first).to_contain_text("avg:")   # yellow, as in the course
-            expect(panel).to_contain_text("hours published 12", timeout=10_000)
-            expect(start).to_be_disabled()                         # no Start twice
-            expect(panel.locator("button.widget-button", has_text="Stop")).to_be_enabled()
-            chart = panel.locator("img.widget-image")                      # the live chart, drawn
-            expect(chart).to_have_count(1)
-            expect(chart).to_be_visible()
-            page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=chart.element_handle(),
-                                   timeout=10_000)
-            panel.scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "browser-04-panel.png"), full_page=False)
+            yield b
         finally:
-            browser.close()
+            b.close()
+
+
+@contextlib.contextmanager
+def new_page(browser, failed_shot: str, height: int = 1000):
+    """A browser page; a full-page screenshot goes to test-artifacts/ if the block fails."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    try:
+        yield page
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / failed_shot), full_page=True)
+        raise
+    finally:
+        page.close()
+
+
+STDOUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stdout"]'
+STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+NB = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+
+
+def open_notebook(page, lab, name):
+    """Open a notebook in a fresh workspace and wait for its kernel; returns the notebook locator."""
+    from playwright.sync_api import expect
+    page.goto(f"{lab['base']}/lab/tree/{name}?reset&token={lab['token']}")
+    nb = page.locator(NB)
+    expect(nb).to_have_count(1, timeout=90_000)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
+                           timeout=90_000)
+    return nb
+
+
+def cell_index(page, starts_with: str) -> int:
+    i = page.evaluate("""s => window.jupyterapp.shell.currentWidget.content.widgets
+                           .findIndex(c => c.model.sharedModel.getSource().startsWith(s))""", starts_with)
+    assert i >= 0, f"no cell starts with {starts_with!r}"
+    return i
+
+
+def run(page, command: str, active: int | None = None) -> None:
+    """Run a notebook command (e.g. notebook:run-cell) with cell ``active`` selected."""
+    if active is not None:
+        page.evaluate("i => { const nb = window.jupyterapp.shell.currentWidget.content;"
+                      " nb.activeCellIndex = i; nb.deselectAll(); }", active)
+    page.evaluate("c => window.jupyterapp.commands.execute(c)", command)
+
+
+def wait_for_stdout(page, nb, text: str, timeout: float = 240_000):
+    """Wait until an output shows ``text``, or a cell fails (then fail with its error)."""
+    from playwright.sync_api import expect
+    done = nb.locator(STDOUT, has_text=text)
+    failed = nb.locator(STDERR)
+    expect(done.or_(failed).first).to_be_visible(timeout=timeout)
+    assert failed.count() == 0, "a cell failed:\n" + "\n".join(failed.all_inner_texts())[-3000:]
+
+
+def contrast_in_page(page, selector: str) -> dict:
+    """The WCAG contrast of the first element matching ``selector`` against the background behind it."""
+    return page.evaluate("""sel => {
+        const el = document.querySelector(sel);
+        const rgb = s => s.match(/[\\d.]+/g).map(Number);
+        const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255;
+            return v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+        let bg = null;
+        for (let n = el; n; n = n.parentElement) {
+            const c = rgb(getComputedStyle(n).backgroundColor);
+            if (c.length < 4 || c[3] > 0) { bg = c; break; }
+        }
+        bg = bg || [255, 255, 255];
+        const fg = rgb(getComputedStyle(el).color);
+        const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+        return {ratio: (hi + 0.05) / (lo + 0.05), fg: fg, bg: bg};
+    }""", selector)
+
+
+def newest_line_visible(page, box) -> dict:
+    """Whether the last character of a log box's text lies inside the box's visible area."""
+    return box.evaluate("""box => {
+        const walker = document.createTreeWalker(box, NodeFilter.SHOW_TEXT);
+        let last = null;
+        while (walker.nextNode()) if (walker.currentNode.textContent.trim()) last = walker.currentNode;
+        const text = last.textContent.replace(/\\s+$/, '');
+        const range = document.createRange();
+        range.setStart(last, text.length - 1); range.setEnd(last, text.length);
+        const r = range.getBoundingClientRect(), b = box.getBoundingClientRect();
+        return {visible: r.top >= b.top - 1 && r.bottom <= b.bottom + 1, overflowing: box.scrollHeight > box.clientHeight,
+                text: text.slice(-80)};
+    }""")
+
+
+def top_line(box) -> str:
+    """The text of the line at the top of a log box's visible area."""
+    return box.evaluate("""b => { const r = b.getBoundingClientRect();
+        const range = document.caretRangeFromPoint(r.left + 12, r.top + 8);
+        const t = range.startContainer.textContent; const i = range.startOffset;
+        const start = t.lastIndexOf('\\n', i - 1) + 1, end = t.indexOf('\\n', i);
+        return t.slice(start, end < 0 ? undefined : end); }""")
+
+
+@pytest.mark.timeout(420)
+def test_the_learners_partition_stands_and_the_panel_reads_well(browser, jupyter_lab):
+    from playwright.sync_api import expect
+
+    ns = jupyter_lab["namespace"]
+    with new_page(browser, "browser-04-failed.png") as page:
+        nb = open_notebook(page, jupyter_lab, "04-running-the-consumers.ipynb")
+        # Run everything above the "Run them" section: the panel appears, nothing is started.
+        panel_cell = cell_index(page, "from labkit.widgets import ConsumerPanel")
+        run(page, "notebook:run-all-above", active=panel_cell + 1)
+        panel = nb.locator(".widget-vbox", has=page.locator(".widget-dropdown select")).first
+        start = panel.locator("button.widget-button", has_text="Start")
+        expect(start).to_be_enabled(timeout=120_000)
+
+        # A learner: choose the second day by hand, press Start ...
+        second = f"{ns}:temps:20250102"
+        panel.locator(".widget-dropdown select").select_option(label=second)
+        start.click()
+        expect(start).to_be_disabled()
+        # ... then run the next cell, which must leave that run alone.
+        start_cell = cell_index(page, "started = nbk.start_unless_started(panel)")
+        run(page, "notebook:run-cell", active=start_cell)
+        wait_for_stdout(page, nb, "you pressed Start yourself")
+        expect(nb.locator(STDOUT, has_text=f"(run from {second})")).to_have_count(1)
+
+        expect(panel.locator(".widget-dropdown select")).to_have_value(second)        # the choice stands
+        expect(panel).to_contain_text("hours published 48")                           # the 2nd and 3rd days
+        assert "already running" not in panel.inner_text()
+        agg_out, avg_out = panel.locator(".labkit-log").nth(0), panel.locator(".labkit-log").nth(1)
+        expect(agg_out).to_contain_text(f"agg: Starting aggregating consumer in stream {second} at message 0.")
+        avg_lines = [l for l in avg_out.inner_text().splitlines() if "Average temperature" in l]
+        assert avg_lines[0].startswith("avg: Average temperature for 2025/01/02 at 0 was"), avg_lines[:2]
+        assert "2025/01/01" not in avg_out.inner_text()
+
+        # The log box shows its newest line (the box is full enough to scroll), one Waiting line.
+        seen = newest_line_visible(page, avg_out)
+        assert seen["overflowing"] and seen["visible"], seen
+        assert seen["text"].endswith(f"Waiting for new messages in stream {ns}:temps:averages")
+        assert avg_out.inner_text().count("Waiting for new messages") == 1
+        # No breaks inside words, and readable colours.
+        assert avg_out.locator("pre").first.evaluate("e => getComputedStyle(e).wordBreak") == "normal"
+        light = contrast_in_page(page, ".labkit-log .ansi-yellow-fg")
+        status = contrast_in_page(page, ".labkit-ok")
+        assert light["ratio"] >= 4.5 and status["ratio"] >= 4.5, (light, status)
+        panel.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "browser-04-learner-choice-light.png"))
+
+        # Scrolled up, the box stays where the learner put it while a new day's averages arrive.
+        avg_out.evaluate("b => { b.scrollTop = -(b.scrollHeight - b.clientHeight); }")    # to the top
+        at_top = top_line(avg_out)
+        assert at_top.startswith(f"avg: Starting averages consumer in stream {ns}:temps:averages"), at_top
+        from labkit import connection, producer
+        from labkit.keys import Keys
+        r = connection.connect(jupyter_lab["target"])
+        producer.produce(r, producer.Dataset(producer.parse_start("2025-01-04"), 1), Keys(ns))
+        r.close()
+        expect(panel).to_contain_text("hours published 72", timeout=60_000)
+        expect(avg_out).to_contain_text("2025/01/04 at 23 was")
+        page.wait_for_timeout(600)                               # a few more flushes of the panel
+        assert top_line(avg_out) == at_top, "the box jumped away from where the learner scrolled"
+        assert not newest_line_visible(page, avg_out)["visible"]
+        avg_out.evaluate("b => { b.scrollTop = 0; }")            # back down: it follows the newest line again
+        assert newest_line_visible(page, avg_out)["visible"]
+
+        # The rest of the notebook passes its checks on the learner's run.
+        run(page, "notebook:run-all-below", active=start_cell + 1)
+        wait_for_stdout(page, nb, "04 running the consumers: all checks passed")
+        expect(nb.locator(STDOUT, has_text=f"the consumers read {second} … {ns}:temps:20250104")).to_have_count(1)
+
+        # The dark theme: the same lines read at AA there too.
+        page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+        page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+        page.wait_for_timeout(500)
+        dark = contrast_in_page(page, ".labkit-log .ansi-yellow-fg")
+        assert dark["ratio"] >= 4.5 and sum(dark["bg"][:3]) < 150, dark
+        panel.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "browser-04-learner-choice-dark.png"))
+        page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+
+
+@pytest.mark.timeout(300)
+def test_start_here_renders_and_passes(browser, jupyter_lab):
+    with new_page(browser, "browser-00-failed.png") as page:
+        nb = open_notebook(page, jupyter_lab, "00-start-here.ipynb")
+        img = nb.locator('img[src*="pipeline.svg"]')
+        page.wait_for_function("img => img.complete && img.naturalWidth > 500", arg=img.element_handle(),
+                               timeout=30_000)
+        run(page, "notebook:run-all-cells")
+        wait_for_stdout(page, nb, "00 start here: all checks passed", timeout=120_000)
+        assert nb.locator(STDERR).count() == 0
+        link = nb.locator("a", has_text="04 · Running the consumers")
+        link.scroll_into_view_if_needed()
+        assert "/04-running-the-consumers.ipynb" in link.get_attribute("href")
+        img.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "browser-00-start-here.png"))
+
+
+@pytest.mark.timeout(120)
+def test_a_saved_panel_shows_the_reload_hint(browser, jupyter_lab):
+    """Opened from disk with no live panel behind it, the panel's output reads as a hint, not a widget repr."""
+    from playwright.sync_api import expect
+    with new_page(browser, "browser-saved-panel-failed.png", height=700) as page:
+        nb = open_notebook(page, jupyter_lab, SAVED)
+        out = nb.locator(".jp-OutputArea-output").first
+        expect(out).to_contain_text("run this cell again", timeout=30_000)
+        assert "VBox(" not in out.inner_text()

@@ -1,13 +1,25 @@
-"""The lab notebooks (01–06) run top to bottom on the test server; every notebook is stored clean.
+"""The lab notebooks (00–06) run top to bottom on the test server, both ways; every notebook is stored clean.
 
 Each notebook ends by asserting its own checks, so executing it is the test.
-They run in lab order in one private namespace (02 produces, later ones
-consume), on a small dataset; notebook 06 also runs on its own with the full
-ten days in a second namespace, which checks both that it can stand alone and
-the cap (``XLEN`` about 120, hours trimmed) that a small dataset never reaches.
-The kernel is this test run's Python (a temporary kernelspec pointing at
-``sys.executable``, never the user's kernels).  Only the namespaces' keys are
-deleted afterwards.
+They run in lab order, twice:
+
+* **as shipped**, in a fresh namespace: every exercise still holds its placeholder, so
+  every exercise check must say "not solved yet" and the notebook must go on;
+* **with LABKIT_SOLUTIONS=1**, in a namespace that already holds partitions from a
+  longer run (three days, where the notebooks produce one and a half): every
+  exercise check must pass with the reference solution, and every notebook's own
+  checks must hold although the consumers read on into the extra day.
+
+Notebook 06 also runs on its own with the full ten days, which checks both that it
+can stand alone and the cap (``XLEN`` about 120, hours trimmed) that a small
+dataset never reaches.  The kernel is this test run's Python (a temporary
+kernelspec pointing at ``sys.executable``, never the user's kernels).  Only the
+namespaces' keys are deleted afterwards.
+
+The structure tests (no kernel) hold the notebooks to the lab's shape: objectives
+first, a recap and a link to the next last, one set-up call, the course's commands
+visible with their redis-cli form, and at least eight exercises, each with a
+check and a hidden solution equal to :mod:`labkit.solutions`.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import json
 import re
 import sys
 import uuid
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import nbformat
@@ -25,9 +38,10 @@ from tests.helpers import execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-LAB = sorted(p for p in NOTEBOOKS.glob("*.ipynb") if re.match(r"0[1-6]-", p.name))
+LAB = sorted(p for p in NOTEBOOKS.glob("*.ipynb") if re.match(r"0[0-6]-", p.name))
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
 DAYS = "1.5"          # two partitions (a boundary to cross), 36 hours
+LONGER_RUN_DAYS = 3   # what an earlier, longer run left behind
 CELL_TIMEOUT = 300
 
 
@@ -36,9 +50,9 @@ def run_notebook(target, lab_home, kernel_dir):
     """Execute a notebook on the test server; afterwards delete the namespaces it used."""
     used: list[str] = []
 
-    def run(path: Path, namespace: str, days: str = DAYS):
+    def run(path: Path, namespace: str, days: str = DAYS, env: dict | None = None):
         used.append(namespace)
-        return execute_notebook(path, target, lab_home, kernel_dir, namespace, days, CELL_TIMEOUT)
+        return execute_notebook(path, target, lab_home, kernel_dir, namespace, days, CELL_TIMEOUT, env)
 
     yield run
     from labkit import connection
@@ -55,8 +69,14 @@ def stream_text(nb) -> str:
                    for o in c.get("outputs", []) if o.get("output_type") == "stream")
 
 
-def last_cell_text(nb) -> str:
-    return "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", []) if o.get("output_type") == "stream")
+def result_texts(nb) -> list[str]:
+    """The text form of every cell's result (``execute_result``), in order."""
+    return [o["data"].get("text/plain", "") for c in nb.cells if c.cell_type == "code"
+            for o in c.get("outputs", []) if o.get("output_type") == "execute_result"]
+
+
+def exercise_outcomes(nb) -> list[str]:
+    return [t for t in result_texts(nb) if t.startswith("Exercise ")]
 
 
 @pytest.fixture(scope="module")
@@ -64,24 +84,59 @@ def lab_namespace():
     return "nb" + uuid.uuid4().hex[:10]
 
 
-def test_the_lab_has_six_notebooks_in_order():
-    assert [p.name[:3] for p in LAB] == ["01-", "02-", "03-", "04-", "05-", "06-"]
+@pytest.fixture(scope="module")
+def longer_run_namespace(target):
+    """A namespace that already holds three days of partitions, as an earlier, longer run leaves them."""
+    from labkit import connection, producer
+    from labkit.keys import Keys
+    ns = "nb" + uuid.uuid4().hex[:10]
+    r = connection.connect(target)
+    producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), LONGER_RUN_DAYS), Keys(ns))
+    r.close()
+    return ns
+
+
+def test_the_lab_has_seven_notebooks_in_order():
+    assert [p.name[:3] for p in LAB] == ["00-", "01-", "02-", "03-", "04-", "05-", "06-"]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", LAB, ids=[p.stem for p in LAB])
-def test_lab_notebook_runs_top_to_bottom(path, run_notebook, lab_namespace):
+def test_lab_notebook_runs_top_to_bottom_as_shipped(path, run_notebook, lab_namespace):
     nb, seconds = run_notebook(path, lab_namespace)
-    print(f"{path.name}: {seconds:.1f} s")
-    assert re.search(r"^0[1-6] .*: all checks passed$", last_cell_text(nb), re.M), last_cell_text(nb)
+    print(f"{path.name} as shipped: {seconds:.1f} s")
     text = stream_text(nb)
+    assert re.search(r"^0[0-6] .*: all checks passed$", text, re.M), text[-2000:]
     assert "Traceback" not in text
+    outcomes = exercise_outcomes(nb)
+    assert len(outcomes) == len(exercises_in(path))
+    assert all("… not solved yet" in o for o in outcomes), outcomes
     if path.name.startswith("01-"):
         # The kernel ran this interpreter and saw the test server, through the environment only.
         assert sys.executable in json.dumps([c.get("outputs") for c in nb.cells])
     if path.name.startswith("06-"):
         assert "36/36 hours verified" in text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("path", LAB, ids=[p.stem for p in LAB])
+def test_lab_notebook_runs_with_solutions_after_a_longer_run(path, run_notebook, longer_run_namespace):
+    nb, seconds = run_notebook(path, longer_run_namespace, env={"LABKIT_SOLUTIONS": "1"})
+    print(f"{path.name} with LABKIT_SOLUTIONS=1, after a longer run: {seconds:.1f} s")
+    text = stream_text(nb)
+    assert re.search(r"^0[0-6] .*: all checks passed$", text, re.M), text[-2000:]
+    outcomes = exercise_outcomes(nb)
+    assert len(outcomes) == len(exercises_in(path))
+    assert all("(the reference solution, LABKIT_SOLUTIONS=1)\n✓ right" in o for o in outcomes), outcomes
+    extra = f"{longer_run_namespace}:temps:20250103"
+    if path.name[:2] in ("00", "01", "03", "04", "05", "06"):
+        assert f"also found 1 other partition ({extra})" in "".join(result_texts(nb))
+    if path.name[:2] in ("04", "05", "06"):
+        # The consumers read on into the extra day, and the checks covered it.
+        assert f"1 of them not this notebook's dataset ({extra})" in text
+        assert "59 hours closed" in text and "the hour 2025/01/03 23:00 is still open" in text
 
 
 @pytest.mark.slow
@@ -96,6 +151,122 @@ def test_averages_notebook_alone_on_the_full_dataset(run_notebook):
     m = re.search(r"XLEN \S+ = (\d+); entries-added = 240; trimmed = (\d+)", text)
     assert m and 120 <= int(m.group(1)) < 240 and int(m.group(1)) + int(m.group(2)) == 240, text
     assert "240 hours compared" in text and "0 mismatched, 0 missing" in text
+
+
+# ---------------------------------------------------------------- the lab's shape (no kernel)
+
+EXERCISE_HEADING = re.compile(r"^#+ (Exercise (\d+) · (.+))$", re.M)
+SOLUTION = re.compile(r"<details><summary>Show a solution</summary>\s*```python\n(.*?)```", re.S)
+CHECK = re.compile(r"ex\.check\(\"(\w+)\"")
+
+
+def cells(path: Path):
+    return nbformat.read(path, as_version=4).cells
+
+
+def code_of(path: Path) -> str:
+    return "\n".join(c.source for c in cells(path) if c.cell_type == "code")
+
+
+def exercises_in(path: Path) -> list[tuple[int, str, str, str]]:
+    """``(number, title, check name, solution code)`` for each exercise heading of a notebook."""
+    found = []
+    cs = cells(path)
+    for i, cell in enumerate(cs):
+        if cell.cell_type != "markdown":
+            continue
+        for m in EXERCISE_HEADING.finditer(cell.source):
+            sol = SOLUTION.search(cell.source[m.end():])
+            check = next((CHECK.search(c.source) for c in cs[i + 1:]
+                          if c.cell_type == "code" and CHECK.search(c.source)), None)
+            found.append((int(m.group(2)), m.group(3), check.group(1) if check else "",
+                          sol.group(1) if sol else ""))
+    return found
+
+
+def exercise_blocks() -> dict[str, str]:
+    """Each exercise's hidden solution, by check name, from every lab notebook."""
+    return {name: code for p in LAB for _, _, name, code in exercises_in(p)}
+
+
+def test_at_least_eight_exercises_each_with_a_check_and_a_hidden_solution():
+    from labkit.exercises import EXERCISES
+    found = [e for p in LAB if p.name[:2] != "00" for e in exercises_in(p)]
+    assert len(found) >= 8
+    assert [n for n, *_ in found] == list(range(1, len(found) + 1)), "numbered in order across the lab"
+    for number, title, name, solution in found:
+        assert name in EXERCISES, (number, title, name)
+        assert (EXERCISES[name].number, EXERCISES[name].title) == (number, title), name
+        assert solution.strip(), f"exercise {number} has no hidden solution"
+    assert sorted(name for *_, name, _ in found) == sorted(EXERCISES)
+    assert all("Exercise" not in c.source for p in ALL if p not in LAB for c in cells(p) if c.cell_type == "markdown"), \
+        "the companion notebooks have no exercises, so LABKIT_SOLUTIONS changes nothing there"
+
+
+def test_every_notebook_opens_with_objectives_and_ends_with_a_recap_and_the_next_link():
+    order = [p.name for p in ALL]
+    for p in ALL:
+        first, last = cells(p)[0], cells(p)[-1]
+        assert first.cell_type == "markdown" and last.cell_type == "markdown", p.name
+        assert re.search(r"about \d+(–\d+)? minutes", first.source) or p.name.startswith("00"), p.name
+        assert "In this notebook you will" in first.source or p.name.startswith("00"), p.name
+        links = re.findall(r"\]\(([\w-]+\.ipynb)\)", last.source)
+        assert links and all((NOTEBOOKS / link).is_file() for link in links), (p.name, links)
+        i = order.index(p.name)
+        if i + 1 < len(order):
+            assert order[i + 1] in links, f"{p.name} must end with a link to {order[i + 1]}"
+        if not p.name.startswith("00"):
+            assert "Recap" in last.source, p.name
+
+
+def test_start_here_maps_the_lab():
+    src = "\n".join(c.source for c in cells(LAB[0]) if c.cell_type == "markdown")
+    assert "](pipeline.svg)" in src
+    svg = ET.parse(NOTEBOOKS / "pipeline.svg").getroot()
+    text = " ".join(t.text or "" for t in svg.iter("{http://www.w3.org/2000/svg}text"))
+    for part in ("producer", "temps:20250101", "aggregating consumer", "aggregating_consumer_state",
+                 "temps:averages", "MAXLEN ~ 120", "averages consumer", "averages_consumer_state", "EXPIREAT"):
+        assert part in text, part
+    for p in ALL[1:]:
+        assert f"]({p.name})" in src, f"00 does not list {p.name}"
+    assert len(re.findall(r"\| \d+ min \|", src)) >= 6, "a time for each of 01–06"
+
+
+def test_every_lab_notebook_starts_with_the_one_setup_call():
+    for p in LAB:
+        code = [c.source for c in cells(p) if c.cell_type == "code"]
+        assert "nbk.setup(" in code[0], p.name
+        assert sum("nbk.setup(" in c for c in code) == 1, p.name
+        assert "connection.target()" not in code_of(p) and "Keys.from_env()" not in code_of(p), p.name
+
+
+UNDER_THE_HOOD = {   # notebook -> the redis-cli forms its cells must show beside the calls
+    "02": ["# XADD temps:practice 1735689600000-0 temp_f 50", "# EXPIREAT", "# TTL", "# EXISTS"],
+    "03": ["# XLEN temps:20250101", "# TTL temps:20250101", "# XRANGE temps:20250101 - + COUNT 2",
+           "# MEMORY USAGE temps:20250101 SAMPLES 0"],
+    "04": ["# XREAD COUNT 5 STREAMS temps:20250101 0", "# MULTI", "MAXLEN ~ 120", "# HSET", "# EXEC",
+           "# XREAD COUNT 10 BLOCK 500 STREAMS", "# XREAD COUNT 1 BLOCK 500 STREAMS", "nbk.source(AggregatingConsumer"],
+    "05": ["# HGETALL aggregating_consumer_state", "# HGETALL averages_consumer_state", "# XADD temps:averages"],
+    "06": ["# XADD temps:practice:capped MAXLEN ~ 120", "# XINFO STREAM temps:averages", "# XREVRANGE temps:averages",
+           "# XREAD COUNT 3 STREAMS temps:averages 0", "# XRANGE temps:averages"],
+}
+
+
+def test_the_courses_commands_are_visible_with_their_redis_cli_form():
+    for p in LAB:
+        want = UNDER_THE_HOOD.get(p.name[:2], [])
+        code = code_of(p)
+        for form in want:
+            assert form in code, f"{p.name}: no cell shows {form!r}"
+        if want:
+            assert any(re.search(r"^## Under the hood", c.source, re.M) for c in cells(p) if c.cell_type == "markdown"), \
+                f"{p.name} has no 'Under the hood' section"
+
+
+def test_ground_truth_is_computed_in_plain_sight():
+    code = code_of(next(p for p in LAB if p.name.startswith("06-")))
+    for part in (".resample(\"h\")", "pd.merge(", "merged[\"difference\"]", ".plot("):
+        assert part in code, part
 
 
 # ---------------------------------------------------------------- hygiene (every notebook in notebooks/)

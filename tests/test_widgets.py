@@ -19,7 +19,7 @@ from labkit.log import LogLine
 from labkit.notebook import verify_now
 from labkit.runner import list_partitions
 from labkit.truth import hourly_truth, load_readings
-from labkit.widgets import ConsumerPanel, OutputSink, output_text
+from labkit.widgets import ConsumerPanel, LogBox, OutputSink, output_text
 
 DAYS = 1.5     # two partitions (a boundary to cross), the second one half a day: 36 hours
 HOURS = 36
@@ -229,8 +229,7 @@ def test_close_stops_consumers_and_ticker(r, keys, data, panel):
 
 
 def test_output_sink_keeps_every_line_from_many_threads():
-    import ipywidgets as W
-    a, b = W.Output(), W.Output()
+    a, b = LogBox(), LogBox()
     sink = OutputSink({"avg": b}, a, max_lines=10_000)
 
     def work(n):
@@ -248,12 +247,11 @@ def test_output_sink_keeps_every_line_from_many_threads():
     assert {l.split(": ")[1] for l in output_text(b).splitlines()} == {f"{n}-{i}" for n in range(4)
                                                                        for i in range(1, 300, 2)}
     sink.clear()
-    assert a.outputs == () and b.outputs == ()
+    assert a.outputs == () and b.outputs == () and a.chunks == ()
 
 
 def test_output_sink_caps_lines():
-    import ipywidgets as W
-    a = W.Output()
+    a = LogBox()
     sink = OutputSink({}, a, max_lines=5)
     for i in range(12):
         sink(LogLine("agg", str(i)))
@@ -266,12 +264,167 @@ def test_output_sink_caps_lines():
 
 
 def test_output_sink_batches_lines_and_flushes_by_itself():
-    import ipywidgets as W
-    a = W.Output()
+    a = LogBox()
     sink = OutputSink({}, a, flush_interval=0.1)
     for i in range(50):
         sink(LogLine("agg", str(i)))
     assert wait_for(lambda: len(output_text(a).splitlines()) == 50, 3)   # no flush() call: the timer did it
+    assert len(a.chunks) < 5, "lines are appended in batches, not one output per line"
+    first = a.chunks[0]
+    sink(LogLine("agg", "one more"))
+    sink.flush()
+    assert a.chunks[0] is first and first.outputs[0]["text"].startswith("agg: 0\n"), \
+        "a new batch is a new child: what the browser already shows is left alone"
+
+
+# ---------------------------------------------------------------- what a learner sees
+
+def test_waiting_lines_stand_only_while_their_consumer_waits():
+    """A "Waiting …" line is replaced by that consumer's next line, pending or already shown; other lines stay."""
+    a, b = LogBox(), LogBox()
+    sink = OutputSink({"avg": b}, a, flush_interval=0)      # flush on every line: the already-shown case
+    wait_avg = "Waiting for new messages in stream temps:averages"
+    for i in range(3):
+        sink(LogLine("avg", f"Average temperature for 2025/01/01 at {i} was 50F (3600 observations)."))
+        sink(LogLine("avg", wait_avg))
+    sink(LogLine("agg", "Waiting for new messages in stream temps:20250101, or new stream partition."))
+    sink(LogLine("panel", "Stopped cleanly: both states saved."))        # another source: the agg wait stays
+    assert output_text(b).splitlines() == [
+        "avg: Average temperature for 2025/01/01 at 0 was 50F (3600 observations).",
+        "avg: Average temperature for 2025/01/01 at 1 was 50F (3600 observations).",
+        "avg: Average temperature for 2025/01/01 at 2 was 50F (3600 observations).",
+        f"avg: {wait_avg}"]
+    assert output_text(a).splitlines() == [
+        "agg: Waiting for new messages in stream temps:20250101, or new stream partition.",
+        "panel: Stopped cleanly: both states saved."]
+    sink(LogLine("agg", "Changing partition to consume stream: temps:20250102"))
+    assert output_text(a).splitlines() == ["panel: Stopped cleanly: both states saved.",
+                                           "agg: Changing partition to consume stream: temps:20250102"]
+
+    batched = LogBox()                                        # and the same within one batch
+    sink = OutputSink({}, batched, flush_interval=10)
+    for i in range(50):
+        sink(LogLine("avg", f"line {i}"))
+        sink(LogLine("avg", wait_avg))
+    sink.flush()
+    lines = output_text(batched).splitlines()
+    assert len(lines) == 51 and lines[-1] == f"avg: {wait_avg}" and lines.count(f"avg: {wait_avg}") == 1
+
+
+def test_a_run_shows_every_average_and_one_waiting_line(r, keys, data, panel):
+    p = panel(batch=2000)              # many batches: the averages consumer waits after nearly every one
+    p.start()
+    assert p.wait_idle(0.5, timeout=60)
+    waits = [l for l in p.lines.texts("avg") if "Waiting for new messages" in l]
+    assert len(waits) > 3, "the run must have waited several times for this test to mean anything"
+    shown = output_text(p.avg_output).splitlines()
+    assert shown[-1] == f"avg: Waiting for new messages in stream {keys.averages}"
+    assert sum("Waiting" in l for l in shown) == 1
+    assert avg_average_lines(p) == expected_avg_lines(r, keys, list_partitions(r, keys))
+
+
+def test_log_boxes_follow_the_newest_line_and_read_well_in_both_themes(panel, keys, r):
+    p = panel()
+    css = p.widget.children[0].value
+    assert css.startswith("<style>") and ".labkit-log" in css
+    for out in (p.agg_output, p.avg_output):
+        assert "labkit-log" in out._dom_classes
+    assert "flex-direction: column-reverse" in css and "word-break: normal" in css
+    from labkit.widgets import BACKGROUNDS, PALETTE, contrast
+    for name, (light, dark) in PALETTE.items():
+        assert light in css and dark in css, name
+        assert all(contrast(light, bg) >= 4.5 for bg in BACKGROUNDS["light"]), (name, light)
+        assert all(contrast(dark, bg) >= 4.5 for bg in BACKGROUNDS["dark"]), (name, dark)
+    assert contrast("#ddb62b", "#ffffff") < 2          # the course's yellow on white, for the record
+    assert "color:#" not in p.status.value.replace(" ", "")   # no fixed colours left in the status line
+
+
+def test_contrast_matches_wcag():
+    from labkit.widgets import contrast
+    assert contrast("#000000", "#ffffff") == pytest.approx(21)
+    assert contrast("#ffffff", "#ffffff") == pytest.approx(1)
+    assert contrast("#777777", "#ffffff") == pytest.approx(4.48, abs=0.01)
+
+
+def test_chart_says_how_many_averages_it_shows_and_why(r, keys, panel):
+    from labkit.widgets import chart_title
+    assert chart_title("temps:averages", 36, 36, 120) == "temps:averages: 36 hourly averages"
+    assert chart_title("temps:averages", 143, 240, 120) == \
+        "temps:averages: the newest 143 of 240 hourly averages published (MAXLEN ~ 120 trimmed the oldest)"
+    producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 5), keys)   # 120 hours
+    p = panel(averages_maxlen=10)
+    p.start()
+    assert p.wait_idle(0.5, timeout=120)
+    p.update()
+    st = p.last_status
+    assert st["hours_published"] == 120 and st["averages_len"] < 120
+    assert len(p.chart_data) == st["averages_len"]
+    assert p.chart_caption == chart_title(keys.averages, st["averages_len"], 120, 10)
+    assert f"the newest {st['averages_len']} of 120" in p.chart_caption
+
+
+def test_reload_shows_a_hint_instead_of_the_widget_repr(panel):
+    p = panel()
+    bundle = p._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "run this cell again" in data["text/plain"] and "VBox" not in data["text/plain"]
+
+
+def test_an_error_from_start_is_one_red_line(r, keys, data, panel):
+    parts = list_partitions(r, keys)
+    p = panel()
+    p.dropdown.value = parts[1]
+    r.delete(parts[1])                       # gone between listing and pressing Start
+    p.start_button.click()
+    assert not p.running
+    msg = p.message.value
+    assert 'class="labkit-bad"' in msg and f"partition {parts[1]} does not exist" in msg and "hint:" in msg
+    assert "Traceback" not in msg and "\n" not in msg
+
+
+def test_a_labkit_error_raised_while_starting_is_one_red_line(r, keys, data, panel, monkeypatch):
+    """Whatever LabkitError start_consumers raises (e.g. another consumer holds the namespace) shows as one line."""
+    import labkit.widgets as widgets
+
+    def refuse(*args, **kwargs):
+        raise LabkitError("another aggregating consumer is running in this namespace",
+                          "stop it first, or use another LABKIT_NAMESPACE")
+    monkeypatch.setattr(widgets, "start_consumers", refuse)
+    p = panel()
+    p.start_button.click()
+    assert not p.running and p.handle is None
+    assert p.message.value == ('<span class="labkit-bad">another aggregating consumer is running in this '
+                               'namespace (hint: stop it first, or use another LABKIT_NAMESPACE)</span>')
+    r.hset(keys.aggregating_state, mapping={"current_stream_key": list_partitions(r, keys)[0],
+                                            "last_message_id": "0", "current_hourly_total": "0",
+                                            "current_hourly_count": "0"})
+    p.update()
+    p.message.value = ""
+    p.resume_button.click()
+    assert "another aggregating consumer is running" in p.message.value and not p.running
+
+
+def test_start_records_the_partition_and_clears_the_lines(r, keys, data, panel):
+    parts = list_partitions(r, keys)
+    p = panel()
+    assert p.started_from is None
+    p.start(parts[0])
+    assert p.wait_idle(0.3, timeout=60)
+    p.stop()
+    p.resume()                                   # Resume keeps the partition the run started from
+    assert p.started_from == parts[0]
+    assert p.wait_idle(0.3, timeout=60)
+    p.stop()
+    p.dropdown.value = parts[1]
+    p.start_button.click()
+    assert p.started_from == parts[1]
+    assert p.wait_idle(0.3, timeout=60)
+    agg = p.lines.texts("agg")
+    assert agg[0] == f"agg: Starting aggregating consumer in stream {parts[1]} at message 0."
+    assert not any(parts[0] in line for line in agg)
+
+
     assert len(a.outputs) < 5, "lines are appended in batches, not one output per line"
 
 

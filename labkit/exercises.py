@@ -1,0 +1,328 @@
+"""Exercises in the lab notebooks: the learner writes or predicts, a check says plainly if it is right.
+
+In a notebook::
+
+    def partition_of(ms):
+        ...                                   # the learner's code
+    ex.check("partition_of", partition_of)    # ✓ right / ✗ not right yet: … expected … / not solved yet
+
+An exercise not yet done (a function that still returns ``None``, a prediction
+still ``None``) says "not solved yet" and the notebook goes on: Run All never
+stops on an exercise, and an error in the learner's code is reported in one
+line.  Every check compares with something independent of the reference
+solution: labkit's own pure functions, ground truth from the raw readings, or
+what the server measured.
+
+With ``LABKIT_SOLUTIONS=1`` the reference solutions in :mod:`labkit.solutions`
+are checked instead of the learner's answers, and a check that fails raises:
+CI runs every notebook that way too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import LabkitError
+from .partition import DAY_MS, HOUR_MS, day_start_ms, id_ms, next_partition, parse_partition, partition_for_ms
+from .window import HourAverage, HourlyWindow, fold
+
+
+class NotSolved(Exception):
+    """The answer is still the notebook's placeholder."""
+
+
+class ExerciseFailed(AssertionError):
+    """A reference solution failed its check (only with ``LABKIT_SOLUTIONS=1``)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    number: int
+    title: str
+    status: str                 # "solved", "wrong" or "unsolved"
+    detail: str
+    reference: bool             # the reference solution was checked (LABKIT_SOLUTIONS=1)
+
+    @property
+    def solved(self) -> bool:
+        return self.status == "solved"
+
+    def __repr__(self) -> str:
+        head = f"Exercise {self.number} · {self.title}"
+        if self.reference:
+            head += " (the reference solution, LABKIT_SOLUTIONS=1)"
+        mark = {"solved": "✓ right", "wrong": "✗ not right yet", "unsolved": "… not solved yet"}[self.status]
+        return f"{head}\n{mark}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    number: int
+    title: str
+    checker: Callable[..., str]   # returns what was right; raises NotSolved, or Wrong with what was expected
+
+
+class Wrong(Exception):
+    """The answer is wrong; the message says what was expected."""
+
+
+def solutions_mode() -> bool:
+    """``LABKIT_SOLUTIONS=1``: check the reference solutions instead of the learner's answers."""
+    raw = os.environ.get("LABKIT_SOLUTIONS", "").strip()
+    if raw not in ("", "0", "1"):
+        raise LabkitError(f"LABKIT_SOLUTIONS={raw!r} is not 0 or 1",
+                          "set LABKIT_SOLUTIONS=1 to run the reference solutions, or unset it")
+    return raw == "1"
+
+
+_results: dict[str, str] = {}     # name -> status, for this kernel's summary()
+
+
+def check(name: str, answer, **context) -> Outcome:
+    """Check ``answer`` to exercise ``name``; an :class:`Outcome` that displays itself in one line."""
+    if name not in EXERCISES:
+        raise LabkitError(f"there is no exercise {name!r}", "names: " + ", ".join(EXERCISES))
+    ex = EXERCISES[name]
+    reference = solutions_mode()
+    if reference:
+        from . import solutions
+        answer = getattr(solutions, name)
+    try:
+        status, detail = "solved", ex.checker(answer, **context)
+    except NotSolved as exc:
+        status, detail = "unsolved", str(exc) or "write your answer in the cell above, then run this cell again"
+    except Wrong as exc:
+        status, detail = "wrong", str(exc)
+    outcome = Outcome(ex.number, ex.title, status, detail, reference)
+    _results[name] = status
+    if reference and status != "solved":
+        raise ExerciseFailed(repr(outcome))
+    return outcome
+
+
+def summary() -> str:
+    """How many of the exercises checked in this kernel are solved."""
+    done = [n for n, s in _results.items() if s == "solved"]
+    todo = [f"{EXERCISES[n].number} ({n})" for n, s in _results.items() if s != "solved"]
+    text = f"exercises: {len(done)} of {len(_results)} solved"
+    return text + (f"; not yet: {', '.join(todo)}" if todo else "")
+
+
+# --------------------------------------------------------------------- checking helpers
+
+def _call(fn, *args):
+    """Call the learner's function; its errors become one line, never a traceback."""
+    if fn is None:
+        raise NotSolved("write the function in the cell above, then run this cell again")
+    if not callable(fn):
+        raise Wrong(f"expected a function, got {type(fn).__name__} {fn!r:.60}")
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise NotSolved("the function still raises NotImplementedError") from None
+    except Exception as exc:
+        args_text = ", ".join(_short(a) for a in args)
+        raise Wrong(f"calling it with ({args_text}) raised {type(exc).__name__}: {exc}") from None
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else type(value).__name__
+
+
+def _cases(fn, name: str, cases: list[tuple[tuple, object, str]], same=lambda got, want: got == want) -> str:
+    """Run ``fn`` on each ``(args, expected, why)``; the first ``None`` means not solved yet."""
+    for i, (args, want, why) in enumerate(cases):
+        got = _call(fn, *args)
+        if got is None and i == 0:
+            raise NotSolved("the function still returns None: write its body, then run this cell again")
+        if not same(got, want):
+            call = f"{name}({', '.join(map(repr, args))})"
+            raise Wrong(f"{call} returned {got!r}; expected {want!r}" + (f" ({why})" if why else ""))
+    return f"all {len(cases)} cases give the expected answer"
+
+
+def _prediction(value, kind=float):
+    if value is None:
+        raise NotSolved("set your prediction in the cell above (replace None), then run this cell again")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise Wrong(f"a prediction must be a number, got {value!r}") from None
+
+
+def _utc(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+
+
+_IDS = [(1735689600000, "the first reading of the dataset"), (1736035200000, "the course's example, 2025-01-05"),
+        (1735702767000, "mid-hour"), (1735775999999, "the last millisecond of a day"),
+        (1738367999000, "the last second of January")]
+
+
+# --------------------------------------------------------------------- the exercises
+
+def _reading_time(fn) -> str:
+    def same(got, want):
+        if isinstance(got, dt.datetime) and got.tzinfo is None:
+            raise Wrong("it returned a naive datetime: make it UTC-aware (tz=datetime.timezone.utc), "
+                        "otherwise it reads as local time")
+        return got == want
+    return _cases(fn, "reading_time", [((f"{ms}-0",), _utc(ms), why) for ms, why in _IDS], same)
+
+
+def _partition_of(fn) -> str:
+    cases = [((ms,), partition_for_ms(ms), why) for ms, why in _IDS]
+    cases.append(((1735776000000,), partition_for_ms(1735776000000), "midnight UTC starts the next day"))
+    return _cases(fn, "partition_of", cases)
+
+
+def _next_partition_name(fn) -> str:
+    cases = [(("temps:20250101",), None, ""), (("temps:20250131",), None, "across a month end"),
+             (("temps:20241231",), None, "across a year end"), (("temps:20240228",), None, "2024 is a leap year"),
+             (("temps:20250228",), None, "2025 is not")]
+    return _cases(fn, "next_partition_name", [(a, next_partition(a[0]), why) for a, _, why in cases])
+
+
+def _ttl_gap_hours(prediction, ttls_h: list[float] | None = None) -> str:
+    p = _prediction(prediction)
+    want = DAY_MS / HOUR_MS          # each partition expires a day after the one before (labkit.producer)
+    seen = ""
+    if ttls_h and len(ttls_h) >= 2:
+        gaps = [round(b - a, 1) for a, b in zip(ttls_h, ttls_h[1:])]
+        seen = f"; measured on the server: {', '.join(f'{g:g}' for g in gaps)} h"
+    if abs(p - want) > 0.5:
+        raise Wrong(f"you predicted {p:g} h; the TTLs step by {want:g} h, one day per partition{seen}")
+    return f"{want:g} h: a partition expires one day after the one before it{seen}"
+
+
+def _noon_readings(fn, r, partition: str, prefix: str | None = None) -> str:
+    prefix = prefix if prefix is not None else partition[:partition.rindex(":") + 1]
+    noon = day_start_ms(parse_partition(partition, prefix)) + 12 * HOUR_MS
+    got = _call(fn, r, partition)
+    if got is None:
+        raise NotSolved("the function still returns None: write its body, then run this cell again")
+    want = [e[0].decode() for e in r.xrange(partition, noon, noon + 9_000)]
+    try:
+        ids = [e[0].decode() if isinstance(e[0], bytes) else str(e[0]) for e in got]
+    except (TypeError, IndexError, AttributeError):
+        raise Wrong(f"expected the entries as XRANGE returns them, [(id, fields), …]; got {got!r:.80}") from None
+    if ids != want:
+        raise Wrong(f"got {len(ids)} entries ({', '.join(ids[:2])}{', …' if len(ids) > 2 else ''}); expected "
+                    f"{len(want)}, from {want[0] if want else '(none)'} to {want[-1] if want else '(none)'}: "
+                    "XRANGE's bounds are inclusive")
+    return f"{len(ids)} entries, {ids[0]} … {ids[-1]}" if ids else "no readings at noon in this partition"
+
+
+def _hourly_means(fn, readings) -> str:
+    from .truth import hourly_truth
+    want = hourly_truth(readings)["mean"].tolist()
+    got = _call(fn, readings.copy())
+    if got is None:
+        raise NotSolved("the function still returns None: write its body, then run this cell again")
+    if isinstance(got, dict):
+        values = [got[k] for k in sorted(got)]
+    elif hasattr(got, "columns"):
+        cols = [c for c in got.columns if "mean" in str(c)] or list(got.columns)
+        values = got[cols[0]].tolist()
+    else:
+        values = list(getattr(got, "values", got))
+    values = [float(v) for v in values]
+    if len(values) != len(want):
+        raise Wrong(f"got {len(values)} hourly means; the partition has {len(want)} hours of readings")
+    for i, (g, w) in enumerate(zip(values, want)):
+        if abs(g - w) > 1e-9:
+            raise Wrong(f"hour {i}: got {g}, expected {w} (the exact mean of that hour's readings)")
+    return f"{len(want)} hourly means, equal to ground truth (first {want[0]:.4f} °F)"
+
+
+def _hour_of(fn) -> str:
+    def hour(ms):
+        h = HourAverage(ms - ms % HOUR_MS, 0, 1)
+        return (h.date, h.hour)
+    return _cases(fn, "hour_of", [((f"{ms}-0",), hour(ms), why) for ms, why in _IDS],
+                  same=lambda got, want: isinstance(got, (tuple, list)) and tuple(got) == want)
+
+
+def _hourly_sums(fn, entries) -> str:
+    window = HourlyWindow()
+    closed, _ = fold(window, entries)
+    want = {h.hour_start_ms: (h.total, h.count) for h in closed}
+    if window.count:
+        want[window.hour_start_ms] = (window.total, window.count)
+    got = _call(fn, entries)
+    if got is None:
+        raise NotSolved("the function still returns None: write its body, then run this cell again")
+    try:
+        got = {int(k): (int(v[0]), int(v[1])) for k, v in dict(got).items()}
+    except (TypeError, ValueError, IndexError):
+        raise Wrong(f"expected {{hour start ms: (sum, count)}}, got {got!r:.80}") from None
+    if got != want:
+        bad = [h for h in sorted(set(want) | set(got)) if got.get(h) != want.get(h)][0]
+        raise Wrong(f"for the hour starting {bad} ({_utc(bad):%Y/%m/%d %H}:00): got {got.get(bad)}, "
+                    f"expected {want.get(bad)}")
+    return f"{len(want)} hours, sums and counts exact for {len(entries):,} readings"
+
+
+def _crash_position(choice, state: dict | None = None, batch: int | None = None) -> str:
+    if choice is None:
+        raise NotSolved("set your choice, 'a', 'b' or 'c', in the cell above, then run this cell again")
+    c = str(choice).strip().lower()
+    if c not in ("a", "b", "c"):
+        raise Wrong(f"choose 'a', 'b' or 'c', not {choice!r}")
+    evidence = ""
+    if state and batch:
+        lid = state["last_message_id"]
+        name = state["current_stream_key"]
+        n = (id_ms(lid) - day_start_ms(parse_partition(name, name[:name.rindex(":") + 1]))) // 1000 + 1
+        evidence = (f"; here last_message_id {lid} is reading {n:,} of {name}, "
+                    f"{'exactly' if n % batch == 0 else 'not'} a multiple of the batch size {batch:,}")
+    if c != "b":
+        raise Wrong("the saved state moves only when a batch is committed, in the same transaction as the "
+                    f"averages it closed; what the thread read after that is lost with it{evidence}")
+    return f"(b): the state is committed with each batch, so it points at a batch's last reading{evidence}"
+
+
+def _open_hour_from_partition(fn, r, state: dict) -> str:
+    want = (int(state["current_hourly_total"]), int(state["current_hourly_count"]))
+    got = _call(fn, r, state)
+    if got is None:
+        raise NotSolved("the function still returns None: write its body, then run this cell again")
+    try:
+        got = (int(got[0]), int(got[1]))
+    except (TypeError, ValueError, IndexError):
+        raise Wrong(f"expected (sum, count), got {got!r:.60}") from None
+    if got != want:
+        raise Wrong(f"got (sum, count) = {got}; the saved state says {want}: read from the start of the hour "
+                    "of last_message_id up to it, both ends included")
+    return f"(sum, count) = {want}, as saved in the state hash"
+
+
+def _xlen_after_cap(prediction, measured: int, node: int = 100) -> str:
+    p = _prediction(prediction, int)
+    if p == measured:
+        return f"exactly {measured}"
+    if 120 < p < 120 + node:
+        return (f"right idea: more than 120, by less than one node ({node} entries); here exactly {measured}")
+    if p == 120:
+        raise Wrong(f"'~' never cuts inside a node, so it keeps more than 120 here: XLEN is {measured}")
+    raise Wrong(f"you predicted {p}; XLEN is {measured}: at least 120, and less than 120 + one node ({node})")
+
+
+EXERCISES: dict[str, Exercise] = {
+    "reading_time": Exercise(1, "When was this reading taken?", _reading_time),
+    "partition_of": Exercise(2, "Which partition holds a reading?", _partition_of),
+    "next_partition_name": Exercise(3, "The next partition, across a month end", _next_partition_name),
+    "ttl_gap_hours": Exercise(4, "Predict, then look: how far apart do partitions expire?", _ttl_gap_hours),
+    "noon_readings": Exercise(5, "Ten seconds at noon, with XRANGE", _noon_readings),
+    "hourly_means": Exercise(6, "The hourly means of a partition, with pandas", _hourly_means),
+    "hour_of": Exercise(7, "The hour of a message ID", _hour_of),
+    "hourly_sums": Exercise(8, "One batch of the aggregating consumer", _hourly_sums),
+    "crash_position": Exercise(9, "Predict: what will last_message_id be after a crash?", _crash_position),
+    "open_hour_from_partition": Exercise(10, "Rebuild the open hour from the raw readings",
+                                         _open_hour_from_partition),
+    "xlen_after_cap": Exercise(11, "Predict XLEN after 240 XADDs with MAXLEN ~ 120", _xlen_after_cap),
+}

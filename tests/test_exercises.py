@@ -1,0 +1,168 @@
+"""The exercises' checks: a reference solution passes, a placeholder is "not solved yet", a wrong answer says
+what was expected, and nothing a learner writes stops the notebook.
+
+The checks that read Redis run on the test server, on a small dataset in the test's namespace.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+
+import pandas as pd
+import pytest
+
+from labkit import exercises as ex
+from labkit import producer, solutions
+from labkit.truth import load_readings
+
+PURE = ["reading_time", "partition_of", "next_partition_name", "hour_of"]
+
+
+def stub(*args):
+    ...
+
+
+@pytest.fixture(autouse=True)
+def shipped(monkeypatch):
+    monkeypatch.delenv("LABKIT_SOLUTIONS", raising=False)
+    ex._results.clear()
+
+
+@pytest.fixture
+def dataset(r, keys):
+    producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 1.5), keys)
+    return [keys.partition_prefix + "20250101", keys.partition_prefix + "20250102"]
+
+
+def test_there_are_at_least_eight_exercises_numbered_in_order():
+    numbers = [e.number for e in ex.EXERCISES.values()]
+    assert len(numbers) >= 8 and numbers == list(range(1, len(numbers) + 1))
+    assert all(hasattr(solutions, name) for name in ex.EXERCISES)
+
+
+@pytest.mark.parametrize("name", PURE)
+def test_pure_exercises(name):
+    assert ex.check(name, getattr(solutions, name)).status == "solved"
+    out = ex.check(name, stub)
+    assert out.status == "unsolved" and "not solved yet" in repr(out)
+
+
+def test_wrong_answers_say_what_was_expected():
+    naive_next = lambda name: name[:-2] + f"{int(name[-2:]) + 1:02d}"            # noqa: E731
+    out = ex.check("next_partition_name", naive_next)
+    assert out.status == "wrong"
+    assert "next_partition_name('temps:20250131') returned 'temps:20250132'; expected 'temps:20250201'" in out.detail
+
+    local = lambda ms: f"temps:{dt.datetime.fromtimestamp(ms / 1000) + dt.timedelta(hours=5):%Y%m%d}"  # noqa: E731
+    assert ex.check("partition_of", local).status == "wrong"
+
+    naive = lambda entry_id: dt.datetime.utcfromtimestamp(int(entry_id.split("-")[0]) / 1000)  # noqa: E731
+    out = ex.check("reading_time", naive)
+    assert out.status == "wrong" and "UTC-aware" in out.detail
+
+    assert ex.check("hour_of", lambda entry_id: ("2025-01-01", 0)).status == "wrong"
+
+
+def test_errors_in_the_learners_code_are_one_line():
+    out = ex.check("hour_of", lambda entry_id: 1 / 0)
+    assert out.status == "wrong" and "raised ZeroDivisionError: division by zero" in out.detail
+    assert "Traceback" not in repr(out)
+    assert ex.check("hour_of", None).status == "unsolved"
+    assert ex.check("hour_of", "temps:20250101").status == "wrong"
+
+
+def _not_implemented(entry_id):
+    raise NotImplementedError
+
+
+def test_not_implemented_counts_as_not_solved():
+    assert ex.check("hour_of", _not_implemented).status == "unsolved"
+
+
+def test_predictions():
+    assert ex.check("ttl_gap_hours", None).status == "unsolved"
+    assert ex.check("ttl_gap_hours", 24, ttls_h=[48.0, 72.0, 96.0]).status == "solved"
+    out = ex.check("ttl_gap_hours", 48, ttls_h=[48.0, 72.0])
+    assert out.status == "wrong" and "24" in out.detail
+    assert ex.check("ttl_gap_hours", "many").status == "wrong"
+
+    assert ex.check("xlen_after_cap", 140, measured=140, node=100).detail == "exactly 140"
+    assert ex.check("xlen_after_cap", 200, measured=140, node=100).status == "solved"
+    assert ex.check("xlen_after_cap", 120, measured=140, node=100).status == "wrong"
+    assert ex.check("xlen_after_cap", 240, measured=140, node=100).status == "wrong"
+
+    assert ex.check("crash_position", None).status == "unsolved"
+    assert ex.check("crash_position", "B").status == "solved"
+    assert ex.check("crash_position", "a").status == "wrong"
+    assert ex.check("crash_position", "z").status == "wrong"
+
+
+def test_solutions_mode_checks_the_reference_and_fails_loudly(monkeypatch):
+    monkeypatch.setenv("LABKIT_SOLUTIONS", "1")
+    out = ex.check("hour_of", stub)                 # the learner's stub is ignored
+    assert out.solved and out.reference and "reference solution" in repr(out)
+    monkeypatch.setattr(solutions, "hour_of", lambda entry_id: ("2025/01/01", 99))
+    with pytest.raises(ex.ExerciseFailed, match="Exercise 7"):
+        ex.check("hour_of", stub)
+    monkeypatch.setenv("LABKIT_SOLUTIONS", "yes")
+    with pytest.raises(ex.LabkitError, match="LABKIT_SOLUTIONS='yes' is not 0 or 1"):
+        ex.check("hour_of", stub)
+
+
+def test_summary_counts_this_kernels_exercises():
+    ex.check("hour_of", solutions.hour_of)
+    ex.check("partition_of", stub)
+    assert ex.summary() == "exercises: 1 of 2 solved; not yet: 2 (partition_of)"
+    with pytest.raises(ex.LabkitError, match="no exercise"):
+        ex.check("no_such_thing", stub)
+
+
+def test_redis_exercises_against_the_server(r, keys, dataset):
+    first = dataset[0]
+    assert ex.check("noon_readings", solutions.noon_readings, r=r, partition=first).solved
+    out = ex.check("noon_readings", lambda r, p: r.xrange(p, count=10), r=r, partition=first)
+    assert out.status == "wrong" and "XRANGE's bounds are inclusive" in out.detail
+
+    readings = load_readings(r, [first]).astype({"temp_f": int})
+    assert ex.check("hourly_means", solutions.hourly_means, readings=readings).solved
+    resampled = lambda df: df.set_index(pd.to_datetime(df["ms"], unit="ms", utc=True))["temp_f"].resample("h").mean()  # noqa: E731
+    assert ex.check("hourly_means", resampled, readings=readings).solved
+    assert ex.check("hourly_means", lambda df: df.groupby(df["ms"] // 3_600_000)["temp_f"].median(),
+                    readings=readings).status == "wrong"
+
+    batch = r.xread({first: "0"}, count=5000)[0][1]
+    assert ex.check("hourly_sums", solutions.hourly_sums, entries=batch).solved
+    off_by_one = lambda entries: {h: (s, c - 1) for h, (s, c) in solutions.hourly_sums(entries).items()}  # noqa: E731
+    assert ex.check("hourly_sums", off_by_one, entries=batch).status == "wrong"
+
+
+def test_open_hour_exercise_against_a_crashed_state(r, keys, dataset, target):
+    from labkit.log import ListSink
+    from labkit.runner import start_consumers
+    handle = start_consumers(dataset[0], sink=ListSink(), keys=keys, target=target, batch=1000)
+    while handle.running and handle.status()["readings"] < 10_000:
+        pass
+    handle.crash()
+    state = {k.decode(): v.decode() for k, v in r.hgetall(keys.aggregating_state).items()}
+    assert int(state["current_hourly_count"]) > 0
+    assert ex.check("open_hour_from_partition", solutions.open_hour_from_partition, r=r, state=state).solved
+    out = ex.check("crash_position", solutions.crash_position, state=state, batch=1000)
+    assert out.solved and "exactly a multiple of the batch size 1,000" in out.detail
+    exclusive = lambda r, s: solutions.open_hour_from_partition(r, {**s, "last_message_id": "(" + s["last_message_id"]})  # noqa: E731
+    assert ex.check("open_hour_from_partition", exclusive, r=r, state=state).status == "wrong"
+
+
+def test_each_solution_is_what_the_notebooks_show():
+    """Every exercise's ``Show a solution`` block equals the reference in labkit.solutions."""
+    from tests.test_notebooks import exercise_blocks
+    blocks = exercise_blocks()
+    assert sorted(blocks) == sorted(ex.EXERCISES)
+    for name, code in blocks.items():
+        ref = getattr(solutions, name)
+        if callable(ref):
+            assert code.strip() == inspect.getsource(ref).strip(), name
+        else:
+            scope: dict = {}
+            exec(code, scope)
+            assert scope[name] == ref, name

@@ -1,0 +1,158 @@
+"""The notebooks' one set-up call, the auto-start that respects the learner, and checks scoped to what ran.
+
+Real server, real consumers; each test in its own namespace (``LABKIT_NAMESPACE``
+is pointed at it, as the notebooks read it from the environment).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+
+from labkit import notebook as nbk
+from labkit import producer
+from labkit.errors import LabkitError
+from labkit.runner import list_partitions
+from labkit.widgets import ConsumerPanel
+
+
+@pytest.fixture
+def lab_env(monkeypatch, keys, target):
+    monkeypatch.setenv("LABKIT_NAMESPACE", keys.namespace)
+    monkeypatch.setenv("LABKIT_DAYS", "1.5")
+    monkeypatch.delenv("LABKIT_AUTORUN", raising=False)
+    if not target.embedded:
+        monkeypatch.setenv("REDIS_URL", target.url)
+    return keys
+
+
+@pytest.fixture
+def panels(keys, target):
+    made = []
+
+    def make(**kw):
+        p = ConsumerPanel(keys=keys, target=target, interval=0.1, **kw)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.close()
+
+
+def longer_run(r, keys, days=3):
+    producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), days), keys)
+
+
+def test_setup_produces_once_and_says_what_it_gives(r, lab_env):
+    keys = lab_env
+    lab = nbk.setup(produce_if_missing=False)
+    assert not lab.present and not lab.produced and list_partitions(r, keys) == []
+    assert "not on the server yet" in lab.note()
+    lab = nbk.setup()
+    assert lab.produced and lab.present and lab.names == list_partitions(r, keys) and lab.hours == 36
+    assert lab.keys == keys and lab.data.count == 129_600 and lab.others == []
+    again = nbk.setup()
+    assert not again.produced and again.present
+    text = repr(again)
+    for attribute in ("lab.r", "lab.keys", "lab.data", "lab.names", "lab.hours", "lab.others"):
+        assert attribute in text
+    password = urlsplit(again.target.url).password
+    assert not password or (password not in text and "***" in text)
+    assert "<table>" in again._repr_html_()
+
+
+def test_setup_reports_partitions_from_a_longer_run_and_offers_the_reset(r, lab_env):
+    keys = lab_env
+    longer_run(r, keys, 3)
+    lab = nbk.setup()                         # 1.5 days wanted: the first two days are rewritten
+    third = keys.partition_prefix + "20250103"
+    assert lab.produced and lab.others == [third]
+    note = lab.note()
+    assert third in note and "lab.remove_other_partitions()" in note and "\n" not in note
+    assert lab.remove_other_partitions() == [third]
+    assert list_partitions(r, keys) == lab.names and lab.others == []
+    assert r.xlen(lab.names[0]) == 86_400          # only the other partition went
+
+
+def test_what_ran_covers_exactly_what_the_consumers_read(r, lab_env, panels):
+    keys = lab_env
+    longer_run(r, keys, 3)
+    lab = nbk.setup()
+    p = panels()
+    p.start(lab.names[0])
+    assert p.wait_idle(0.5, timeout=120)
+    run = nbk.what_ran(lab, lab.names[0])
+    third = keys.partition_prefix + "20250103"
+    assert run.partitions == lab.names + [third] and run.extra == [third]
+    # The producer's mark covers only the 1.5-day dataset, so the third day's last hour stays open.
+    assert run.open_hour == 1735948800000 - 3_600_000
+    assert run.hours == 24 + 12 + 23 == p.last_status["hours_published"]
+    assert run.report.ok and run.report.matched == run.hours, run.report.summary()
+    assert "1 of them not this notebook's dataset" in run.summary() and "still open" in run.summary()
+
+    p.stop()
+    p.start(lab.names[1])                          # a run from the second day covers the second and third only
+    assert p.wait_idle(0.5, timeout=120)
+    run = nbk.what_ran(lab, lab.names[1])
+    assert run.partitions == [lab.names[1], third] and run.hours == 12 + 23 and run.report.ok
+
+
+def test_what_ran_on_the_dataset_alone_leaves_no_hour_open(r, lab_env, panels):
+    lab = nbk.setup()
+    p = panels()
+    p.start(lab.names[0])
+    assert p.wait_idle(0.5, timeout=60)
+    run = nbk.what_ran(lab, lab.names[0])
+    assert run.open_hour is None and run.extra == [] and run.hours == lab.hours == 36 and run.report.ok
+
+
+def test_autostart_presses_start_only_when_nothing_was_started(r, lab_env, panels):
+    lab = nbk.setup()
+    p = panels()
+    p.dropdown.value = lab.names[1]                # chosen, not started: the choice is used
+    started = nbk.start_unless_started(p, timeout=60)
+    assert not started.by_hand and started.partition == lab.names[1] and started.idle
+    assert p.lines.texts("agg")[0].endswith(f"stream {lab.names[1]} at message 0.")
+
+
+def test_autostart_leaves_a_run_started_by_hand_alone(r, lab_env, panels):
+    lab = nbk.setup()
+    p = panels()
+    p.dropdown.value = lab.names[1]
+    p.start_button.click()                         # the learner's Start
+    handle = p.handle
+    p.dropdown.value = lab.names[0]                # even with the dropdown moved afterwards (it is disabled in the UI)
+    started = nbk.start_unless_started(p, timeout=60)
+    assert started.by_hand and started.partition == lab.names[1] and p.handle is handle
+    assert "you pressed Start yourself" in started.note and p.message.value == ""
+    assert sum("Starting aggregating consumer" in line for line in p.lines.texts("agg")) == 1
+    first_avg = next(line for line in p.lines.texts("avg") if "Average temperature" in line)
+    assert first_avg.startswith("avg: Average temperature for 2025/01/02 at 0 was")
+
+
+def test_autorun_0_never_starts(r, lab_env, panels, monkeypatch):
+    lab = nbk.setup()
+    p = panels()
+    monkeypatch.setenv("LABKIT_AUTORUN", "0")
+    started = nbk.start_unless_started(p, timeout=5)
+    assert started.partition is None and p.handle is None and "Press Start" in started.note
+    monkeypatch.setenv("LABKIT_AUTORUN", "yes")
+    with pytest.raises(LabkitError, match="LABKIT_AUTORUN='yes' is not 0 or 1"):
+        nbk.start_unless_started(p)
+    assert lab.names
+
+
+def test_autostart_that_fails_says_why_in_one_line(r, lab_env, panels, monkeypatch):
+    import labkit.widgets as widgets
+
+    def refuse(*args, **kwargs):
+        raise LabkitError("another aggregating consumer is running in this namespace", "stop it first")
+    monkeypatch.setattr(widgets, "start_consumers", refuse)
+    nbk.setup()
+    p = panels()
+    started = nbk.start_unless_started(p, timeout=5)
+    assert started.partition is None and not started.idle
+    assert started.note.endswith("it failed: another aggregating consumer is running in this namespace "
+                                 "(hint: stop it first)")
+    assert 'class="labkit-bad"' in p.message.value
