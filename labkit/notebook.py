@@ -412,7 +412,7 @@ class Run:
         parts.append(f"{self.hours} hours closed")
         if self.open_hour is not None:
             parts.append(f"the hour {_utc(self.open_hour):%Y/%m/%d %H}:00 is still open "
-                         "(no later reading, and no producer mark, says it is complete)")
+                         "(no later reading, and no manifest record, says it is complete)")
         return "; ".join(parts)
 
     def __repr__(self) -> str:

@@ -85,17 +85,17 @@ def test_what_ran_covers_exactly_what_the_consumers_read(r, lab_env, panels):
     run = nbk.what_ran(lab, lab.names[0])
     third = keys.partition_prefix + "20250103"
     assert run.partitions == lab.names + [third] and run.extra == [third]
-    # The producer's mark covers only the 1.5-day dataset, so the third day's last hour stays open.
-    assert run.open_hour == 1735948800000 - 3_600_000
-    assert run.hours == 24 + 12 + 23 == p.last_status["hours_published"]
+    # The third day is complete in the partition manifest (the longer run finished it), so its last hour closes.
+    assert run.open_hour is None
+    assert run.hours == 24 + 12 + 24 == p.last_status["hours_published"]
     assert run.report.ok and run.report.matched == run.hours, run.report.summary()
-    assert "1 of them not this notebook's dataset" in run.summary() and "still open" in run.summary()
+    assert "1 of them not this notebook's dataset" in run.summary() and "still open" not in run.summary()
 
     p.stop()
     p.start(lab.names[1])                          # a run from the second day covers the second and third only
     assert p.wait_idle(0.5, timeout=120)
     run = nbk.what_ran(lab, lab.names[1])
-    assert run.partitions == [lab.names[1], third] and run.hours == 12 + 23 and run.report.ok
+    assert run.partitions == [lab.names[1], third] and run.hours == 12 + 24 and run.report.ok
 
 
 def test_what_ran_on_the_dataset_alone_leaves_no_hour_open(r, lab_env, panels):
