@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .errors import LabkitError
+from ..errors import LabkitError
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from .errors import LabkitError
+from ..errors import LabkitError
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000

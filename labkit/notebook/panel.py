@@ -28,14 +28,13 @@ import threading
 import ipywidgets as W
 import redis
 
-from . import connection
-from .aggregating import DEFAULT_MAXLEN
-from .errors import LabkitError
-from .keys import Keys
-from .log import COLOURS, RESET, ListSink, LogLine, tee
-from .partition import day_start_ms, id_ms, next_partition, parse_partition
-from .runner import Consumers, list_partitions, start_consumers
-
+from ..core.aggregating import DEFAULT_MAXLEN
+from ..core.keys import Keys
+from ..core.partition import day_start_ms, id_ms, next_partition, parse_partition
+from ..core.runner import Consumers, list_partitions, start_consumers
+from ..errors import LabkitError
+from ..log import COLOURS, RESET, ListSink, LogLine, tee
+from ..servers import connection
 
 #: A consumer's "Waiting for new messages …" line is shown only while it is that consumer's newest line.
 WAITING = "Waiting for new messages"
@@ -582,7 +581,7 @@ class ConsumerPanel:
         where = st.get("partition") or "—"
         lid = st.get("last_message_id")
         if lid and lid not in ("0", "0-0"):
-            from .notebook import describe_id
+            from .helpers import describe_id
             where += f" at {describe_id(lid)}"
         la = st.get("last_average")
         last = (f"{la['date']} at {la['hour']}: {la['average_temp_f']}°F ({la['num_observations']} obs)"
@@ -633,7 +632,7 @@ def render_chart(data: list[tuple[int, float]], name: str = "temps:averages", pu
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from .notebook import figure_png
+    from .helpers import figure_png
     when = pd.to_datetime([d[0] for d in data], unit="ms", utc=True)
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.subplots()

@@ -10,11 +10,13 @@ import time
 
 import redis
 
-from . import connection, producer, server
-from .aggregating import DEFAULT_MAXLEN
-from .errors import LabkitError
-from .keys import Keys
-from .log import LogLine, TerminalSink
+from ..core import producer
+from ..core.aggregating import DEFAULT_MAXLEN
+from ..core.keys import Keys
+from ..errors import LabkitError
+from ..log import LogLine, TerminalSink
+from ..servers import connection
+from ..servers import embedded as server
 
 PROG = "python -m labkit"
 
@@ -61,7 +63,7 @@ def cmd_server(args) -> int:
 
 
 def cmd_cluster(args) -> int:
-    from . import cluster
+    from ..servers import cluster
     out = TerminalSink()
     if args.action != "start" and (args.shards is not None or args.replicas is not None or args.fresh):
         raise LabkitError("--shards, --replicas and --fresh go with cluster start", "drop them")
@@ -143,7 +145,7 @@ def cmd_produce(args) -> int:
 
 
 def _produce_live(args) -> int:
-    from .live import run_live
+    from ..core.live import run_live
     given = [f for f in ("start", "days", "interval") if getattr(args, f) is not None]
     if given:
         raise LabkitError(f"--{given[0]} does not apply to --live (readings are stamped with the current time)",
@@ -168,7 +170,7 @@ def _interval_ms(seconds: float) -> int:
 
 
 def cmd_consume(args) -> int:
-    from .runner import start_consumers
+    from ..core.runner import start_consumers
     if args.idle_exit is not None and not args.idle_exit > 0:
         raise LabkitError(f"--idle-exit {args.idle_exit} must be above 0", "e.g. --idle-exit 2")
     partition = None if args.partition is None else args.partition.strip()  # tolerate shell-quoting spaces
@@ -192,7 +194,7 @@ def cmd_consume(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .truth import check
+    from ..core.truth import check
     keys = Keys.from_env()
     r = connection.connect()
     rep, _, _ = check(r, keys)

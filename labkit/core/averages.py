@@ -19,9 +19,9 @@ from fractions import Fraction
 
 import redis
 
-from .errors import SimulatedCrash
+from ..errors import SimulatedCrash
+from ..log import LogLine, Sink
 from .keys import Keys
-from .log import LogLine, Sink
 from .state import AveragesState, data_gone
 from .window import round_half_up
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import threading
 import time
 
-from . import connection
-from .keys import Keys
-from .live import run_live
-from .log import LogLine, Sink, TerminalSink
-from .partition import HOUR_MS, id_ms, partition_for_ms
-from .runner import delete_namespace, start_consumers
-from .truth import check
+from ..core.keys import Keys
+from ..core.live import run_live
+from ..core.partition import HOUR_MS, id_ms, partition_for_ms
+from ..core.runner import delete_namespace, start_consumers
+from ..core.truth import check
+from ..log import LogLine, Sink, TerminalSink
+from ..servers import connection
 
 
 def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namespace: str | None = None,

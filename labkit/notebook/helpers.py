@@ -10,9 +10,6 @@ Everything here returns data (pandas DataFrames, dicts, figures, small objects
 that display themselves); nothing prints.  The dataset size comes from
 ``LABKIT_DAYS`` (default 10, the course's dataset) so CI can run the notebooks
 on a small one.
-
-``python -m labkit.notebook strip notebooks/*.ipynb`` removes outputs and
-execution counts before committing a notebook.
 """
 
 from __future__ import annotations
@@ -32,14 +29,16 @@ from dataclasses import dataclass, field
 import pandas as pd
 import redis
 
-from . import connection, groups, producer
-from .errors import LabkitError
-from .keys import Keys
-from .log import null_sink
-from .partition import HOUR_MS, id_ms, next_partition, partition_for_ms
-from .runner import list_partitions
-from .state import AggregatingState
-from .truth import hourly_truth, load_averages, load_readings, verify
+from ..core import producer
+from ..core.keys import Keys
+from ..core.partition import HOUR_MS, id_ms, next_partition, partition_for_ms
+from ..core.runner import list_partitions
+from ..core.state import AggregatingState
+from ..core.truth import hourly_truth, load_averages, load_readings, verify
+from ..errors import LabkitError
+from ..labs import groups
+from ..log import null_sink
+from ..servers import connection
 
 DEFAULT_DAYS = 10.0
 
@@ -253,7 +252,7 @@ def server_description(r: redis.Redis, target: connection.Target) -> dict:
         "redis-py": redis.__version__,
     }
     if target.embedded:
-        from . import server
+        from ..servers import embedded as server
         d["LABKIT_HOME"] = str(server.home())
     return d
 
@@ -515,36 +514,3 @@ def show_figure(fig, dpi: int = 100):
 
 def day_of_ms(ms: int) -> dt.date:
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date()
-
-
-# ---------------------------------------------------------------- hygiene tool
-
-def strip_outputs(path: str) -> bool:
-    """Remove outputs and execution counts from a notebook in place; returns whether it changed."""
-    import nbformat
-    nb = nbformat.read(path, as_version=4)
-    changed = False
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            if cell.outputs or cell.execution_count is not None:
-                changed = True
-            cell.outputs, cell.execution_count = [], None
-        if cell.get("metadata", {}).pop("execution", None) is not None:
-            changed = True
-    if changed:
-        nbformat.write(nb, path)
-    return changed
-
-
-def _main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] != "strip":
-        print("usage: python -m labkit.notebook strip NOTEBOOK.ipynb …", file=sys.stderr)
-        return 2
-    for path in argv[1:]:
-        if strip_outputs(path):
-            print(f"stripped {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))

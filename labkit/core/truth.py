@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import redis
 
-from .connection import pooled_connection
+from ..servers.connection import pooled_connection
 from .keys import Keys
 from .partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
 from .window import PLAUSIBLE_F, TEMP_PATTERN, round_half_up

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import LabkitError
+from ..errors import LabkitError
 
 DEFAULT_HOME = "~/.labkit"
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import threading
 import time
 
-from . import connection, producer
-from .aggregating import AggregatingConsumer
-from .keys import Keys
-from .log import LogLine, TerminalSink, null_sink
-from .partition import HOUR_MS, id_ms, next_partition
-from .runner import delete_namespace, prepare
+from ..core import producer
+from ..core.aggregating import AggregatingConsumer
+from ..core.keys import Keys
+from ..core.partition import HOUR_MS, id_ms, next_partition
+from ..core.runner import delete_namespace, prepare
+from ..log import LogLine, TerminalSink, null_sink
+from ..servers import connection
 
 TARGETS = {"produce": 430_000, "aggregate": 290_000, "ratio": 50}
 

@@ -19,8 +19,8 @@ import threading
 import ipywidgets as W
 from matplotlib.figure import Figure
 
+from ..log import LogLine, tee
 from .groups import Pool
-from .log import LogLine, tee
 
 
 class OutputSink:

@@ -38,12 +38,20 @@ from typing import Callable
 import numpy as np
 import redis
 
-from . import connection, manifest
-from .errors import LabkitError
+from ..errors import LabkitError
+from ..log import LogLine, Sink, null_sink
+from ..servers import connection
+from . import manifest
 from .keys import Keys
 from .lease import Holder, Lease
-from .log import LogLine, Sink, null_sink
-from .partition import DAY_MS, day_of, day_start_ms, id_ms, partition_name, partitions_between
+from .partition import (
+    DAY_MS,
+    day_of,
+    day_start_ms,
+    id_ms,
+    partition_name,
+    partitions_between,
+)
 
 DEFAULT_START = "2025-01-01"
 DEFAULT_RETENTION_DAYS = 2.0

@@ -22,7 +22,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from .errors import LabkitError
+from ..errors import LabkitError
 
 #: Blocking reads wait at most this long, well under the socket timeout below,
 #: so a quiet stream never looks like a dead connection.
@@ -57,7 +57,7 @@ def target() -> Target:
     url = os.environ.get("REDIS_URL", "").strip()
     if url:
         return Target(url, embedded=False)
-    from . import server
+    from . import embedded as server
     return Target(server.ensure().url, embedded=True)
 
 

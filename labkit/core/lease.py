@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import redis
 
-from .errors import LabkitError
+from ..errors import LabkitError
 
 TTL_MS = 10_000
 #: Tokens of the leases held by live threads of this process (a simulated crash drops its token).

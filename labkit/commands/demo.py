@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 import time
 
-from . import connection, producer
-from .errors import LabkitError
-from .keys import Keys
-from .log import LogLine, TerminalSink, null_sink
-from .runner import start_consumers
-from .truth import check
+from ..core import producer
+from ..core.keys import Keys
+from ..core.runner import start_consumers
+from ..core.truth import check
+from ..errors import LabkitError
+from ..log import LogLine, TerminalSink, null_sink
+from ..servers import connection
 
 
 def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet: bool = False) -> int:
@@ -40,7 +41,7 @@ def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet:
     timings["verify"] = time.perf_counter() - t0
     expected = len(truth)
     if plot_path:
-        from .plot import averages_vs_truth
+        from ..notebook.plot import averages_vs_truth
         fig = averages_vs_truth(rep.table, f"{len(averages)} hourly averages vs ground truth")
         fig.savefig(plot_path, dpi=110)
     status = handle.status()

@@ -17,12 +17,13 @@ import subprocess
 import sys
 import time
 
-from . import connection, producer
-from .keys import Keys
-from .log import LogLine, TerminalSink
-from .partition import id_ms
-from .runner import delete_namespace
-from .truth import check
+from ..core import producer
+from ..core.keys import Keys
+from ..core.partition import id_ms
+from ..core.runner import delete_namespace
+from ..core.truth import check
+from ..log import LogLine, TerminalSink
+from ..servers import connection
 
 
 def _consume(env: dict, *args: str) -> subprocess.Popen:

@@ -25,9 +25,17 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import LabkitError
-from .partition import DAY_MS, HOUR_MS, day_start_ms, id_ms, next_partition, parse_partition, partition_for_ms
-from .window import HourAverage, HourlyWindow, fold
+from ..core.partition import (
+    DAY_MS,
+    HOUR_MS,
+    day_start_ms,
+    id_ms,
+    next_partition,
+    parse_partition,
+    partition_for_ms,
+)
+from ..core.window import HourAverage, HourlyWindow, fold
+from ..errors import LabkitError
 
 
 class NotSolved(Exception):
@@ -218,7 +226,7 @@ def _noon_readings(fn, r, partition: str, prefix: str | None = None) -> str:
 
 
 def _hourly_means(fn, readings) -> str:
-    from .truth import hourly_truth
+    from ..core.truth import hourly_truth
     want = hourly_truth(readings)["mean"].tolist()
     got = _call(fn, readings.copy())
     if got is None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import redis
 
-from .errors import LabkitError
+from ..errors import LabkitError
 from .keys import Keys
 from .partition import HOUR_MS, id_ms, is_partition
 from .window import HourlyWindow

@@ -45,12 +45,12 @@ from typing import Any, Callable
 
 import redis
 
-from . import connection
-from .errors import LabkitError
-from .keys import Keys
-from .keyspace import delete_namespace
-from .log import LogLine, Sink, null_sink
-from .window import BadReading, parse_temp
+from ..core.keys import Keys
+from ..core.keyspace import delete_namespace
+from ..core.window import BadReading, parse_temp
+from ..errors import LabkitError
+from ..log import LogLine, Sink, null_sink
+from ..servers import connection
 
 DEFAULT_GROUP = "workers"
 #: Consumer name the supervisor claims poison pills under, just before dead-lettering them.
@@ -106,7 +106,7 @@ def lab_days(default: float = 10.0) -> float:
 
 def lab_dataset(max_days: float | None = None):
     """The course's dataset (2025-01-01, one reading a second), ``LABKIT_DAYS`` long (at most ``max_days``)."""
-    from .producer import DEFAULT_START, Dataset, parse_start
+    from ..core.producer import DEFAULT_START, Dataset, parse_start
     days = lab_days()
     return Dataset(parse_start(DEFAULT_START), min(days, max_days) if max_days else days)
 

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import redis
 
-from . import server
-from .errors import LabkitError
+from ..errors import LabkitError
+from . import embedded as server
 
 SLOTS = 16384
 DEFAULT_SHARDS, DEFAULT_REPLICAS = 3, 1

@@ -17,14 +17,20 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import connection
-from .aggregating import BATCH, BLOCK_MS, DEFAULT_MAXLEN, AggregatingConsumer, consumer_holder
+from ..errors import LabkitError, SimulatedCrash
+from ..log import LogLine, Sink, TerminalSink
+from ..servers import connection
+from .aggregating import (
+    BATCH,
+    BLOCK_MS,
+    DEFAULT_MAXLEN,
+    AggregatingConsumer,
+    consumer_holder,
+)
 from .averages import AveragesConsumer
-from .errors import LabkitError, SimulatedCrash
 from .keys import Keys
 from .keyspace import delete_namespace, list_partitions  # noqa: F401 - re-exported: callers import them from here
 from .lease import Lease
-from .log import LogLine, Sink, TerminalSink
 from .partition import parse_partition
 from .state import AggregatingState, AveragesState
 

@@ -29,11 +29,11 @@ import time
 
 import redis
 
+from ..errors import LabkitError, SimulatedCrash
+from ..log import LogLine, Sink
 from . import manifest
-from .errors import LabkitError, SimulatedCrash
 from .keys import Keys
 from .lease import Holder, Lease
-from .log import LogLine, Sink
 from .partition import DAY_MS, day_start_ms, id_ms, next_partition, parse_partition
 from .state import AggregatingState, data_gone
 from .window import HourAverage, HourlyWindow, fold

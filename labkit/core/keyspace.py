@@ -16,7 +16,7 @@ from typing import Iterable
 import redis
 from redis.crc import key_slot
 
-from .connection import is_cluster
+from ..servers.connection import is_cluster
 from .keys import Keys
 
 #: Keys per UNLINK: large enough for few round trips, small enough not to block the server.

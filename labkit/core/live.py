@@ -18,13 +18,18 @@ from typing import Callable
 
 import redis
 
+from ..errors import LabkitError
+from ..log import LogLine, Sink, null_sink
+from ..servers.connection import RECONNECT_S
 from . import manifest
-from .connection import RECONNECT_S
-from .errors import LabkitError
 from .keys import Keys
-from .log import LogLine, Sink, null_sink
 from .partition import DAY_MS, day_of, day_start_ms, id_ms, partition_name
-from .producer import DEFAULT_RETENTION_DAYS, Walk, acquire_producer_lease, wait_for_server
+from .producer import (
+    DEFAULT_RETENTION_DAYS,
+    Walk,
+    acquire_producer_lease,
+    wait_for_server,
+)
 
 TICK_S = 0.02
 

@@ -1,0 +1,4 @@
+"""The notebook front end: ``from labkit import notebook as nbk`` gives the helpers every notebook uses
+(:mod:`.helpers`: ``nbk.setup()`` …); the consumer panel is :mod:`.panel`, the exercises :mod:`.exercises`."""
+
+from .helpers import *  # noqa: F401,F403 - the notebooks' one import
