@@ -29,7 +29,7 @@ import time
 
 import redis
 
-from . import manifest
+from . import connection, keyspace, manifest
 from .errors import LabkitError, SimulatedCrash
 from .keys import Keys
 from .lease import Holder, Lease
@@ -124,7 +124,8 @@ def _clock(ms: int) -> str:
 class AggregatingConsumer:
     def __init__(self, r: redis.Redis, keys: Keys, sink: Sink, averages_maxlen: int = DEFAULT_MAXLEN,
                  batch: int = BATCH, block_ms: int = BLOCK_MS, lease: Lease | None = None):
-        self.r, self.keys, self.sink = r, keys, sink
+        self.r, self.keys, self.sink = r, keyspace.keys_for(r, keys), sink
+        self.cluster = connection.is_cluster(r)
         self.maxlen, self.batch, self.block_ms = averages_maxlen, batch, block_ms
         self.lease = lease
         self._commit_script = r.register_script(COMMIT)
@@ -137,6 +138,7 @@ class AggregatingConsumer:
         self.last_average: HourAverage | None = None
         self.idle_since: float | None = None
         self.client_id: int | None = None  # of the connection that blocks, for CLIENT UNBLOCK
+        self.blocker: redis.Redis | None = None  # on a cluster: the node client where that connection is
         self._waiting = ""
         self.started = threading.Event()  # set once it has said where it starts (or failed to)
 
@@ -155,13 +157,7 @@ class AggregatingConsumer:
         self.started.set()
         self._waiting = ""
         while not stop.is_set():
-            p = self.r.pipeline(transaction=False)
-            # The manifest is read *before* the batch: if it says "complete",
-            # the batch read after it saw everything the partition will hold.
-            p.hget(self.keys.manifest, s.stream)
-            p.exists(s.stream)
-            p.xread({s.stream: s.last_id}, count=self.batch)
-            rec_raw, exists, resp = p.execute()
+            rec_raw, exists, resp = self._read(s)
             rec = manifest.Record.decode(rec_raw)
             entries = resp[0][1] if resp else []
             if rec and s.partition_run and rec.run != s.partition_run:
@@ -189,8 +185,30 @@ class AggregatingConsumer:
                 continue
             if self.idle_since is None:
                 self.idle_since = time.monotonic()
-                self.client_id = self.r.client_id()
+                self.client_id, self.blocker = connection.blocking_id(self.r, s.stream)
             self.r.xread({s.stream: s.last_id}, count=1, block=self.block_ms)
+
+    def _read(self, s: AggregatingState):
+        """The partition's manifest record, whether it exists, and the next batch after ``s.last_id``.
+
+        The manifest is read *before* the batch: if it says "complete", the
+        batch read after it saw everything the partition will hold.  On one
+        server a pipeline keeps that order in one round trip; a cluster
+        pipeline sends to its nodes in parallel, so there the manifest gets a
+        round trip of its own first, then the partition's node answers both of its reads.
+        """
+        if not self.cluster:
+            p = self.r.pipeline(transaction=False)
+            p.hget(self.keys.manifest, s.stream)
+            p.exists(s.stream)
+            p.xread({s.stream: s.last_id}, count=self.batch)
+            return p.execute()
+        rec_raw = self.r.hget(self.keys.manifest, s.stream)
+        p = self.r.pipeline(transaction=False)
+        p.exists(s.stream)
+        p.xread({s.stream: s.last_id}, count=self.batch)
+        exists, resp = p.execute()
+        return rec_raw, exists, resp
 
     # ------------------------------------------------------------------ decisions when a partition is drained
 

@@ -224,6 +224,18 @@ def node_client(r, key: str | bytes) -> redis.Redis:
     return r.get_redis_connection(r.get_node_from_key(key))
 
 
+def blocking_id(r, key: str) -> tuple[int, redis.Redis | None]:
+    """The id of the connection a blocking read of ``key`` will use, for CLIENT UNBLOCK, and (on a cluster)
+    the node client that serves ``key``: the read blocks on that node, so the unblock must be sent there.
+
+    One thread per client: its next command takes the same pooled connection this one used.
+    """
+    if not is_cluster(r):
+        return r.client_id(), None
+    node = node_client(r, key)
+    return node.client_id(), node   # the cluster client sends ``key``'s commands through this node's pool
+
+
 def refresh(r) -> None:
     """Reread a cluster's layout (who serves which slots), e.g. after a failover; nothing on a single server."""
     if is_cluster(r):
