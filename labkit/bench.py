@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
-from . import connection, producer
+from . import connection, keyspace, producer
 from .aggregating import AggregatingConsumer
 from .keys import Keys
 from .log import LogLine, TerminalSink, null_sink
@@ -48,6 +48,7 @@ def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
     keys = Keys.for_tool("bench")
     t = connection.target()
     r = connection.connect(t)
+    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
     out(LogLine("bench", f"Redis: {t}; keys under {keys.namespace}:"))
     try:
         data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from . import connection, producer
+from . import connection, keyspace, producer
 from .errors import LabkitError
 from .keys import Keys
 from .log import LogLine, TerminalSink, null_sink
@@ -19,6 +19,7 @@ def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet:
     t = connection.target()
     out(LogLine("demo", f"Redis: {t}"))
     r = connection.connect(t)
+    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
     data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
     timings = {}
 

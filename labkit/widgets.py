@@ -27,7 +27,7 @@ import threading
 import ipywidgets as W
 import redis
 
-from . import connection
+from . import connection, keyspace
 from .aggregating import DEFAULT_MAXLEN
 from .errors import LabkitError
 from .keys import Keys
@@ -150,6 +150,7 @@ class ConsumerPanel:
         self.consumer_options = consumer_options     # e.g. batch=2000: passed to start_consumers
         self.interval = interval
         self.r = connection.connect(self.target)
+        self.keys = keyspace.keys_for(self.r, self.keys)   # on a cluster the aggregating state is hash-tagged
         self.handle: Consumers | None = None
         self.lines = ListSink()            # every line of every run, for code and tests
         self.last_status: dict = {}
