@@ -233,10 +233,12 @@ def test_malformed_average_is_dead_lettered_not_fatal(r, keys, target):
 def test_two_namespaces_share_one_server_without_interfering(r, target):
     from labkit.keys import Keys
     from tests.conftest import _delete_namespace
-    alice, bob = Keys("alice-t"), Keys("bob-t")
+    from labkit.keyspace import keys_for, scan_keys
+    alice, bob = keys_for(r, Keys("alice-t")), keys_for(r, Keys("bob-t"))
 
-    def others():
-        return {k: r.type(k) for k in r.scan_iter(count=1000) if not k.startswith((b"alice-t:", b"bob-t:"))}
+    def others():   # every master's keys on a cluster; hash-tagged ones start with "{alice-t:"
+        return {k: r.type(k) for k in scan_keys(r, "*")
+                if not k.startswith(("alice-t:", "bob-t:", "{alice-t:", "{bob-t:"))}
     before = others()
     try:
         produce(r, alice, days=2, interval_ms=30_000, seed=1)
