@@ -325,7 +325,11 @@ class ConsumerPanel:
         return ok
 
     def close(self) -> None:
-        """Stop the consumers (cleanly) and the ticker; the panel is finished."""
+        """Stop the consumers (cleanly) and the ticker; the panel is finished.  A second call does nothing
+        (a closed cluster client forgets its nodes, so it cannot be used again as a plain one can)."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         with self._lock:
             if self.running:
                 self.handle.stop()
