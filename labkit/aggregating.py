@@ -140,6 +140,8 @@ class AggregatingConsumer:
         self.client_id: int | None = None  # of the connection that blocks, for CLIENT UNBLOCK
         self.blocker: redis.Redis | None = None  # on a cluster: the node client where that connection is
         self._waiting = ""
+        self._next: str | None = None        # the next partition, while waiting for it to appear
+        self._blocked_on: str | None = None
         self.started = threading.Event()  # set once it has said where it starts (or failed to)
 
     def log(self, text: str) -> None:
@@ -168,6 +170,7 @@ class AggregatingConsumer:
             new = AggregatingState(s.stream, entries[-1][0].decode() if entries else s.last_id,
                                    window.total, window.count, run, s.start_stream)
             lost: list[tuple[str, str]] = []
+            self._next = None
             if len(entries) < self.batch:
                 new, window, extra = self._after_drain(new, window, rec, bool(exists), lost)
                 closed += extra
@@ -183,10 +186,14 @@ class AggregatingConsumer:
                 if entries:
                     self._waiting = ""
                 continue
-            if self.idle_since is None:
-                self.idle_since = time.monotonic()
-                self.client_id, self.blocker = connection.blocking_id(self.r, s.stream)
-            self.r.xread({s.stream: s.last_id}, count=1, block=self.block_ms)
+            # Block on one stream only (two could be in different hash slots of a cluster): the
+            # current partition while it may grow, else the next one, which wakes us when it appears.
+            key, after = (self._next, "0-0") if self._next else (s.stream, s.last_id)
+            if self.idle_since is None or key != self._blocked_on:
+                self.idle_since = self.idle_since or time.monotonic()
+                self.client_id, self.blocker = connection.blocking_id(self.r, key)
+                self._blocked_on = key
+            self.r.xread({key: after}, count=1, block=self.block_ms)
 
     def _read(self, s: AggregatingState):
         """The partition's manifest record, whether it exists, and the next batch after ``s.last_id``.
@@ -257,10 +264,12 @@ class AggregatingConsumer:
         producer = self._producer()
         if producer and producer.covers(nxt):
             self._wait(f"Waiting for stream partition {nxt} ({producer.what} is writing it).")
+            self._next = nxt
             return s, window, closed
         later = self._later_partitions(p)
         if not later:
             self._wait(f"Waiting for new messages in stream {p}, or new stream partition.")
+            self._next = nxt
             return s, window, closed
         missing, day = [], nxt
         while day < later[0]:
