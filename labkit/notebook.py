@@ -22,7 +22,7 @@ import uuid
 import pandas as pd
 import redis
 
-from . import connection, keyspace, producer
+from . import connection, producer
 from .errors import LabkitError
 from .keys import Keys
 from .log import null_sink
@@ -231,7 +231,8 @@ def entries_frame(entries) -> pd.DataFrame:
 def state_frame(r: redis.Redis, keys: Keys) -> pd.DataFrame:
     """Both consumers' state hashes side by side (``HGETALL`` of each)."""
     rows = []
-    keys = keyspace.keys_for(r, keys)   # on a cluster the aggregating state is hash-tagged
+    from .keyspace import keys_for
+    keys = keys_for(r, keys)   # on a cluster the aggregating state is hash-tagged
     for key in (keys.aggregating_state, keys.averages_state):
         for f, v in sorted(r.hgetall(key).items()):
             rows.append({"hash": key, "field": f.decode(), "value": v.decode()})
