@@ -71,7 +71,8 @@ def _delete_namespace(r, keys) -> None:
 def keys(r):
     """A fresh namespace for this test; its keys are deleted afterwards."""
     from labkit.keys import Keys
-    k = Keys("t" + uuid.uuid4().hex[:10])
+    from labkit.keyspace import keys_for
+    k = keys_for(r, Keys("t" + uuid.uuid4().hex[:10]))   # hash-tagged when REDIS_URL names a cluster
     yield k
     _delete_namespace(r, k)
 
@@ -80,7 +81,8 @@ def keys(r):
 def course_keys(r):
     """The course's own key names (no namespace), cleaned before and after."""
     from labkit.keys import Keys
-    k = Keys("")
+    from labkit.keyspace import keys_for
+    k = keys_for(r, Keys(""))
     _delete_namespace(r, k)
     yield k
     _delete_namespace(r, k)

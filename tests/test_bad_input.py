@@ -11,10 +11,11 @@ from tests.conftest import _delete_namespace
 
 
 def snapshot(r):
-    """Every labkit key (course names) with its type and content."""
+    """Every labkit key (course names, hash-tagged ones on a cluster) with its type and content."""
+    from labkit.keyspace import scan_keys
     out = {}
-    for k in sorted(r.scan_iter(count=1000)):
-        if not (k.startswith(b"temps:") or k.endswith(b"_consumer_state")):
+    for k in sorted(scan_keys(r, "*")):   # every master of a cluster
+        if not (k.startswith(("temps:", "{temps:")) or k.endswith("_consumer_state")):
             continue
         t = r.type(k)
         if t == b"stream":
@@ -54,6 +55,13 @@ def url_with(target, **parts) -> str:
     return f"{scheme}://{(':' + pw + '@') if pw else ''}{u.hostname}:{port}/0"
 
 
+def _state(r) -> str:
+    """The aggregating state's name for the server ``r`` talks to (hash-tagged on a cluster)."""
+    from labkit.keys import Keys
+    from labkit.keyspace import keys_for
+    return keys_for(r, Keys("")).aggregating_state
+
+
 # (id, argv, extra env or callable(target)->env, setup(r) or None, words the message must contain)
 CASES = [
     ("partition-with-dashes", ["consume", "temps:2025-01-01"], None, None, "not a partition name"),
@@ -67,19 +75,19 @@ CASES = [
     ("partition-missing", ["consume", "temps:20250120"], None, None, "existing partitions: temps:20250101"),
     ("resume-without-state", ["consume"], None, None, "no saved state"),
     ("state-missing-fields", ["consume"], None,
-     lambda r: r.hset("aggregating_consumer_state", "current_stream_key", "temps:20250101"), "missing"),
+     lambda r: r.hset(_state(r), "current_stream_key", "temps:20250101"), "missing"),
     ("state-corrupt-count", ["consume"], None,
-     lambda r: r.hset("aggregating_consumer_state", mapping={
+     lambda r: r.hset(_state(r), mapping={
          "current_stream_key": "temps:20250101", "last_message_id": "0",
          "current_hourly_total": "x", "current_hourly_count": "1"}), "corrupt"),
     ("state-corrupt-id", ["consume"], None,
-     lambda r: r.hset("aggregating_consumer_state", mapping={
+     lambda r: r.hset(_state(r), mapping={
          "current_stream_key": "temps:20250101", "last_message_id": "yesterday",
          "current_hourly_total": "0", "current_hourly_count": "0"}), "not a stream ID"),
     ("averages-wrong-type", ["consume", "temps:20250101"], None,
      lambda r: r.set("temps:averages", "oops"), "holds a string"),
     ("state-wrong-type", ["consume"], None,
-     lambda r: r.set("aggregating_consumer_state", "oops"), "holds a string"),
+     lambda r: r.set(_state(r), "oops"), "holds a string"),
     ("url-malformed-scheme", ["verify"], lambda t: {"REDIS_URL": "http://127.0.0.1:6379"}, None, "not a Redis URL"),
     ("url-malformed-port", ["verify"], lambda t: {"REDIS_URL": "redis://127.0.0.1:notaport"}, None, "malformed"),
     ("url-wrong-port", ["verify"], lambda t: {"REDIS_URL": url_with(t, port=_closed_port())}, None, "cannot reach"),
@@ -118,4 +126,4 @@ def test_bad_input_is_one_line_with_a_hint_and_changes_nothing(case, cli, r, tar
         pw = urlsplit(target.url).password
         assert not pw or pw not in res.stderr + res.stdout
     finally:
-        r.delete("aggregating_consumer_state", "averages_consumer_state", "temps:averages")
+        r.delete(_state(r), "averages_consumer_state", "temps:averages")

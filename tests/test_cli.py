@@ -21,7 +21,8 @@ NS = "cli"  # cleaned by the keys fixture pattern below
 @pytest.fixture
 def ns_keys(r):
     from tests.conftest import _delete_namespace
-    k = Keys(NS + str(os.getpid()))
+    from labkit.keyspace import keys_for
+    k = keys_for(r, Keys(NS + str(os.getpid())))   # hash-tagged when REDIS_URL names a cluster
     _delete_namespace(r, k)
     yield k
     _delete_namespace(r, k)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ..core import producer
+from ..core import keyspace, producer
 from ..core.aggregating import AggregatingConsumer
 from ..core.keys import Keys
 from ..core.partition import HOUR_MS, id_ms, next_partition
@@ -49,6 +49,7 @@ def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
     keys = Keys.for_tool("bench")
     t = connection.target()
     r = connection.connect(t)
+    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
     out(LogLine("bench", f"Redis: {t}; keys under {keys.namespace}:"))
     try:
         data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)

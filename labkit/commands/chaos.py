@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from ..core import producer
+from ..core import keyspace, producer
 from ..core.keys import Keys
 from ..core.partition import id_ms
 from ..core.runner import delete_namespace
@@ -39,6 +39,7 @@ def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namesp
     keys = Keys(namespace) if namespace else Keys.for_tool("chaos")
     t = connection.target()
     r = connection.connect(t)
+    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
     env = dict(os.environ, LABKIT_NAMESPACE=keys.namespace)
     if t.embedded:
         env.pop("REDIS_URL", None)

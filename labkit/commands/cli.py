@@ -10,7 +10,7 @@ import time
 
 import redis
 
-from ..core import producer
+from ..core import keyspace, producer
 from ..core.aggregating import DEFAULT_MAXLEN
 from ..core.keys import Keys
 from ..errors import LabkitError
@@ -51,15 +51,28 @@ def cmd_server(args) -> int:
         out(LogLine("", f"labkit uses: {t if t else 'the embedded server'}"))
         if t or info:
             r = connection.connect(t)
-            i = r.info()
-            out(LogLine("", f"server: redis_version {i.get('redis_version')}"
-                            + (f" (valkey {i['valkey_version']})" if "valkey_version" in i else "")
-                            + f", {i.get('used_memory_human')} used, {r.dbsize()} keys"))
+            if connection.is_cluster(r):
+                out(LogLine("", _cluster_summary(r)))
+            else:
+                i = r.info()
+                out(LogLine("", f"server: redis_version {i.get('redis_version')}"
+                                + (f" (valkey {i['valkey_version']})" if "valkey_version" in i else "")
+                                + f", {i.get('used_memory_human')} used, {r.dbsize()} keys"))
         return 0 if (info or t) else 1
     elif args.action == "url":
         t = connection.target()
         print(t.url if args.reveal else connection.mask(t.url))
     return 0
+
+
+def _cluster_summary(r) -> str:
+    """One line for a cluster: version, and memory and keys summed over its masters."""
+    infos = [r.get_redis_connection(n).info() for n in r.get_primaries()]
+    version = infos[0].get("redis_version") if infos else "?"
+    used = sum(int(i.get("used_memory", 0)) for i in infos)
+    keys = sum(int(i.get("db0", {}).get("keys", 0)) if isinstance(i.get("db0"), dict) else 0 for i in infos)
+    return (f"server: Redis Cluster, redis_version {version}, {len(infos)} masters, "
+            f"{used / 2**20:.2f}M used, {keys} keys (summed over the masters)")
 
 
 def cmd_cluster(args) -> int:
@@ -134,6 +147,7 @@ def cmd_produce(args) -> int:
     data = producer.Dataset(producer.parse_start(args.start), args.days, _interval_ms(args.interval), args.seed)
     keys = Keys.from_env()
     r = connection.connect()
+    keys = keyspace.keys_for(r, keys)
     update, close = _progress(data.count, "producing") if not args.no_progress else (None, lambda: None)
     try:
         res = producer.produce(r, data, keys, TerminalSink(), args.retention_days, update)
@@ -150,9 +164,10 @@ def _produce_live(args) -> int:
     if given:
         raise LabkitError(f"--{given[0]} does not apply to --live (readings are stamped with the current time)",
                           "drop it, or drop --live to produce a dataset")
+    keys = Keys.from_env()
     r = connection.connect()
     try:
-        res = run_live(r, Keys.from_env(), 1.0 if args.rate is None else args.rate, args.duration, TerminalSink(),
+        res = run_live(r, keyspace.keys_for(r, keys), 1.0 if args.rate is None else args.rate, args.duration, TerminalSink(),
                        seed=args.seed, retention_days=args.retention_days)
     except KeyboardInterrupt as exc:
         print("live: stopped.", file=sys.stderr)
@@ -197,6 +212,7 @@ def cmd_verify(args) -> int:
     from ..core.truth import check
     keys = Keys.from_env()
     r = connection.connect()
+    keys = keyspace.keys_for(r, keys)
     rep, _, _ = check(r, keys)
     for row in rep.mismatched[:20]:
         print(f"mismatch: {row['date']} hour {row['hour']}: published {row['average_temp_f']} "

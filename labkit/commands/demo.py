@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..core import producer
+from ..core import keyspace, producer
 from ..core.keys import Keys
 from ..core.runner import start_consumers
 from ..core.truth import check
@@ -20,6 +20,7 @@ def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet:
     t = connection.target()
     out(LogLine("demo", f"Redis: {t}"))
     r = connection.connect(t)
+    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
     data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
     timings = {}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
+from ..core import keyspace
 from ..core.keys import Keys
 from ..core.live import run_live
 from ..core.partition import HOUR_MS, id_ms, partition_for_ms
@@ -26,6 +27,7 @@ def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namesp
     keys = Keys(namespace) if namespace else Keys.for_tool("soak")
     t = connection.target()
     r = connection.connect(t)
+    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
     now = time.time()
     hour_end_ms = (int(now * 1000) // HOUR_MS + 1) * HOUR_MS
     offset = hour_end_ms / 1000 - lead_s - now       # the producer's clock reaches an hour's end lead_s in

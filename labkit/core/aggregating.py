@@ -31,7 +31,8 @@ import redis
 
 from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink
-from . import manifest
+from ..servers import connection
+from . import keyspace, manifest
 from .keys import Keys
 from .lease import Holder, Lease
 from .partition import DAY_MS, day_start_ms, id_ms, next_partition, parse_partition
@@ -124,7 +125,8 @@ def _clock(ms: int) -> str:
 class AggregatingConsumer:
     def __init__(self, r: redis.Redis, keys: Keys, sink: Sink, averages_maxlen: int = DEFAULT_MAXLEN,
                  batch: int = BATCH, block_ms: int = BLOCK_MS, lease: Lease | None = None):
-        self.r, self.keys, self.sink = r, keys, sink
+        self.r, self.keys, self.sink = r, keyspace.keys_for(r, keys), sink
+        self.cluster = connection.is_cluster(r)
         self.maxlen, self.batch, self.block_ms = averages_maxlen, batch, block_ms
         self.lease = lease
         self._commit_script = r.register_script(COMMIT)
@@ -137,7 +139,10 @@ class AggregatingConsumer:
         self.last_average: HourAverage | None = None
         self.idle_since: float | None = None
         self.client_id: int | None = None  # of the connection that blocks, for CLIENT UNBLOCK
+        self.blocker: redis.Redis | None = None  # on a cluster: the node client where that connection is
         self._waiting = ""
+        self._next: str | None = None        # the next partition, while waiting for it to appear
+        self._blocked_on: str | None = None
         self.started = threading.Event()  # set once it has said where it starts (or failed to)
 
     def log(self, text: str) -> None:
@@ -155,13 +160,7 @@ class AggregatingConsumer:
         self.started.set()
         self._waiting = ""
         while not stop.is_set():
-            p = self.r.pipeline(transaction=False)
-            # The manifest is read *before* the batch: if it says "complete",
-            # the batch read after it saw everything the partition will hold.
-            p.hget(self.keys.manifest, s.stream)
-            p.exists(s.stream)
-            p.xread({s.stream: s.last_id}, count=self.batch)
-            rec_raw, exists, resp = p.execute()
+            rec_raw, exists, resp = self._read(s)
             rec = manifest.Record.decode(rec_raw)
             entries = resp[0][1] if resp else []
             if rec and s.partition_run and rec.run != s.partition_run:
@@ -172,6 +171,7 @@ class AggregatingConsumer:
             new = AggregatingState(s.stream, entries[-1][0].decode() if entries else s.last_id,
                                    window.total, window.count, run, s.start_stream)
             lost: list[tuple[str, str]] = []
+            self._next = None
             if len(entries) < self.batch:
                 new, window, extra = self._after_drain(new, window, rec, bool(exists), lost)
                 closed += extra
@@ -187,10 +187,36 @@ class AggregatingConsumer:
                 if entries:
                     self._waiting = ""
                 continue
-            if self.idle_since is None:
-                self.idle_since = time.monotonic()
-                self.client_id = self.r.client_id()
-            self.r.xread({s.stream: s.last_id}, count=1, block=self.block_ms)
+            # Block on one stream only (two could be in different hash slots of a cluster): the
+            # current partition while it may grow, else the next one, which wakes us when it appears.
+            key, after = (self._next, "0-0") if self._next else (s.stream, s.last_id)
+            if self.idle_since is None or key != self._blocked_on:
+                self.idle_since = self.idle_since or time.monotonic()
+                self.client_id, self.blocker = connection.blocking_id(self.r, key)
+                self._blocked_on = key
+            self.r.xread({key: after}, count=1, block=self.block_ms)
+
+    def _read(self, s: AggregatingState):
+        """The partition's manifest record, whether it exists, and the next batch after ``s.last_id``.
+
+        The manifest is read *before* the batch: if it says "complete", the
+        batch read after it saw everything the partition will hold.  On one
+        server a pipeline keeps that order in one round trip; a cluster
+        pipeline sends to its nodes in parallel, so there the manifest gets a
+        round trip of its own first, then the partition's node answers both of its reads.
+        """
+        if not self.cluster:
+            p = self.r.pipeline(transaction=False)
+            p.hget(self.keys.manifest, s.stream)
+            p.exists(s.stream)
+            p.xread({s.stream: s.last_id}, count=self.batch)
+            return p.execute()
+        rec_raw = self.r.hget(self.keys.manifest, s.stream)
+        p = self.r.pipeline(transaction=False)
+        p.exists(s.stream)
+        p.xread({s.stream: s.last_id}, count=self.batch)
+        exists, resp = p.execute()
+        return rec_raw, exists, resp
 
     # ------------------------------------------------------------------ decisions when a partition is drained
 
@@ -239,10 +265,12 @@ class AggregatingConsumer:
         producer = self._producer()
         if producer and producer.covers(nxt):
             self._wait(f"Waiting for stream partition {nxt} ({producer.what} is writing it).")
+            self._next = nxt
             return s, window, closed
         later = self._later_partitions(p)
         if not later:
             self._wait(f"Waiting for new messages in stream {p}, or new stream partition.")
+            self._next = nxt
             return s, window, closed
         missing, day = [], nxt
         while day < later[0]:

@@ -21,6 +21,8 @@ import redis
 
 from ..errors import SimulatedCrash
 from ..log import LogLine, Sink
+from ..servers import connection
+from . import keyspace
 from .keys import Keys
 from .state import AveragesState, data_gone
 from .window import round_half_up
@@ -45,7 +47,7 @@ def describe(fields: dict) -> str:
 
 class AveragesConsumer:
     def __init__(self, r: redis.Redis, keys: Keys, sink: Sink, block_ms: int = BLOCK_MS):
-        self.r, self.keys, self.sink, self.block_ms = r, keys, sink, block_ms
+        self.r, self.keys, self.sink, self.block_ms = r, keyspace.keys_for(r, keys), sink, block_ms
         self.state = AveragesState()
         self.printed = 0
         self.missed = 0
@@ -53,6 +55,7 @@ class AveragesConsumer:
         self.last_line = ""
         self.idle_since: float | None = None
         self.client_id: int | None = None  # of the connection that blocks, for CLIENT UNBLOCK
+        self.blocker: redis.Redis | None = None  # on a cluster: the node client where that connection is
 
     def log(self, text: str) -> None:
         self.sink(LogLine("avg", text))
@@ -97,15 +100,22 @@ class AveragesConsumer:
             if not waiting:
                 self.log(f"Waiting for new messages in stream {stream}")
                 waiting, self.idle_since = True, time.monotonic()
-                self.client_id = self.r.client_id()
+                self.client_id, self.blocker = connection.blocking_id(self.r, stream)
             self.r.xread({stream: s.last_id}, count=1, block=self.block_ms)
 
     def _snapshot(self, last_id: str):
         """Everything after ``last_id`` plus the stream's counters, read atomically."""
-        p = self.r.pipeline(transaction=True)
+        # On a cluster, MULTI on the node that serves temps:averages (redis-py's cluster
+        # transactions return unparsed replies); a failover there reads as a lost connection.
+        p = connection.node_client(self.r, self.keys.averages).pipeline(transaction=True)
         p.xrange(self.keys.averages, min=f"({last_id}" if last_id != "0" else "-")
         p.xinfo_stream(self.keys.averages)
-        entries, info = p.execute(raise_on_error=False)
+        try:
+            entries, info = p.execute(raise_on_error=False)
+        except redis.ResponseError as exc:
+            raise connection.moved_to_lost(self.r, exc) from None
+        if isinstance(entries, Exception) and connection.relayout(entries):
+            raise connection.moved_to_lost(self.r, entries)
         if isinstance(entries, Exception):
             raise entries
         if isinstance(info, Exception):  # no stream yet

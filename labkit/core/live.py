@@ -20,8 +20,9 @@ import redis
 
 from ..errors import LabkitError
 from ..log import LogLine, Sink, null_sink
+from ..servers import connection
 from ..servers.connection import RECONNECT_S
-from . import manifest
+from . import keyspace, manifest
 from .keys import Keys
 from .partition import DAY_MS, day_of, day_start_ms, id_ms, partition_name
 from .producer import (
@@ -35,13 +36,15 @@ TICK_S = 0.02
 
 
 def _write_tick(r: redis.Redis, keys: Keys, stamps: list[int], temps: list[int], retention_days: float,
-                sink: Sink, current: str | None, last_ms: int | None, run: str) -> None:
+                sink: Sink, current: str | None, last_ms: int | None, run: str, retry: bool = False) -> None:
     """One transaction a tick: readings and expiry land together or not at all.
 
     A day that ends inside the tick has its partition marked complete in the
     same transaction, right after its last reading (``last_ms`` is the reading
     before this tick's first).
     """
+    if connection.is_cluster(r):
+        return _write_tick_cluster(r, keys, stamps, temps, retention_days, sink, current, last_ms, run, retry)
     p = r.pipeline(transaction=True)
     for ms, t in zip(stamps, temps):
         key = partition_name(day_of(ms), keys.partition_prefix)
@@ -55,6 +58,40 @@ def _write_tick(r: redis.Redis, keys: Keys, stamps: list[int], temps: list[int],
             current = key
         last_ms = ms
     p.execute()
+
+
+def _write_tick_cluster(r, keys: Keys, stamps: list[int], temps: list[int], retention_days: float,
+                        sink: Sink, current: str | None, last_ms: int | None, run: str, retry: bool) -> None:
+    """A tick on a cluster: one transaction per partition, on the node that serves it, then the manifest.
+
+    A transaction cannot span the partition's slot and the manifest's, so the
+    manifest is written after the readings: "complete" still follows a day's
+    last reading.  A retried tick skips a partition whose part already landed.
+    """
+    groups: dict[str, list[tuple[int, int]]] = {}
+    for ms, t in zip(stamps, temps):
+        groups.setdefault(partition_name(day_of(ms), keys.partition_prefix), []).append((ms, t))
+    records = {}
+    for key, readings in groups.items():
+        if key != current:
+            if current is not None:
+                records[current] = manifest.Record(manifest.COMPLETE, run, 0, last_ms).encode()
+            sink(LogLine("", f"Populating stream partition {key}."))
+            records[key] = manifest.Record(manifest.WRITING, run).encode()
+            current = key
+        last_ms = readings[-1][0]
+        if retry and _landed(r, keys, last_ms):
+            continue   # a retry: this partition's part of the tick is in already
+        p = connection.node_client(r, key).pipeline(transaction=True)
+        for ms, t in readings:
+            p.xadd(key, {"temp_f": t}, id=f"{ms}-*")
+        p.pexpireat(key, day_start_ms(day_of(readings[0][0])) + DAY_MS + round(retention_days * DAY_MS))
+        try:
+            p.execute()
+        except redis.ResponseError as exc:
+            raise connection.moved_to_lost(r, exc) from None
+    if records:
+        r.hset(keys.manifest, mapping=records)
 
 
 def _landed(r: redis.Redis, keys: Keys, last_ms: int) -> bool:
@@ -77,6 +114,7 @@ def run_live(r: redis.Redis, keys: Keys = Keys(), rate: float = 1.0, duration: f
         raise LabkitError(f"retention_days {retention_days:g} is out of range", "use at least 1 day",
                           "retention_days")
     stop = stop or threading.Event()
+    keys = keyspace.keys_for(r, keys)
     walk = Walk(seed)
     start_ms = int(clock() * 1000)
     lease = acquire_producer_lease(r, keys, partition_name(day_of(start_ms), keys.partition_prefix), None)
@@ -98,13 +136,16 @@ def _run(r, keys, rate, duration, sink, stop, walk, start_ms, retention_days, cl
             continue
         stamps = [start_ms + int((written + i) * step) for i in range(due)]
         temps = walk(due)
+        retry = False
         while True:
             try:
-                _write_tick(r, keys, stamps, temps, retention_days, sink, current, last_ms, lease.token)
+                _write_tick(r, keys, stamps, temps, retention_days, sink, current, last_ms, lease.token, retry)
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 wait_for_server(r, sink, "live", exc, reconnect_s)
-                if _landed(r, keys, stamps[-1]):
+                if connection.is_cluster(r):
+                    retry = True   # resend only the partitions whose part did not land, then the manifest
+                elif _landed(r, keys, stamps[-1]):
                     break   # the tick landed; only its reply was lost
         if lease.due() and not lease.renew():
             raise LabkitError(f"lost {keys.producer_lease} (was the process suspended?)",

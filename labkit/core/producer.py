@@ -41,7 +41,7 @@ import redis
 from ..errors import LabkitError
 from ..log import LogLine, Sink, null_sink
 from ..servers import connection
-from . import manifest
+from . import keyspace, manifest
 from .keys import Keys
 from .lease import Holder, Lease
 from .partition import (
@@ -222,23 +222,132 @@ def _encode_xadds(key: bytes, ms: list[int], temps: list[int]) -> bytes:
 _TAILS = {v: b"-0\r\n$6\r\ntemp_f\r\n$%d\r\n%d\r\n" % (len(str(v)), v) for v in range(WALK_MIN, WALK_MAX + 1)}
 
 
-def _write_partition(pipe: "_Pipe", key: bytes, ms: list[int], temps: list[int], expire_ms: int,
-                     start: int, progress: Callable[[int], None]) -> None:
-    """Write readings ``start:`` of one partition; returns once the server has acknowledged them all."""
+def _payloads(key: bytes, ms: list[int], temps: list[int], expire_ms: int, start: int):
+    """What writing readings ``start:`` of one partition sends: ``(payload, replies, readings written after it)``."""
     expire = b"%d" % expire_ms
     if start == 0:
         # The first entry and the expiry in one transaction: never a partition without a TTL.
-        pipe.send(_cmd(b"MULTI") + _cmd(b"XADD", key, b"%d-0" % ms[0], b"temp_f", b"%d" % temps[0])
-                  + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"), 4)
+        yield (_cmd(b"MULTI") + _cmd(b"XADD", key, b"%d-0" % ms[0], b"temp_f", b"%d" % temps[0])
+               + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"), 4, 1)
         start = 1
     else:
-        pipe.send(_cmd(b"PEXPIREAT", key, expire), 1)
+        yield _cmd(b"PEXPIREAT", key, expire), 1, start
     for b in range(start, len(ms), BATCH):
         e = min(b + BATCH, len(ms))
-        pipe.send(_encode_xadds(key, ms[b:e], temps[b:e]), e - b)
-        progress(e)
-    pipe.drain()
-    progress(len(ms))
+        yield _encode_xadds(key, ms[b:e], temps[b:e]), e - b, e
+
+
+@dataclass
+class _Job:
+    """One partition to write; ``sent`` readings of it are on their way."""
+
+    key: bytes
+    ms: list
+    temps: list
+    expire_ms: int
+    sent: int = 0
+    steps: object = None
+
+
+class _Writer:
+    """Writes partitions through one :class:`_Pipe` per master, each partition down its owner's pipe.
+
+    On a single server that is one pipe and one partition at a time.  On a
+    cluster, one partition per master is in flight and batches go round-robin,
+    so each master works while the others' replies travel.  A lost connection,
+    or a redirection (a failover moved a slot), closes every pipe; the writer
+    waits for the server, rereads the layout and resumes each partition after
+    the last entry it holds (IDs are explicit, so nothing is written twice).
+    """
+
+    def __init__(self, r, sink: Sink, reconnect_s: float):
+        self.r, self.sink, self.reconnect_s = r, sink, reconnect_s
+        self.cluster = connection.is_cluster(r)
+        self.pipes: dict[str, _Pipe] = {}
+        self.active: dict[str, _Job] = {}   # by owner: the partition each master is writing
+
+    @property
+    def active_jobs(self) -> list[_Job]:
+        return list(self.active.values())
+
+    def _owner(self, key: bytes) -> str:
+        return self.r.get_node_from_key(key).name if self.cluster else ""
+
+    def _pipe(self, owner: str, key: bytes) -> _Pipe:
+        if owner not in self.pipes:
+            self.pipes[owner] = _Pipe(connection.node_client(self.r, key))
+        return self.pipes[owner]
+
+    def close(self, ok: bool) -> None:
+        for pipe in self.pipes.values():
+            pipe.close(ok)
+        self.pipes.clear()
+
+    def run(self, jobs, report: Callable[[], None]):
+        """Write every job (in order, jobs are made lazily); yields each once the server acknowledged all of it."""
+        pending = iter(jobs)
+        ready: list[_Job] = []
+        active = self.active
+        width = len(self.r.get_primaries()) if self.cluster else 1
+        exhausted = False
+        while True:
+            while not exhausted and len(ready) + len(active) < 2 * width:
+                job = next(pending, None)
+                if job is None:
+                    exhausted = True
+                else:
+                    ready.append(job)
+            for job in list(ready):
+                owner = self._owner(job.key)
+                if owner not in active:
+                    ready.remove(job)
+                    active[owner] = job
+                    if job.steps is None:
+                        self.sink(LogLine("", f"Populating stream partition {job.key.decode()}."))
+                        job.steps = _payloads(job.key, job.ms, job.temps, job.expire_ms, 0)
+            if not active:
+                return
+            try:
+                for owner, job in list(active.items()):
+                    pipe = self._pipe(owner, job.key)
+                    step = next(job.steps, None)
+                    if step is None:
+                        pipe.drain()
+                        del active[owner]
+                        job.sent = len(job.ms)
+                        yield job
+                        continue
+                    pipe.send(step[0], step[1])
+                    job.sent = step[2]
+                    report()
+            except (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError) as exc:
+                ready[:0] = self._recover(exc, list(active.values()))
+                active.clear()
+            except redis.ResponseError as exc:
+                if not connection.relayout(exc):
+                    self.close(False)
+                    raise _refused(exc, job.key.decode()) from None
+                ready[:0] = self._recover(exc, list(active.values()))
+                active.clear()
+
+    def _recover(self, exc: Exception, jobs: list[_Job]) -> list[_Job]:
+        """Close every pipe, wait for the server, and set each job to resume after its partition's last entry."""
+        self.close(False)
+        deadline = time.monotonic() + self.reconnect_s
+        while True:
+            wait_for_server(self.r, self.sink, "produce", exc, max(0.0, deadline - time.monotonic()))
+            try:
+                tops = [self.r.xrevrange(job.key, count=1) for job in jobs]
+                break
+            except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError) as again:
+                exc = again   # a failover is still under way
+                if time.monotonic() > deadline:
+                    raise
+        for job, last in zip(jobs, tops):
+            start = bisect.bisect_right(job.ms, id_ms(last[0][0])) if last else 0
+            job.steps, job.sent = _payloads(job.key, job.ms, job.temps, job.expire_ms, start), start
+            self.sink(LogLine("produce", f"resuming {job.key.decode()} at reading {start:,} of {len(job.ms):,}"))
+        return jobs
 
 
 def wait_for_server(r: redis.Redis, sink: Sink, source: str, exc: Exception, seconds: float) -> None:
@@ -273,6 +382,7 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
         raise LabkitError(f"retention_days {retention_days} is out of range",
                           "use at least 1 day, so nothing is deleted on the day it is written", "retention_days")
     retention_ms = round(retention_days * DAY_MS)
+    keys = keyspace.keys_for(r, keys)
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     names = data.partitions(keys)
     lease = acquire_producer_lease(r, keys, names[0] if names else None, names[-1] if names else None)
@@ -290,49 +400,38 @@ def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, n
         sink(LogLine("", name))
     if names:
         manifest.mark_writing(r, keys, names, run)   # before the delete: never "complete" but empty
-        r.unlink(*names)
-
-    def report(n: int) -> None:
-        if lease.due() and not lease.renew():
-            raise LabkitError(f"lost {keys.producer_lease} while writing {key.decode()} (was the process suspended?)",
-                              "run the same produce command again; it rewrites these partitions")
-        if progress:
-            progress(done + n)
+        keyspace.delete_keys(r, names)
 
     walk = Walk(data.seed)
     first_day = day_of(data.start_ms)
+
+    def jobs():
+        for day, lo, hi in data.slices():   # made in order: the walk continues from one day to the next
+            ms = [data.start_ms + i * data.interval_ms for i in range(lo, hi)]
+            yield _Job(partition_name(day, keys.partition_prefix).encode(), ms, walk(hi - lo),
+                       expire_at_ms(day, first_day, now_ms, retention_ms))
+
+    writer = _Writer(r, sink, reconnect_s)
     done = 0
-    pipe = None
-    for day, lo, hi in data.slices():
-        key = partition_name(day, keys.partition_prefix).encode()
-        sink(LogLine("", f"Populating stream partition {key.decode()}."))
-        temps = walk(hi - lo)
-        ms = [data.start_ms + i * data.interval_ms for i in range(lo, hi)]
-        expire = expire_at_ms(day, first_day, now_ms, retention_ms)
-        start = 0
-        while True:
-            try:
-                pipe = pipe or _Pipe(r)
-                _write_partition(pipe, key, ms, temps, expire, start, report)
-                break
-            except (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError) as exc:
-                if pipe:
-                    pipe.close(False)
-                pipe = None
-                wait_for_server(r, sink, "produce", exc, reconnect_s)
-                last = r.xrevrange(key, count=1)
-                start = bisect.bisect_right(ms, id_ms(last[0][0])) if last else 0
-                sink(LogLine("produce", f"resuming {key.decode()} at reading {start:,} of {len(ms):,}"))
-            except redis.ResponseError as exc:
-                if pipe:
-                    pipe.close(False)
-                pipe = None
-                raise _refused(exc, key.decode()) from None
-        # Every reading of this partition is acknowledged: only now is it complete.
-        manifest.mark_complete(r, keys, key.decode(), run, len(ms), ms[-1])
-        done += len(ms)
-    if pipe:
-        pipe.close(True)
+
+    def report() -> None:
+        if lease.due() and not lease.renew():
+            writing = ", ".join(j.key.decode() for j in writer.active_jobs)
+            raise LabkitError(f"lost {keys.producer_lease} while writing {writing} "
+                              "(was the process suspended?)",
+                              "run the same produce command again; it rewrites these partitions")
+        if progress:
+            progress(done + sum(j.sent for j in writer.active_jobs))
+
+    ok = False
+    try:
+        for job in writer.run(jobs(), report):
+            # Every reading of this partition is acknowledged: only now is it complete.
+            manifest.mark_complete(r, keys, job.key.decode(), run, len(job.ms), job.ms[-1])
+            done += len(job.ms)
+        ok = True
+    finally:
+        writer.close(ok)
     seconds = time.perf_counter() - t0
     return {"readings": done, "partitions": len(names), "seconds": seconds,
             "rate": done / seconds if seconds else float("inf")}

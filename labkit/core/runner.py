@@ -20,6 +20,7 @@ from redis.retry import Retry
 from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink, TerminalSink
 from ..servers import connection
+from . import keyspace
 from .aggregating import (
     BATCH,
     BLOCK_MS,
@@ -64,6 +65,7 @@ def prepare(r: redis.Redis, keys: Keys, partition: str | None) -> AggregatingSta
 
     Nothing is changed in Redis unless every check passes.  The caller holds the lease.
     """
+    keys = keyspace.keys_for(r, keys)
     _check_type(r, keys.averages, b"stream")
     _check_type(r, keys.aggregating_state, b"hash")
     _check_type(r, keys.averages_state, b"hash")
@@ -83,8 +85,15 @@ def prepare(r: redis.Redis, keys: Keys, partition: str | None) -> AggregatingSta
         raise LabkitError(f"{partition} holds a {kind.decode()}, not a stream",
                           f"delete it (DEL {partition}) or run python -m labkit produce")
     s = AggregatingState(partition, start_stream=partition)
-    p = r.pipeline(transaction=True)
-    p.delete(keys.averages, keys.averages_state, keys.aggregating_state)
+    if connection.is_cluster(r):
+        # One transaction per slot: the averages consumer's state commits alone; the
+        # averages and the aggregating state share temps:averages' slot (and node).
+        r.delete(keys.averages_state)
+        p = connection.node_client(r, keys.averages).pipeline(transaction=True)
+        p.delete(keys.averages, keys.aggregating_state)
+    else:
+        p = r.pipeline(transaction=True)
+        p.delete(keys.averages, keys.averages_state, keys.aggregating_state)
     p.hset(keys.aggregating_state, mapping=s.fields())
     p.execute()
     return s
@@ -203,7 +212,15 @@ class Consumers:
 
     def _unblock(self) -> None:
         """End blocked XREADs now (CLIENT UNBLOCK) instead of waiting out their timeout."""
-        ids = [w.consumer.client_id for w in self._workers if w.thread and w.thread.is_alive()]
+        alive = [w.consumer for w in self._workers if w.thread and w.thread.is_alive() and w.consumer.client_id]
+        if any(c.blocker is not None for c in alive):   # a cluster: each read blocks on its key's node
+            for c in alive:
+                try:
+                    c.blocker.client_unblock(c.client_id)
+                except (redis.RedisError, AttributeError):
+                    pass  # the block times out by itself within block_ms
+            return
+        ids = [c.client_id for c in alive]
         if not any(ids):
             return
         try:
@@ -273,6 +290,7 @@ def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFA
     target = target or connection.target()
     keys = keys or Keys.from_env()
     r = connection.connect(target)
+    keys = keyspace.keys_for(r, keys)
     lease = None
     try:
         lease = acquire_consumer_lease(r, keys)

@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 import redis
 
-from ..servers.connection import pooled_connection
+from ..servers.connection import (
+    is_cluster,
+    node_client,
+    pooled_connection,
+    refresh,
+    relayout,
+)
 from .keys import Keys
 from .partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
 from .window import PLAUSIBLE_F, TEMP_PATTERN, round_half_up
@@ -51,16 +57,24 @@ def hourly_truth(readings: pd.DataFrame) -> pd.DataFrame:
 
 def _xrange_raw(r: redis.Redis, key: str, start: bytes | str, count: int) -> list:
     """XRANGE as the server sends it, ``[[id, [field, value, …]], …]``, skipping redis-py's
-    per-entry dict building (this is the one bulk read of every reading)."""
-    conn = pooled_connection(r)
-    try:
-        conn.send_command("XRANGE", key, start, "+", "COUNT", count)
-        return conn.read_response()
-    except BaseException:
-        conn.disconnect()
-        raise
-    finally:
-        r.connection_pool.release(conn)
+    per-entry dict building (this is the one bulk read of every reading).  On a cluster it asks the
+    node that serves ``key``, rereading the layout once if a failover moved it."""
+    for attempt in (1, 2):
+        node = node_client(r, key)
+        conn = pooled_connection(node)
+        try:
+            conn.send_command("XRANGE", key, start, "+", "COUNT", count)
+            return conn.read_response()
+        except redis.ResponseError as exc:
+            if attempt == 2 or not (is_cluster(r) and relayout(exc)):
+                raise
+            refresh(r)
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            node.connection_pool.release(conn)
+    raise AssertionError("unreachable")
 
 
 def load_readings(r: redis.Redis, partitions: list[str], chunk: int = 100_000,
@@ -202,7 +216,9 @@ def check(r: redis.Redis, keys: Keys, partitions: list[str] | None = None) -> tu
 
     Returns the report, the published averages and the ground truth.
     """
+    from .keyspace import keys_for
     from .runner import list_partitions
+    keys = keys_for(r, keys)
     averages, trimmed = load_averages(r, keys)
     names = list_partitions(r, keys) if partitions is None else partitions
     truth = hourly_truth(load_readings(r, names, prefix=keys.partition_prefix))

@@ -31,6 +31,7 @@ import redis
 
 from ..core import producer
 from ..core.keys import Keys
+from ..core.keyspace import keys_for
 from ..core.partition import HOUR_MS, id_ms, next_partition, partition_for_ms
 from ..core.runner import list_partitions
 from ..core.state import AggregatingState
@@ -360,6 +361,7 @@ def entries_frame(entries) -> pd.DataFrame:
 def state_frame(r: redis.Redis, keys: Keys) -> pd.DataFrame:
     """Both consumers' state hashes side by side (``HGETALL`` of each)."""
     rows = []
+    keys = keys_for(r, keys)   # on a cluster the aggregating state is hash-tagged
     for key in (keys.aggregating_state, keys.averages_state):
         for f, v in sorted(r.hgetall(key).items()):
             rows.append({"hash": key, "field": f.decode(), "value": v.decode()})

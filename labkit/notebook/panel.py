@@ -28,6 +28,7 @@ import threading
 import ipywidgets as W
 import redis
 
+from ..core import keyspace
 from ..core.aggregating import DEFAULT_MAXLEN
 from ..core.keys import Keys
 from ..core.partition import day_start_ms, id_ms, next_partition, parse_partition
@@ -284,6 +285,7 @@ class ConsumerPanel:
         self.consumer_options = consumer_options     # e.g. batch=2000: passed to start_consumers
         self.interval = interval
         self.r = connection.connect(self.target)
+        self.keys = keyspace.keys_for(self.r, self.keys)   # on a cluster the aggregating state is hash-tagged
         self.handle: Consumers | None = None
         self.lines = ListSink()            # every line since the last Start (Resume keeps them), for code and tests
         self.last_status: dict = {}
@@ -466,7 +468,11 @@ class ConsumerPanel:
         return ok
 
     def close(self) -> None:
-        """Stop the consumers (cleanly) and the ticker; the panel is finished."""
+        """Stop the consumers (cleanly) and the ticker; the panel is finished.  A second call does nothing
+        (a closed cluster client forgets its nodes, so it cannot be used again as a plain one can)."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         with self._lock:
             if self.running:
                 self.handle.stop()

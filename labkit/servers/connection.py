@@ -212,6 +212,58 @@ def pooled_connection(r: redis.Redis):
         return r.connection_pool.get_connection("_")
 
 
+def node_client(r, key: str | bytes) -> redis.Redis:
+    """The plain client of the master that serves ``key`` (on a single server, ``r`` itself).
+
+    For work that must run on one server: raw protocol streams, MULTI/EXEC,
+    and a blocking read whose connection must be named to CLIENT UNBLOCK.  It
+    does not follow redirections: after a failover call :func:`refresh` and ask again.
+    """
+    if not is_cluster(r):
+        return r
+    return r.get_redis_connection(r.get_node_from_key(key))
+
+
+def blocking_id(r, key: str) -> tuple[int, redis.Redis | None]:
+    """The id of the connection a blocking read of ``key`` will use, for CLIENT UNBLOCK, and (on a cluster)
+    the node client that serves ``key``: the read blocks on that node, so the unblock must be sent there.
+
+    One thread per client: its next command takes the same pooled connection this one used.
+    """
+    if not is_cluster(r):
+        return r.client_id(), None
+    node = node_client(r, key)
+    return node.client_id(), node   # the cluster client sends ``key``'s commands through this node's pool
+
+
+def refresh(r) -> None:
+    """Reread a cluster's layout (who serves which slots), e.g. after a failover; nothing on a single server."""
+    if is_cluster(r):
+        r.nodes_manager.initialize()
+
+
+#: Replies that mean "ask again elsewhere, or in a moment": the cluster's layout changed under a node client.
+_RELAYOUT = ("MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY")
+
+
+def relayout(exc: Exception) -> bool:
+    """Whether ``exc`` is a cluster node's redirection or a failover in progress (not a real refusal)."""
+    return isinstance(exc, redis.ResponseError) and str(exc).split(" ")[0].upper() in _RELAYOUT \
+        or isinstance(exc, (redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError))
+
+
+def moved_to_lost(r, exc: Exception) -> Exception:
+    """A redirection seen through a node client, as a lost connection (after rereading the layout), so the
+    reconnect-and-resume paths of consumers and producers handle a failover like a dropped connection."""
+    if relayout(exc):
+        try:
+            refresh(r)
+        except (redis.RedisError, RedisClusterException):
+            pass
+        return redis.ConnectionError(f"the cluster's layout changed ({str(exc).splitlines()[0][:60]})")
+    return exc
+
+
 #: How long consumers and producers keep trying to reach a server that went away before they give up.
 RECONNECT_S = 60.0
 
@@ -226,10 +278,12 @@ def reconnect(r: redis.Redis, say, exc: Exception, seconds: float = RECONNECT_S,
     deadline, delay = time.monotonic() + seconds, 0.05
     while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
         try:
+            refresh(r)  # a cluster: a failed master's slots may have a new master by now
             r.ping()
             say(f"reconnected to Redis{at}")
             return True
-        except (redis.ConnectionError, redis.TimeoutError):
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
+                RedisClusterException):
             (stop.wait if stop is not None else time.sleep)(delay)
             delay = min(delay * 2, 2.0)
     return False

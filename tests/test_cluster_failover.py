@@ -1,0 +1,146 @@
+"""The pipeline through failovers that lose the newest writes (asynchronous replication).
+
+Each test has its own 3-master + 3-replica cluster of Debian's redis-server
+(tests/cluster_fixtures.py).  Replication from one master is cut first, so
+what it acknowledges afterwards exists only on it; then it is killed and its
+replica takes over: the acknowledged writes are gone, as they can be in production.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from labkit import cluster, connection, producer
+from labkit.keys import Keys
+from labkit.keyspace import keys_for
+from labkit.log import ListSink
+from labkit.runner import start_consumers
+from labkit.truth import check, load_readings
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+def _namespace_apart(r, info, days: list[str]) -> Keys:
+    """Keys of a namespace whose partitions ``days`` live on other masters than its ``temps:averages``."""
+    for i in range(500):
+        keys = keys_for(r, Keys(f"fo{i}"))
+        avg = cluster.master_for(info, keys.averages)
+        if all(cluster.master_for(info, keys.partition_prefix + d) != avg for d in days):
+            return keys
+    raise AssertionError("no such namespace")
+
+
+def _replicated(info, master: int, timeout: float = 10) -> None:
+    """Wait until ``master``'s replica has everything the master has."""
+    (replica,) = cluster.masters(info)[master]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = cluster._info(info, master, "replication")
+        rp = cluster._info(info, replica, "replication")
+        if int(rp.get("slave_repl_offset", -1)) >= int(m["master_repl_offset"]):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the replica did not catch up")
+
+
+@pytest.fixture
+def own(own_cluster):
+    r = connection.connect(connection.Target(own_cluster.url, embedded=False))
+    yield own_cluster, r
+    r.close()
+
+
+def test_a_failover_that_loses_published_hours_and_state_ends_exact(own):
+    """The averages' master loses a whole day of published hours *and* the state that recorded them.
+
+    State, averages, lease and dead letters share a slot, so the promoted
+    replica holds a consistent prefix of all of them: the consumer, running
+    throughout, reconnects, resumes from the older state and republishes the
+    lost day; no hour is missing and none is published twice.  (With the state
+    on another shard it would survive while the hours are lost, and the
+    consumer would resume after them: 24 of 48 hours gone.)
+    """
+    info, r = own
+    t = connection.Target(info.url, embedded=False)
+    keys = _namespace_apart(r, info, ["20250101", "20250102"])   # only the averages' shard fails
+    avg_master = cluster.master_for(info, keys.averages)
+    assert cluster.master_for(info, keys.aggregating_state) == avg_master   # the point of the hash tag
+
+    producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 1, 10_000, seed=3), keys)
+    sink = ListSink()
+    h = start_consumers(keys.partition_prefix + "20250101", averages_maxlen=0, sink=sink, keys=keys, target=t,
+                        reconnect_s=60)
+    try:
+        assert h.wait_idle(0.3, timeout=60) and r.xlen(keys.averages) == 24
+        _replicated(info, avg_master)
+        cluster.cut_replication(info, avg_master)        # from now on, temps:averages' writes exist only there
+        producer.produce(r, producer.Dataset(producer.parse_start("2025-01-02"), 1, 10_000, seed=4), keys)
+        deadline = time.monotonic() + 60
+        while r.xlen(keys.averages) < 48 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert r.xlen(keys.averages) == 48               # day 2 published, acknowledged, on the master only
+        cluster.kill(info, avg_master)
+        new = cluster.failover(info, avg_master)         # its replica takes over: day 2's hours are gone
+        after = connection.connect(connection.Target(info.url_of(new), embedded=False))  # REDIS_URL's node may be dead
+        assert after.xlen(keys.averages) in range(24, 48)
+        after.close()
+        deadline = time.monotonic() + 60
+        while r.xlen(keys.averages) < 48 and time.monotonic() < deadline and h.running:
+            time.sleep(0.05)
+        assert h.wait_idle(0.5, timeout=60), h.status()
+    finally:
+        h.stop()
+    st = h.status()
+    assert st["error"] is None and st["reconnects"] >= 1, st
+    assert any("lost the connection" in line for line in sink.texts())
+    rep, averages, _ = check(r, keys)
+    assert rep.ok and rep.matched == 48 and rep.duplicates == 0 and len(averages) == 48, rep.summary()
+    assert st["hours_published"] > 48      # the lost hours were published again, after the failover
+
+
+def test_a_partition_master_killed_mid_produce_then_everything_exact(own):
+    """The master of a partition being written dies with unreplicated writes; its replica takes over.
+
+    The producer treats it like a dropped connection: it rereads the layout and
+    resumes that partition after the last reading the new master holds.  Every
+    partition ends with exactly its readings (the seeded walk, reading by
+    reading), and the consumers then verify every hour.
+    """
+    info, r = own
+    t = connection.Target(info.url, embedded=False)
+    keys = keys_for(r, Keys("fomid"))
+    data = producer.Dataset(producer.parse_start("2025-01-01"), 6, 1000, seed=5)
+    names = data.partitions(keys)
+    killed: list[int] = []
+    sink = ListSink()
+
+    def progress(n: int) -> None:
+        if killed or n < data.count // 3:
+            return
+        for p in names:
+            if 0 < r.xlen(p) < 86_400:                     # being written now
+                master = cluster.master_for(info, p)
+                _replicated(info, master)
+                cluster.cut_replication(info, master)
+                killed.append(master)
+                cluster.kill(info, master)
+                threading.Thread(target=cluster.failover, args=(info, master), daemon=True).start()
+                return
+
+    res = producer.produce(r, data, keys, sink, progress=progress, reconnect_s=60)
+    assert killed, "no partition was caught mid-write"
+    assert res["readings"] == data.count
+    assert any("resuming" in line for line in sink.texts()), sink.texts()
+    for p in names:
+        assert r.xlen(p) == 86_400, p
+    readings = load_readings(r, names, prefix=keys.partition_prefix)
+    assert readings["temp_f"].astype(int).tolist() == producer.Walk(5)(data.count)
+    assert readings["ms"].tolist() == [data.start_ms + i * 1000 for i in range(data.count)]
+    h = start_consumers(names[0], averages_maxlen=0, sink=ListSink(), keys=keys, target=t)
+    assert h.wait_idle(0.5, timeout=120)
+    h.stop()
+    rep, _, _ = check(r, keys)
+    assert rep.ok and rep.matched == 6 * 24, rep.summary()
