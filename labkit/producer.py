@@ -20,7 +20,10 @@ The aggregating consumer uses it to close the final hour.
 
 Writing uses Redis's mass-insertion technique: commands are encoded once and
 streamed down one connection, the next batch sent before the previous batch's
-replies are read, so the client never waits for a round trip.
+replies are read, so the client never waits for a round trip.  The replies are
+the entries' IDs, known in advance, so they are compared as bytes rather than
+parsed; and the next partition's walk is computed in a worker thread while this
+one is written.  The producer keeps up with what one connection can push.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ import bisect
 import datetime as dt
 import math
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import redis
@@ -128,6 +133,26 @@ class Walk:
         return out
 
 
+def _walked(data: Dataset) -> Iterator[tuple[dt.date, int, int, list[int]]]:
+    """``(day, first_index, stop_index, readings)`` for each partition, oldest first.
+
+    The next partition's readings are computed in a worker thread while the
+    caller writes this one, so the server never waits for the walk.
+    """
+    walk, slices = Walk(data.seed), data.slices()
+
+    def walk_next():
+        for day, lo, hi in slices:
+            return day, lo, hi, walk(hi - lo)
+        return None
+
+    with ThreadPoolExecutor(1, thread_name_prefix="labkit-walk") as pool:
+        ahead = pool.submit(walk_next)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(walk_next)
+            yield item
+
+
 def expire_at_ms(day: dt.date, first_day: dt.date, now_ms: int, retention_ms: int) -> int:
     """When the partition of ``day`` expires (see the module docstring)."""
     day_end = day_start_ms(day) + DAY_MS
@@ -141,46 +166,74 @@ def _cmd(*args: bytes) -> bytes:
 
 
 class _Pipe:
-    """Streams pre-encoded commands down one connection, reading replies one batch behind.
+    """Streams pre-encoded commands down one connection, checking replies one batch behind.
 
-    Replies are parsed in bulk with hiredis straight from the socket when it
-    is available (the common case), else one by one through redis-py.
+    The reply to ``XADD key <ms>-0 ...`` is that ID, so the replies to a batch
+    of readings are known before they arrive: :meth:`send` compares them with
+    the expected bytes instead of parsing thousands of replies one by one, and
+    parses them (hiredis) only to say what went wrong.  Small commands go
+    through :meth:`call`: one round trip, replies parsed.
     """
 
     def __init__(self, r: redis.Redis):
         self.r = r
         self.conn = r.connection_pool.get_connection()
-        self.unread = 0
-        self.sock = getattr(self.conn, "_sock", None)
-        try:
-            import hiredis
-            self.reader = hiredis.Reader() if self.sock is not None else None
-        except ImportError:
-            self.reader = None
+        self.sock = self.conn._sock
+        self.owed: deque[tuple[bytes, int]] = deque()  # per send not yet checked: (expected replies, how many)
+        self.rest = b""                                 # received beyond the replies checked so far
 
-    def send(self, payload: bytes, replies: int) -> None:
+    def send(self, payload: bytes, expect: bytes, replies: int) -> None:
+        """Send ``payload``, whose ``replies`` replies will be ``expect``; then check the earlier sends."""
         self.conn.send_packed_command([payload], check_health=False)
+        self.owed.append((expect, replies))
+        while len(self.owed) > 1:
+            self._expect(*self.owed.popleft())
+
+    def call(self, payload: bytes, replies: int) -> list:
+        """Once every earlier reply is in, send ``payload`` and return its ``replies`` replies."""
         self.drain()
-        self.unread = replies
+        if self.rest:
+            raise redis.ConnectionError("the server sent more replies than commands")
+        self.conn.send_packed_command([payload], check_health=False)
+        out = [self.conn.read_response() for _ in range(replies)]
+        for reply in out:
+            self._check(reply)
+        return out
 
     def drain(self) -> None:
-        n, self.unread = self.unread, 0
-        if self.reader is None:
-            for _ in range(n):
-                self._check(self.conn.read_response())
-            return
-        gets, check = self.reader.gets, self._check
-        while n:
-            reply = gets()
-            if reply is False:
-                chunk = self.sock.recv(1 << 20)
-                if not chunk:
-                    raise redis.ConnectionError("the server closed the connection")
-                self.reader.feed(chunk)
-                continue
-            if reply.__class__ is not bytes:  # XADD answers an ID; anything else is checked
-                check(reply)
-            n -= 1
+        while self.owed:
+            self._expect(*self.owed.popleft())
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise redis.ConnectionError("the server closed the connection")
+        return chunk
+
+    def _expect(self, expect: bytes, replies: int) -> None:
+        got, self.rest = self.rest, b""
+        pos = 0
+        while True:
+            chunk = got or self._recv()
+            got = b""
+            take = chunk[:len(expect) - pos]
+            if expect[pos:pos + len(take)] != take:
+                self._fail(expect[:pos] + chunk, replies)
+            pos += len(take)
+            if pos == len(expect):
+                self.rest = chunk[len(take):]
+                return
+
+    def _fail(self, received: bytes, replies: int) -> None:
+        """Parse the replies that differ from the expected ones and raise the server's error."""
+        import hiredis
+        reader = hiredis.Reader()
+        reader.feed(received)
+        for _ in range(replies):
+            while (reply := reader.gets()) is False:
+                reader.feed(self._recv())
+            self._check(reply)
+        raise redis.ResponseError(f"unexpected reply to XADD: {received[:80]!r}")
 
     @staticmethod
     def _check(reply) -> None:
@@ -189,43 +242,51 @@ class _Pipe:
                 raise redis.ResponseError(str(item))
 
     def close(self, ok: bool) -> None:
-        if not ok:
+        if not ok or self.owed or self.rest:
             self.conn.disconnect()  # replies left unread: never reuse this connection
         self.r.connection_pool.release(self.conn)
 
 
-def _encode_xadds(key: bytes, ms: list[int], temps: list[int]) -> bytes:
-    """``XADD key <ms>-0 temp_f <t>`` for each reading, as one RESP payload."""
+def _encode_xadds(key: bytes, ms: Sequence[int], temps: Sequence[int]) -> tuple[bytes, bytes]:
+    """``XADD key <ms>-0 temp_f <t>`` for each reading, as one RESP payload; and the replies
+    the server sends when all goes well, each entry's ID."""
+    ids = list(map(b"%d-0".__mod__, ms))
     head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n" % (len(key), key)
-    tails = _TAILS
-    width = len(str(ms[0]))
-    if width == len(str(ms[-1])):  # the usual case: one ID width for the whole batch
-        head += b"$%d\r\n" % (width + 2)
-        return b"".join([b"%s%d%s" % (head, m, tails[t]) for m, t in zip(ms, temps)])
-    return b"".join([b"%s$%d\r\n%d%s" % (head, len(str(m)) + 2, m, tails[t]) for m, t in zip(ms, temps)])
+    if len(ids[0]) == len(ids[-1]):  # the usual case: one ID width for the whole batch (IDs ascend)
+        length = b"$%d\r\n" % len(ids[0])
+        parts = [head + length] * (3 * len(ids))
+        replies = length + (b"\r\n" + length).join(ids) + b"\r\n"
+    else:
+        parts = [b""] * (3 * len(ids))
+        parts[0::3] = [b"%s$%d\r\n" % (head, len(i)) for i in ids]
+        replies = b"".join([b"$%d\r\n%s\r\n" % (len(i), i) for i in ids])
+    parts[1::3] = ids
+    parts[2::3] = map(_TAILS.__getitem__, temps)
+    return b"".join(parts), replies
 
 
 #: The encoded end of an XADD for each possible reading (pre-encoded once: the hot loop only formats IDs).
-_TAILS = {v: b"-0\r\n$6\r\ntemp_f\r\n$%d\r\n%d\r\n" % (len(str(v)), v) for v in range(WALK_MIN, WALK_MAX + 1)}
+_TAILS = {v: b"\r\n$6\r\ntemp_f\r\n$%d\r\n%d\r\n" % (len(str(v)), v) for v in range(WALK_MIN, WALK_MAX + 1)}
 
 
-def _write_partition(pipe: "_Pipe", key: bytes, ms: list[int], temps: list[int], expire_ms: int,
+def _write_partition(pipe: "_Pipe", key: bytes, ms: Sequence[int], temps: Sequence[int], expire_ms: int,
                      watermark: tuple[bytes, int], start: int, progress: Callable[[int], None]) -> None:
     """Write readings ``start:`` of one partition, then its watermark; returns once the server has them all."""
     expire = b"%d" % expire_ms
     if start == 0:
         # The first entry and the expiry in one transaction: never a partition without a TTL.
-        pipe.send(_cmd(b"MULTI") + _cmd(b"XADD", key, b"%d-0" % ms[0], b"temp_f", b"%d" % temps[0])
+        pipe.call(_cmd(b"MULTI") + _cmd(b"XADD", key, b"%d-0" % ms[0], b"temp_f", b"%d" % temps[0])
                   + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"), 4)
         start = 1
     else:
-        pipe.send(_cmd(b"PEXPIREAT", key, expire), 1)
-    for b in range(start, len(ms), BATCH):
-        e = min(b + BATCH, len(ms))
-        pipe.send(_encode_xadds(key, ms[b:e], temps[b:e]), e - b)
+        pipe.call(_cmd(b"PEXPIREAT", key, expire), 1)
+    b, size = start, BATCH // 16    # small batches first: the server starts at once, the encoder gets ahead
+    while b < len(ms):
+        e = min(b + size, len(ms))
+        pipe.send(*_encode_xadds(key, ms[b:e], temps[b:e]), e - b)
         progress(e)
-    pipe.send(_cmd(b"SET", watermark[0], b"%d" % watermark[1]), 1)
-    pipe.drain()
+        b, size = e, min(4 * size, BATCH)
+    pipe.call(_cmd(b"SET", watermark[0], b"%d" % watermark[1]), 1)  # after every reply is in
     progress(len(ms))
 
 
@@ -270,15 +331,13 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
     if names:
         r.unlink(*names)
 
-    walk = Walk(data.seed)
     first_day = day_of(data.start_ms)
     done = 0
     pipe = None
-    for day, lo, hi in data.slices():
+    for day, lo, hi, temps in _walked(data):
         key = partition_name(day, keys.partition_prefix).encode()
         sink(LogLine("", f"Populating stream partition {key.decode()}."))
-        temps = walk(hi - lo)
-        ms = [data.start_ms + i * data.interval_ms for i in range(lo, hi)]
+        ms = range(data.start_ms + lo * data.interval_ms, data.start_ms + hi * data.interval_ms, data.interval_ms)
         expire = expire_at_ms(day, first_day, now_ms, retention_ms)
         # A finished run promises nothing more for its last hour, so the
         # mark is rounded up to that hour's end and the hour can close.
