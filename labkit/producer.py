@@ -22,8 +22,8 @@ Writing uses Redis's mass-insertion technique: commands are encoded once and
 streamed down one connection, the next batch sent before the previous batch's
 replies are read, so the client never waits for a round trip.  The replies are
 the entries' IDs, known in advance, so they are compared as bytes rather than
-parsed; and the next partition's walk is computed in a worker thread while this
-one is written.  The producer keeps up with what one connection can push.
+parsed; and the next partition's walk is computed while the server works
+through a batch of this one.  The producer keeps up with what one connection can push.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import datetime as dt
 import math
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -133,23 +132,27 @@ class Walk:
         return out
 
 
-def _walked(data: Dataset) -> Iterator[tuple[dt.date, int, int, list[int]]]:
-    """``(day, first_index, stop_index, readings)`` for each partition, oldest first.
+class _Partitions:
+    """``(day, first_index, stop_index, readings)`` for each partition of a dataset, oldest first.
 
-    The next partition's readings are computed in a worker thread while the
-    caller writes this one, so the server never waits for the walk.
+    :meth:`ahead` computes the next partition's readings early: the producer
+    calls it while the server works through a full batch, so the walk never
+    keeps the server waiting.
     """
-    walk, slices = Walk(data.seed), data.slices()
 
-    def walk_next():
-        for day, lo, hi in slices:
-            return day, lo, hi, walk(hi - lo)
-        return None
+    def __init__(self, data: Dataset):
+        self._walk, self._slices, self._next = Walk(data.seed), data.slices(), None
 
-    with ThreadPoolExecutor(1, thread_name_prefix="labkit-walk") as pool:
-        ahead = pool.submit(walk_next)
-        while (item := ahead.result()) is not None:
-            ahead = pool.submit(walk_next)
+    def ahead(self) -> None:
+        if self._next is None:
+            self._next = next(((day, lo, hi, self._walk(hi - lo)) for day, lo, hi in self._slices), False)
+
+    def __iter__(self) -> Iterator[tuple[dt.date, int, int, list[int]]]:
+        while True:
+            self.ahead()
+            item, self._next = self._next, None
+            if not item:
+                return
             yield item
 
 
@@ -269,9 +272,17 @@ def _encode_xadds(key: bytes, ms: Sequence[int], temps: Sequence[int]) -> tuple[
 _TAILS = {v: b"\r\n$6\r\ntemp_f\r\n$%d\r\n%d\r\n" % (len(str(v)), v) for v in range(WALK_MIN, WALK_MAX + 1)}
 
 
+def _idle() -> None:
+    pass
+
+
 def _write_partition(pipe: "_Pipe", key: bytes, ms: Sequence[int], temps: Sequence[int], expire_ms: int,
-                     watermark: tuple[bytes, int], start: int, progress: Callable[[int], None]) -> None:
-    """Write readings ``start:`` of one partition, then its watermark; returns once the server has them all."""
+                     watermark: tuple[bytes, int], start: int, progress: Callable[[int], None],
+                     meanwhile: Callable[[], None] = _idle) -> None:
+    """Write readings ``start:`` of one partition, then its watermark; returns once the server has them all.
+
+    ``meanwhile`` is called once while the server has a full batch to work through.
+    """
     expire = b"%d" % expire_ms
     if start == 0:
         # The first entry and the expiry in one transaction: never a partition without a TTL.
@@ -285,6 +296,9 @@ def _write_partition(pipe: "_Pipe", key: bytes, ms: Sequence[int], temps: Sequen
         e = min(b + size, len(ms))
         pipe.send(*_encode_xadds(key, ms[b:e], temps[b:e]), e - b)
         progress(e)
+        if size == BATCH:
+            meanwhile()
+            meanwhile = _idle
         b, size = e, min(4 * size, BATCH)
     pipe.call(_cmd(b"SET", watermark[0], b"%d" % watermark[1]), 1)  # after every reply is in
     progress(len(ms))
@@ -334,7 +348,8 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
     first_day = day_of(data.start_ms)
     done = 0
     pipe = None
-    for day, lo, hi, temps in _walked(data):
+    parts = _Partitions(data)
+    for day, lo, hi, temps in parts:
         key = partition_name(day, keys.partition_prefix).encode()
         sink(LogLine("", f"Populating stream partition {key.decode()}."))
         ms = range(data.start_ms + lo * data.interval_ms, data.start_ms + hi * data.interval_ms, data.interval_ms)
@@ -347,7 +362,7 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
             try:
                 pipe = pipe or _Pipe(r)
                 _write_partition(pipe, key, ms, temps, expire, (keys.watermark.encode(), mark), start,
-                                 lambda n: progress(done + n) if progress else None)
+                                 lambda n: progress(done + n) if progress else None, parts.ahead)
                 break
             except (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError) as exc:
                 if pipe:

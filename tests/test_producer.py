@@ -29,7 +29,7 @@ def reference(data: producer.Dataset, prefix: str) -> dict[str, list]:
 @pytest.mark.parametrize("start,days,interval_ms,seed", [
     ("2025-03-30T22:00", 1.3, 7000, 5),     # starts late in a day: a short first partition
     ("2024-02-28T23:59:59", 0.002, 1, 3),   # across a leap-day boundary, 1 ms apart
-    ("2025-01-01", 1, 1000, 0),             # the course's day: 86,400 readings, several batches
+    ("2025-01-01", 2, 1000, 0),             # the course's days: full batches, the next walk computed meanwhile
     ("2001-09-09T01:46:39.990", 3e-7, 1, 1),  # IDs grow from 12 to 13 digits inside one batch
 ])
 def test_writes_exactly_the_seeded_dataset_with_expiry(r, keys, start, days, interval_ms, seed):
