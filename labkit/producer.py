@@ -174,8 +174,8 @@ class _Pipe:
     The reply to ``XADD key <ms>-0 ...`` is that ID, so the replies to a batch
     of readings are known before they arrive: :meth:`send` compares them with
     the expected bytes instead of parsing thousands of replies one by one, and
-    parses them (hiredis) only to say what went wrong.  Small commands go
-    through :meth:`call`: one round trip, replies parsed.
+    parses them (hiredis) only to say what went wrong.  Commands whose replies
+    are not known in advance go through :meth:`call`: one round trip, parsed.
     """
 
     def __init__(self, r: redis.Redis):
@@ -236,7 +236,7 @@ class _Pipe:
             while (reply := reader.gets()) is False:
                 reader.feed(self._recv())
             self._check(reply)
-        raise redis.ResponseError(f"unexpected reply to XADD: {received[:80]!r}")
+        raise redis.ResponseError(f"unexpected reply: {received[:80]!r}")
 
     @staticmethod
     def _check(reply) -> None:
@@ -286,8 +286,10 @@ def _write_partition(pipe: "_Pipe", key: bytes, ms: Sequence[int], temps: Sequen
     expire = b"%d" % expire_ms
     if start == 0:
         # The first entry and the expiry in one transaction: never a partition without a TTL.
-        pipe.call(_cmd(b"MULTI") + _cmd(b"XADD", key, b"%d-0" % ms[0], b"temp_f", b"%d" % temps[0])
-                  + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"), 4)
+        first = b"%d-0" % ms[0]
+        pipe.send(_cmd(b"MULTI") + _cmd(b"XADD", key, first, b"temp_f", b"%d" % temps[0])
+                  + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"),
+                  b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n$%d\r\n%s\r\n:1\r\n" % (len(first), first), 4)
         start = 1
     else:
         pipe.call(_cmd(b"PEXPIREAT", key, expire), 1)

@@ -77,6 +77,17 @@ def test_a_reply_other_than_the_expected_id_raises(r, keys):
     pipe = producer._Pipe(r)
     _, expect = producer._encode_xadds(key, range(7, 8), [1])
     pipe.send(producer._cmd(b"XADD", key, b"*", b"temp_f", b"1"), expect, 1)   # the server picks the ID
-    with pytest.raises(redis.ResponseError, match="unexpected reply to XADD"):
+    with pytest.raises(redis.ResponseError, match="unexpected reply"):
         pipe.drain()
     pipe.close(False)
+
+
+def test_a_failed_first_entry_transaction_raises_the_servers_error(r, keys):
+    key = keys.key("temps:20250101")
+    r.set(key, "not a stream")
+    pipe = producer._Pipe(r)
+    with pytest.raises(redis.ResponseError, match="^WRONGTYPE"):
+        producer._write_partition(pipe, key.encode(), range(1000, 1100), [5] * 100, 2**40,
+                                  (keys.watermark.encode(), 1), 0, lambda n: None)
+    pipe.close(False)
+    assert r.get(keys.watermark) is None
