@@ -1,23 +1,214 @@
-"""``python -m labkit bench``: how fast, against the course's one-message-at-a-time pattern.
+"""``python -m labkit bench``: how fast, against the limits of this server and the course's pattern.
 
-Runs in its own key namespace (``<LABKIT_NAMESPACE>-bench``, or ``labkit-bench``) and deletes only those keys
-afterwards, so a learner's dataset is untouched.
+It measures, on the same server in the same run:
+
+- the **XADD ceiling**: readings shaped like the producer's (``XADD key <ms>-0
+  temp_f <t>``), pre-encoded and sent 1,000 per round trip down one connection
+  (like ``redis-benchmark -c 1 -P 1000``), into a scratch key deleted afterwards;
+- the **read ceiling**: every partition read with ``XRANGE ... COUNT 50000``
+  (and with the fast path's batch size, if that is faster) over a plain
+  socket, replies parsed by hiredis, no work per entry;
+
+and prints labkit's produce rate and aggregate time as ratios to them, besides
+the course's one-message-at-a-time consumer.  It runs in its own key namespace
+(``<LABKIT_NAMESPACE>-bench``, or ``labkit-bench``) and deletes only those keys afterwards, so a learner's dataset
+is untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
+import redis
+
 from ..core import keyspace, producer
 from ..core.aggregating import AggregatingConsumer
+from ..core.fastfold import BatchReader, as_entries, fold_parsed, parse_raw, paused_gc
 from ..core.keys import Keys
-from ..core.partition import HOUR_MS, id_ms, next_partition
+from ..core.partition import (
+    DAY_MS,
+    HOUR_MS,
+    day_start_ms,
+    id_ms,
+    next_partition,
+    parse_partition,
+)
 from ..core.runner import delete_namespace, prepare
+from ..core.state import AggregatingState
+from ..core.truth import load_averages
+from ..core.window import HourlyWindow, fold
 from ..log import LogLine, TerminalSink, null_sink
 from ..servers import connection
 
 TARGETS = {"produce": 430_000, "aggregate": 290_000, "ratio": 50}
+LIMIT_TARGETS = {"produce": 0.9, "aggregate": 1.5}   # produce/XADD ceiling at least; aggregate/read time at most
+XADD_PER_TRIP = 1000
+XADD_CEILING_MAX = 1_000_000     # readings written for the XADD ceiling (they are pre-encoded in memory)
+READ_COUNT = 50_000      # the issue's read ceiling: XRANGE COUNT 50000
+FAST_BATCH = 20_000      # the fast path prototype's batch: smaller batches stay in the CPU's caches
+
+
+def server_name(r: redis.Redis) -> str:
+    """``valkey 9.1.2`` or ``redis 7.0.15``."""
+    info = r.info("server")
+    name = info.get("server_name") or "redis"
+    return f"{name} {info.get(f'{name}_version') or info.get('redis_version')}"
+
+
+@contextlib.contextmanager
+def _raw_socket(r: redis.Redis):
+    """The socket of a pooled connection, to time bytes in and out; the connection is dropped on any error."""
+    conn = r.connection_pool.get_connection()
+    try:
+        yield conn._sock
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        r.connection_pool.release(conn)
+
+
+def _recv(sock) -> bytes:
+    chunk = sock.recv(1 << 20)
+    if not chunk:
+        raise redis.ConnectionError("the server closed the connection")
+    return chunk
+
+
+def _xadd_trip(key: bytes, ms, temps) -> tuple[bytes, bytes]:
+    """The producer's encoding of ``XADD key <ms>-0 temp_f <t>`` for each reading, and the replies
+    (each entry's ID) the server will send."""
+    return (producer._encode_xadds(key, list(ms), list(temps)),
+            b"".join(b"$%d\r\n%d-0\r\n" % (len(str(m)) + 2, m) for m in ms))
+
+
+def xadd_ceiling(r: redis.Redis, key: str, ms, temps) -> float:
+    """Readings/s the server accepts from one connection, 1,000 XADDs per round trip.
+
+    The commands and their expected replies are encoded before the clock
+    starts; the timed loop only sends, receives and compares bytes.  ``key`` is
+    deleted before and after.
+    """
+    trips = [_xadd_trip(key.encode(), ms[b:b + XADD_PER_TRIP], temps[b:b + XADD_PER_TRIP])
+             for b in range(0, len(ms), XADD_PER_TRIP)]
+    r.unlink(key)
+    try:
+        with _raw_socket(r) as sock:
+            t0 = time.perf_counter()
+            for payload, expect in trips:
+                sock.sendall(payload)
+                got = _recv(sock)
+                while len(got) < len(expect):
+                    got += _recv(sock)
+                if got != expect:
+                    raise redis.ResponseError(f"XADD ceiling: unexpected reply {got[:80]!r}")
+            seconds = time.perf_counter() - t0
+    finally:
+        r.unlink(key)
+    return len(ms) / seconds
+
+
+def read_ceiling(r: redis.Redis, partitions: list[str], count: int = READ_COUNT, pause_gc: bool = True
+                 ) -> tuple[int, float]:
+    """Read every entry of ``partitions``: plain socket, hiredis, no work per entry.  Returns (entries, seconds).
+
+    The next batch is asked for as soon as this one's last ID is known.
+
+    With ``pause_gc`` Python's cyclic garbage collector is paused while a reply
+    is parsed, as :class:`~labkit.fastfold.BatchReader` does (hiredis builds
+    five objects per entry, and collection passes over them cost more than the
+    parsing).
+    """
+    import hiredis
+    n = 0
+    with _raw_socket(r) as sock:
+        t0 = time.perf_counter()
+        for key in partitions:
+            sock.sendall(producer._cmd(b"XRANGE", key.encode(), b"-", b"+", b"COUNT", b"%d" % count))
+            while True:
+                reader = hiredis.Reader()
+                with paused_gc() if pause_gc else contextlib.nullcontext():
+                    while (reply := reader.gets()) is False:
+                        reader.feed(_recv(sock))
+                    if isinstance(reply, Exception):
+                        raise redis.ResponseError(str(reply))
+                    got = len(reply)
+                    if got == count:    # ask for the next batch before this one is freed
+                        sock.sendall(producer._cmd(b"XRANGE", key.encode(), b"(" + reply[-1][0], b"+",
+                                                   b"COUNT", b"%d" % count))
+                    del reply
+                n += got
+                if got < count:
+                    break
+        seconds = time.perf_counter() - t0
+    return n, seconds
+
+
+def fast_path_prototype(r: redis.Redis, keys: Keys, first: str, count: int = FAST_BATCH) -> dict:
+    """The aggregating loop with the fast path, to measure it (it publishes what the consumer would).
+
+    Per batch: :class:`~labkit.fastfold.BatchReader` (next batch requested
+    before this one is folded; watermark and next partition asked in the same
+    pipeline), :func:`~labkit.fastfold.parse_raw` + :func:`~labkit.fastfold.fold_parsed`
+    (the plain fold for an unusual batch), one transaction committing averages,
+    dead letters and state (``AggregatingConsumer._commit``, until the consumer
+    has its own fast path).  The cyclic GC is paused while a batch is alive.
+    Returns readings, hours and seconds in all and per part.
+    """
+    s = prepare(r, keys, first)
+    agg = AggregatingConsumer(r, keys, null_sink, averages_maxlen=0)   # for its commit
+    reader = BatchReader(r, count, before=lambda stream: [("GET", keys.watermark),
+                                        ("EXISTS", next_partition(stream, keys.partition_prefix))])
+    window, stream, last = HourlyWindow(), s.stream, b"0"
+    t = dict.fromkeys(("read", "parse", "fold", "free", "commit"), 0.0)
+    readings, clock = 0, time.perf_counter
+    t0 = clock()
+    try:
+        while True:
+            day_lo = day_start_ms(parse_partition(stream, keys.partition_prefix))
+            with paused_gc():
+                a = clock()
+                (mark, next_exists), entries = reader.read(stream, last)
+                b = clock()
+                parsed = parse_raw(entries)
+                c = clock()
+                closed = fold_parsed(window, parsed, (day_lo, day_lo + DAY_MS)) if parsed else None
+                if closed is None:
+                    closed, bad = fold(window, as_entries(entries), (day_lo, day_lo + DAY_MS))
+                else:
+                    bad = []
+                d = clock()
+                got = len(entries)
+                if got:
+                    last = entries[-1][0]
+                del entries, parsed     # free the batch here, to time it on its own
+                f = clock()
+            switch = got < count and bool(next_exists)
+            if switch:
+                closed += [h for h in [window.close()] if h]
+            elif got < count:
+                closed += [h for h in [window.close_through(int(mark) if mark else None)] if h]
+            new = AggregatingState(stream, last.decode(), window.total, window.count)
+            if switch:
+                new = AggregatingState(next_partition(stream, keys.partition_prefix), "0", 0, 0)
+            if got or closed or switch:
+                agg._commit(closed, bad, new, stream)
+                readings += got - len(bad)
+            e = clock()
+            t["read"] += b - a
+            t["parse"] += c - b
+            t["fold"] += d - c
+            t["free"] += f - d
+            t["commit"] += e - f
+            if switch:
+                stream, last = new.stream, b"0"
+            elif got < count:
+                break       # drained, and no next partition: the bench's dataset is complete
+    finally:
+        reader.close()
+    return {"readings": readings, "hours": agg.published, "seconds": clock() - t0, **t}
 
 
 def baseline(r, keys: Keys, partition: str, limit: int) -> float:
@@ -44,48 +235,114 @@ def baseline(r, keys: Keys, partition: str, limit: int) -> float:
     return limit / (time.perf_counter() - t0)
 
 
+def _consumer_seconds(t: connection.Target, keys: Keys, first: str, hours: int) -> tuple[AggregatingConsumer, float]:
+    """Run the aggregating consumer from ``first`` until it has published ``hours``; its object and the seconds."""
+    r = connection.connect(t)
+    prepare(r, keys, first)
+    agg = AggregatingConsumer(r, keys, null_sink, averages_maxlen=0)
+    stop, crash = threading.Event(), threading.Event()
+    th = threading.Thread(target=agg.run, args=(stop, crash), daemon=True)
+    t0 = time.perf_counter()
+    th.start()
+    while agg.published < hours and th.is_alive():
+        time.sleep(0.001)
+    seconds = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    r.close()
+    return agg, seconds
+
+
+def _settle(r: redis.Redis, seconds: float = 10.0) -> None:
+    """Wait until the server has freed what was deleted (it may do that in a background thread)."""
+    deadline = time.monotonic() + seconds
+    while int(r.info("memory").get("lazyfree_pending_objects", 0)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
     out = TerminalSink()
+
+    def say(text: str) -> None:
+        out(LogLine("bench", text))
+
     keys = Keys.for_tool("bench")
     t = connection.target()
     r = connection.connect(t)
     keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
-    out(LogLine("bench", f"Redis: {t}; keys under {keys.namespace}:"))
+    say(f"Redis: {t}, {server_name(r)}; keys under {keys.namespace}:")
     try:
         data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
-        res = producer.produce(r, data, keys)
-        produce_rate = res["rate"]
-        out(LogLine("bench", f"produce:   {res['readings']:,} readings in {res['seconds']:.2f} s "
-                             f"= {produce_rate:,.0f} readings/s"))
+        n = min(data.count, XADD_CEILING_MAX)
+        sample_ms = range(data.start_ms, data.start_ms + n * data.interval_ms, data.interval_ms)
+        sample_temps = producer.Walk(data.seed)(n)
+        scratch = keys.key("scratch:xadd-ceiling")
+        ceilings, runs = [], []
+        for _ in range(2):      # alternated, so both see the same server state; the best of each counts
+            ceilings.append(xadd_ceiling(r, scratch, sample_ms, sample_temps))
+            _settle(r)
+            r.delete(*data.partitions(keys))
+            _settle(r)
+            runs.append(producer.produce(r, data, keys))
+        del sample_ms, sample_temps
+        res = max(runs, key=lambda x: x["rate"])
+        produce_rate, xadd_limit = res["rate"], max(ceilings)
+        say(f"produce:   {res['readings']:,} readings in {res['seconds']:.2f} s = {produce_rate:,.0f} readings/s "
+            f"(best of {len(runs)}; " + ", ".join(f"{x['rate']:,.0f}/s" for x in runs) + ")")
+        say(f"XADD ceiling: the same readings, {XADD_PER_TRIP:,} XADDs per round trip on one connection, "
+            f"into a scratch key: {xadd_limit:,.0f}/s (best of {len(ceilings)}; "
+            + ", ".join(f"{c:,.0f}/s" for c in ceilings) + ")"
+            + (f"; the first {n:,} readings" if n < data.count else ""))
+        say(f"produce:   {produce_rate / xadd_limit:.2f}x the XADD ceiling")
 
-        first = data.partitions(keys)[0]
+        partitions = data.partitions(keys)
+        reads = {c: min(read_ceiling(r, partitions, c)[1] for _ in range(2)) for c in (READ_COUNT, FAST_BATCH)}
+        read_s = min(reads.values())
+        read_gc_s = read_ceiling(r, partitions, READ_COUNT, pause_gc=False)[1]
+        say(f"read ceiling: XRANGE over {len(partitions)} partition(s), plain socket + hiredis, no work per entry: "
+            f"{read_s:.2f} s (best of 2 each: " + ", ".join(f"COUNT {c:,} {sec:.2f} s" for c, sec in reads.items())
+            + f"; COUNT {READ_COUNT:,} with the cyclic GC running {read_gc_s:.2f} s)")
+
+        first = partitions[0]
         hours = len({(data.start_ms + i * data.interval_ms) // HOUR_MS for i in range(0, data.count, 1000)}
                     | {(data.end_ms - 1) // HOUR_MS})
-        prepare(r, keys, first)
-        agg = AggregatingConsumer(connection.connect(t), keys, null_sink, averages_maxlen=0)
-        stop, crash = threading.Event(), threading.Event()
-        th = threading.Thread(target=agg.run, args=(stop, crash), daemon=True)
-        t0 = time.perf_counter()
-        th.start()
-        while agg.published < hours and th.is_alive():
-            time.sleep(0.001)
-        seconds = time.perf_counter() - t0
-        stop.set()
-        th.join()
+        agg, seconds = _consumer_seconds(t, keys, first, hours)
         agg_rate = agg.readings / seconds
-        out(LogLine("bench", f"aggregate: {agg.readings:,} readings into {agg.published} hours in {seconds:.2f} s "
-                             f"= {agg_rate:,.0f} readings/s"))
+        say(f"aggregate: {agg.readings:,} readings into {agg.published} hours in {seconds:.2f} s "
+            f"= {agg_rate:,.0f} readings/s = {seconds / read_s:.2f}x the read time")
+        consumer_hours, _ = load_averages(r, keys)
 
-        n = min(baseline_readings, data.count)
-        base_rate = baseline(r, keys, first, n)
+        fasts, same = [], True
+        for _ in range(2):
+            fasts.append(fast_path_prototype(r, keys, first))
+            fast_hours, _ = load_averages(r, keys)
+            same = same and consumer_hours.equals(fast_hours) and len(fast_hours) == hours
+        fast = min(fasts, key=lambda x: x["seconds"])
+        say(f"aggregate (fast path prototype): {fast['readings']:,} readings into {fast['hours']} hours in "
+            f"{fast['seconds']:.2f} s = {fast['seconds'] / read_s:.2f}x the read time (best of {len(fasts)}: "
+            f"read {fast['read']:.2f} s, parse {fast['parse']:.2f} s, fold {fast['fold']:.3f} s, "
+            f"free {fast['free']:.3f} s, commit {fast['commit']:.3f} s); " + ("the same averages as the consumer" if same else
+                                                    "AVERAGES DIFFER from the consumer's"))
+
+        nb = min(baseline_readings, data.count)
+        base_rate = baseline(r, keys, first, nb)
         ratio = agg_rate / base_rate
-        out(LogLine("bench", f"baseline:  one message per XREAD + state per message: {n:,} readings "
-                             f"= {base_rate:,.0f} readings/s (would take {data.count / base_rate:,.0f} s for all)"))
-        out(LogLine("bench", f"ratio:     batched aggregation is {ratio:,.0f}x the baseline"))
+        say(f"baseline:  one message per XREAD + state per message: {nb:,} readings "
+            f"= {base_rate:,.0f} readings/s (would take {data.count / base_rate:,.0f} s for all)")
+        say(f"ratio:     batched aggregation is {ratio:,.0f}x the baseline")
         met = {"produce": produce_rate >= TARGETS["produce"], "aggregate": agg_rate >= TARGETS["aggregate"],
                "ratio": ratio >= TARGETS["ratio"]}
-        out(LogLine("bench", "targets (10 days): produce >= 430k/s {}, aggregate >= 290k/s {}, ratio >= 50x {}".format(
-            *("met" if met[k] else "NOT met" for k in ("produce", "aggregate", "ratio")))))
+        say("targets (10 days): produce >= 430k/s {}, aggregate >= 290k/s {}, ratio >= 50x {}".format(
+            *(_met(met[k]) for k in ("produce", "aggregate", "ratio"))))
+        say("limits: produce >= {:g}x XADD ceiling {}; aggregate <= {:g}x read time: consumer {}, "
+            "fast path prototype {}".format(
+                LIMIT_TARGETS["produce"], _met(produce_rate / xadd_limit >= LIMIT_TARGETS["produce"]),
+                LIMIT_TARGETS["aggregate"], _met(seconds / read_s <= LIMIT_TARGETS["aggregate"]),
+                _met(fast["seconds"] / read_s <= LIMIT_TARGETS["aggregate"] and same)))
     finally:
         delete_namespace(r, keys)
     return 0

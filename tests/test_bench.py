@@ -1,0 +1,29 @@
+"""``labkit bench`` on a small dataset: it measures its limits, checks the fast path, cleans only its own keys.
+
+No timings are asserted: speed targets live in the bench's own output.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+def test_bench_reports_ratios_to_its_limits_and_cleans_only_its_own_keys(cli, r, keys):
+    r.set(keys.key("mine"), "kept")
+    r.set("labkit-bench-other:x", "kept")          # a namespace that merely starts the same
+    try:
+        res = cli("bench", "--days", "0.05", "--baseline-readings", "300", timeout=300)
+        assert res.returncode == 0, res.stderr
+        out = res.stdout
+        assert re.search(r"produce: +4,320 readings in .* \(best of 2; ", out), out
+        assert re.search(r"XADD ceiling: .* [\d,]+/s \(best of 2; ", out), out
+        assert re.search(r"produce: +\d+\.\d\dx the XADD ceiling", out), out
+        assert re.search(r"read ceiling: XRANGE over 1 partition\(s\).*: \d+\.\d\d s \(best of 2 each: COUNT 50,000", out), out
+        assert re.search(r"aggregate: 4,320 readings into 2 hours .* = \d+\.\d\dx the read time", out), out
+        assert re.search(r"aggregate \(fast path prototype\): 4,320 readings into 2 hours .*x the read time .*"
+                         r"the same averages as the consumer", out), out
+        assert "baseline:" in out and "limits: produce >= 0.9x XADD ceiling" in out
+        assert list(r.scan_iter(match="labkit-bench:*", count=1000)) == []
+        assert r.get(keys.key("mine")) == b"kept" and r.get("labkit-bench-other:x") == b"kept"
+    finally:
+        r.delete("labkit-bench-other:x")
