@@ -23,7 +23,7 @@ import time
 
 import redis
 
-from ..core import keyspace, producer
+from ..core import keyspace, manifest, producer
 from ..core.aggregating import AggregatingConsumer
 from ..core.fastfold import BatchReader, as_entries, fold_parsed, parse_raw, paused_gc
 from ..core.keys import Keys
@@ -150,7 +150,7 @@ def fast_path_prototype(r: redis.Redis, keys: Keys, first: str, count: int = FAS
     """The aggregating loop with the fast path, to measure it (it publishes what the consumer would).
 
     Per batch: :class:`~labkit.fastfold.BatchReader` (next batch requested
-    before this one is folded; watermark and next partition asked in the same
+    before this one is folded; manifest record and next partition asked in the same
     pipeline), :func:`~labkit.fastfold.parse_raw` + :func:`~labkit.fastfold.fold_parsed`
     (the plain fold for an unusual batch), one transaction committing averages,
     dead letters and state (``AggregatingConsumer._commit``, until the consumer
@@ -159,7 +159,7 @@ def fast_path_prototype(r: redis.Redis, keys: Keys, first: str, count: int = FAS
     """
     s = prepare(r, keys, first)
     agg = AggregatingConsumer(r, keys, null_sink, averages_maxlen=0)   # for its commit
-    reader = BatchReader(r, count, before=lambda stream: [("GET", keys.watermark),
+    reader = BatchReader(r, count, before=lambda stream: [("HGET", keys.manifest, stream),
                                         ("EXISTS", next_partition(stream, keys.partition_prefix))])
     window, stream, last = HourlyWindow(), s.stream, b"0"
     t = dict.fromkeys(("read", "parse", "fold", "free", "commit"), 0.0)
@@ -185,16 +185,17 @@ def fast_path_prototype(r: redis.Redis, keys: Keys, first: str, count: int = FAS
                     last = entries[-1][0]
                 del entries, parsed     # free the batch here, to time it on its own
                 f = clock()
-            switch = got < count and bool(next_exists)
-            if switch:
+            rec = manifest.Record.decode(mark)
+            done = got < count and rec is not None and rec.complete and last != b"0" and id_ms(last) >= rec.last_ms
+            if done:
                 closed += [h for h in [window.close()] if h]
-            elif got < count:
-                closed += [h for h in [window.close_through(int(mark) if mark else None)] if h]
-            new = AggregatingState(stream, last.decode(), window.total, window.count)
+            switch = done and bool(next_exists)
+            new = AggregatingState(stream, last.decode(), window.total, window.count, start_stream=first)
             if switch:
-                new = AggregatingState(next_partition(stream, keys.partition_prefix), "0", 0, 0)
+                new = AggregatingState(next_partition(stream, keys.partition_prefix), "0", 0, 0, start_stream=first)
             if got or closed or switch:
-                agg._commit(closed, bad, new, stream)
+                agg._commit(closed, bad, new, s)
+                s = new
                 readings += got - len(bad)
             e = clock()
             t["read"] += b - a
