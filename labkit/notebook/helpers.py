@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import redis
 
+from .. import progress
 from ..core import producer
 from ..core.keys import Keys
 from ..core.keyspace import keys_for
@@ -95,18 +96,12 @@ def dataset_present(r: redis.Redis, data: producer.Dataset, keys: Keys) -> bool:
 
 def produce_with_progress(r: redis.Redis, data: producer.Dataset, keys: Keys, sink=null_sink,
                           retention_days: float = producer.DEFAULT_RETENTION_DAYS) -> dict:
-    """:func:`labkit.producer.produce` with a tqdm progress bar (a widget in Jupyter)."""
-    from tqdm.auto import tqdm
-    bar = tqdm(total=data.count, unit=" readings", unit_scale=True, desc="producing")
-    done = [0]
-
-    def progress(n: int) -> None:
-        bar.update(n - done[0])
-        done[0] = n
+    """:func:`labkit.core.producer.produce` with a progress bar (a widget in Jupyter, :func:`labkit.progress.bar`)."""
+    update, close = progress.bar(data.count, "producing", notebook=True)
     try:
-        return producer.produce(r, data, keys, sink, retention_days, progress)
+        return producer.produce(r, data, keys, sink, retention_days, update)
     finally:
-        bar.close()
+        close()
 
 
 def ensure_dataset(r: redis.Redis, data: producer.Dataset, keys: Keys) -> bool:
