@@ -87,7 +87,7 @@ LIVE_STATES = (WorkerState.STARTING, WorkerState.REPLAYING, WorkerState.RUNNING)
 
 @dataclass
 class Worker:
-    """One worker: a thread reading as consumer ``name``; ``generation`` counts its restarts."""
+    """One worker: a thread reading as consumer ``name`` (``generation`` 1, then 2 after its first restart …)."""
 
     name: str
     generation: int = 1
