@@ -288,7 +288,7 @@ def test_output_sink_limits_lines():
     from labkit import group_widgets as gw
     from labkit.log import LogLine
     out = W.Output()
-    sink = gw.OutputSink(out, limit=3)
+    sink = gw.FirstLinesSink(out, limit=3)
     for i in range(10):
         sink(LogLine("group", f"line {i}"))
     texts = [o["text"] for o in out.outputs]

@@ -87,7 +87,7 @@ def test_what_ran_covers_exactly_what_the_consumers_read(r, lab_env, panels):
     assert run.partitions == lab.names + [third] and run.extra == [third]
     # The third day is complete in the partition manifest (the longer run finished it), so its last hour closes.
     assert run.open_hour is None
-    assert run.hours == 24 + 12 + 24 == p.last_status["hours_published"]
+    assert run.hours == 24 + 12 + 24 == p.last_status["hours_ever_added"]
     assert run.report.ok and run.report.matched == run.hours, run.report.summary()
     assert "1 of them not this notebook's dataset" in run.summary() and "still open" not in run.summary()
 

@@ -90,3 +90,25 @@ def test_the_flat_layouts_module_paths_still_import_the_moved_modules():
     from labkit.widgets import ConsumerPanel
     from labkit.notebook.panel import ConsumerPanel as Panel
     assert ConsumerPanel is Panel
+
+
+def test_dead_letter_record_starts_with_source_id_reason_payload_and_caps_lengths():
+    from labkit.core import deadletters
+    rec = deadletters.record(b"temps:20250101", b"1-0", "bad " * 200, {b"temp_f": b"NaN"}, deliveries=4)
+    assert list(rec) == ["source", "id", "reason", "payload", "deliveries"]
+    assert rec["source"] == "temps:20250101" and rec["id"] == "1-0" and rec["deliveries"] == 4
+    assert len(rec["reason"]) == deadletters.REASON_MAX and rec["payload"] == "{'temp_f': 'NaN'}"
+    assert len(deadletters.payload({"x": "y" * 2000})) == deadletters.PAYLOAD_MAX
+    assert deadletters.payload(None) == "{}"         # an entry trimmed away: nothing left to show
+
+
+def test_replies_as_text_from_bytes_or_str():
+    from labkit.core.replies import text, text_fields
+    assert text(b"0-0") == "0-0" == text("0-0") and text(7) == "7"
+    assert text_fields({b"a": b"1", "b": 2}) == {"a": "1", "b": "2"}
+
+
+def test_worker_states_are_strings_for_existing_comparisons_and_display():
+    from labkit.labs.pool import LIVE_STATES, WorkerState
+    assert WorkerState.RUNNING == "running" and f"{WorkerState.KILLED}" == "killed" == str(WorkerState.KILLED)
+    assert "stopped" not in LIVE_STATES and "replaying" in LIVE_STATES

@@ -111,7 +111,7 @@ def test_start_fills_both_outputs_and_status(r, keys, data, panel, capfd):
 
     st = p.update()
     assert st["running"] and st["partition"] == parts[1]
-    assert st["hours_published"] == HOURS and st["lag_ms"] == 0 and st["averages_unread"] == 0
+    assert st["hours_ever_added"] == HOURS and st["lag_ms"] == 0 and st["averages_unread"] == 0
     assert st["last_average"]["date"] == "2025/01/02" and st["last_average"]["hour"] == "11"
     assert "lag 0 s of readings" in p.status.value
 
@@ -136,7 +136,7 @@ def test_chart_and_status_update_live_while_running(r, keys, data, panel):
     seen_chart, seen_status = set(), set()
     while p.running and p.handle.idle_for() < 0.3:
         seen_chart.add(len(p.chart_data))
-        seen_status.add(p.last_status.get("hours_published"))
+        seen_status.add(p.last_status.get("hours_ever_added"))
         time.sleep(0.01)
     assert any(0 < n < HOURS for n in seen_chart), seen_chart
     assert any(0 < n < HOURS for n in seen_status if n is not None), seen_status
@@ -171,7 +171,7 @@ def test_start_from_second_partition_clears_the_logs(r, keys, data, panel):
     assert lines[0].startswith("avg: Average temperature for 2025/01/02 at 0 was")
     assert len(lines) == 12 and "2025/01/01" not in output_text(p.avg_output)
     assert output_text(p.agg_output).startswith(f"agg: Starting aggregating consumer in stream {parts[1]}")
-    assert p.last_status["hours_published"] == 12 and len(p.chart_data) == 12
+    assert p.last_status["hours_ever_added"] == 12 and len(p.chart_data) == 12
 
 
 def test_crash_mid_hour_then_resume_loses_and_repeats_nothing(r, keys, data, panel):
@@ -189,7 +189,7 @@ def test_crash_mid_hour_then_resume_loses_and_repeats_nothing(r, keys, data, pan
 
     saved = {k.decode(): v.decode() for k, v in r.hgetall(keys.aggregating_state).items()}
     assert int(saved["current_hourly_count"]) > 0, f"crash landed on an hour boundary: {saved}"
-    assert st["lag_ms"] > 0 and st["hours_published"] < HOURS
+    assert st["lag_ms"] > 0 and st["hours_ever_added"] < HOURS
     published_before = r.xlen(keys.averages)
 
     p.resume_button.click()
@@ -201,7 +201,7 @@ def test_crash_mid_hour_then_resume_loses_and_repeats_nothing(r, keys, data, pan
     rep, truth, averages = verify_now(r, keys, parts)
     assert rep.ok and rep.matched == HOURS and rep.duplicates == 0 and not rep.missing, rep.summary()
     assert len(averages) == HOURS > published_before
-    assert p.last_status["hours_published"] == HOURS
+    assert p.last_status["hours_ever_added"] == HOURS
     assert p.handle.status()["hours_replayed"] == 0
     # Every hour was printed (printing is at-least-once; publishing is exactly-once).
     printed = set(avg_average_lines(p))
@@ -357,7 +357,7 @@ def test_chart_says_how_many_averages_it_shows_and_why(r, keys, panel):
     assert p.wait_idle(0.5, timeout=120)
     p.update()
     st = p.last_status
-    assert st["hours_published"] == 120 and st["averages_len"] < 120
+    assert st["hours_ever_added"] == 120 and st["averages_len"] < 120
     assert len(p.chart_data) == st["averages_len"]
     assert p.chart_caption == chart_title(keys.averages, st["averages_len"], 120, 10)
     assert f"the newest {st['averages_len']} of 120" in p.chart_caption

@@ -10,6 +10,7 @@ import time
 
 import redis
 
+from .. import progress
 from ..core import keyspace, producer
 from ..core.aggregating import DEFAULT_MAXLEN
 from ..core.keys import Keys
@@ -121,21 +122,6 @@ def cmd_cluster(args) -> int:
     return 0 if st["state"] == "ok" else 1
 
 
-def _progress(total: int, desc: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None, lambda: None
-    bar = tqdm(total=total, unit=" readings", unit_scale=True, desc=desc, disable=None,
-               file=sys.stderr, leave=False)
-    last = [0]
-
-    def update(done: int) -> None:
-        bar.update(done - last[0])
-        last[0] = done
-    return update, bar.close
-
-
 def cmd_produce(args) -> int:
     if args.live:
         return _produce_live(args)
@@ -148,7 +134,7 @@ def cmd_produce(args) -> int:
     keys = Keys.from_env()
     r = connection.connect()
     keys = keyspace.keys_for(r, keys)
-    update, close = _progress(data.count, "producing") if not args.no_progress else (None, lambda: None)
+    update, close = progress.bar(data.count, "producing") if not args.no_progress else (None, lambda: None)
     try:
         res = producer.produce(r, data, keys, TerminalSink(), args.retention_days, update)
     finally:

@@ -22,21 +22,18 @@ import redis
 from ..errors import SimulatedCrash
 from ..log import LogLine, Sink
 from ..servers import connection
-from . import keyspace
+from . import deadletters, keyspace
 from .keys import Keys
+from .replies import text, text_fields
 from .state import AveragesState, data_gone
 from .window import round_half_up
 
 BLOCK_MS = 500
 
 
-def _s(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 def describe(fields: dict) -> str:
     """The course's line for one average, or ``ValueError`` if the entry is malformed."""
-    f = {_s(k): _s(v) for k, v in fields.items()}
+    f = text_fields(fields)
     count = int(f["num_observations"])
     if "sum_temp_f" in f:
         whole = int(round_half_up(Fraction(int(f["sum_temp_f"]), count)))
@@ -86,14 +83,14 @@ class AveragesConsumer:
                         line = describe(fields)
                     except (KeyError, ValueError, ArithmeticError) as exc:
                         self.malformed += 1
-                        self.r.xadd(self.keys.deadletter, {"source": stream, "id": eid, "reason": f"malformed average: {exc!r}"[:200],
-                                                           "payload": repr(fields)[:500]}, maxlen=10_000, approximate=True)
-                        self.log(f"Dead-lettered malformed entry {_s(eid)} of {stream} to {self.keys.deadletter}.")
+                        self.r.xadd(self.keys.deadletter, deadletters.record(stream, eid, f"malformed average: {exc!r}",
+                                                                             fields), maxlen=10_000, approximate=True)
+                        self.log(f"Dead-lettered malformed entry {text(eid)} of {stream} to {self.keys.deadletter}.")
                         continue
                     self.log(line)
                     self.last_line = line
                     self.printed += 1
-                s = self.state = AveragesState(_s(entries[-1][0]), max(added, s.entries_read + len(entries)))
+                s = self.state = AveragesState(text(entries[-1][0]), max(added, s.entries_read + len(entries)))
                 self.r.hset(self.keys.averages_state, mapping=s.fields())
                 waiting, self.idle_since = False, None
                 continue

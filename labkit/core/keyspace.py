@@ -18,6 +18,7 @@ from redis.crc import key_slot
 
 from ..servers.connection import is_cluster
 from .keys import Keys
+from .replies import text
 
 #: Keys per UNLINK: large enough for few round trips, small enough not to block the server.
 CHUNK = 500
@@ -29,20 +30,16 @@ def keys_for(r, keys: Keys | None = None) -> Keys:
     return dataclasses.replace(keys, cluster=is_cluster(r))
 
 
-def _name(k) -> str:
-    return k.decode() if isinstance(k, bytes) else k
-
-
 def scan_keys(r, match: str, _type: str | None = None) -> list[str]:
     """Every key matching ``match`` (SCAN, never KEYS), on every master of a cluster."""
     if not is_cluster(r):
-        return list({_name(k) for k in r.scan_iter(match=match, count=1000, _type=_type)})
+        return list({text(k) for k in r.scan_iter(match=match, count=1000, _type=_type)})
     for attempt in (1, 2):
         try:
             found: set[str] = set()
             for node in r.get_primaries():
                 node_client = r.get_redis_connection(node)
-                found.update(_name(k) for k in node_client.scan_iter(match=match, count=1000, _type=_type))
+                found.update(text(k) for k in node_client.scan_iter(match=match, count=1000, _type=_type))
             return list(found)
         except (redis.ConnectionError, redis.TimeoutError):
             if attempt == 2:

@@ -1,6 +1,6 @@
 """ipywidgets for the consumer-group workers notebook.
 
-:class:`WorkersPanel` drives a running :class:`labkit.groups.Pool`: a slider for
+:class:`WorkersPanel` drives a running :class:`labkit.labs.pool.Pool`: a slider for
 the number of workers, a chaos toggle, a "kill worker" button, a live table of
 the group's consumers (XINFO CONSUMERS: pending, idle) and a throughput chart.
 
@@ -20,13 +20,17 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 
 from ..log import LogLine, tee
-from .groups import Pool
+from .pool import Pool
 
 
-class OutputSink:
-    """A log sink writing into an Output widget with ``append_stdout`` (safe from threads).
+class FirstLinesSink:
+    """A log sink writing the first ``limit`` lines of a run into an Output widget, then only counting.
 
-    At most ``limit`` lines are shown, so a long run cannot grow the page without bound.
+    Writes with ``append_stdout`` (safe from threads).  The lines after the first
+    ``limit`` are counted in :attr:`hidden`, so a long run cannot grow the page
+    without bound.  The consumer panel's :class:`labkit.notebook.panel.OutputSink`
+    differs on purpose: it keeps the *newest* lines, appended in batches to a
+    :class:`~labkit.notebook.panel.LogBox`.
     """
 
     def __init__(self, out: W.Output, limit: int = 300):
@@ -84,7 +88,7 @@ def throughput_png(history: list[tuple[float, int]], width: float = 6.0, height:
 
 
 class WorkersPanel:
-    """Controls and live view for a :class:`~labkit.groups.Pool`."""
+    """Controls and live view for a :class:`~labkit.labs.pool.Pool`."""
 
     def __init__(self, pool: Pool, max_workers: int = 8, refresh_every: float = 0.5, log_limit: int = 300):
         self.pool = pool
@@ -98,7 +102,7 @@ class WorkersPanel:
         self.table = W.HTML()
         self.chart = W.Image(format="png")
         self.log = W.Output(layout=W.Layout(max_height="12em", overflow="auto", border="1px solid #ddd"))
-        self.sink = OutputSink(self.log, log_limit)
+        self.sink = FirstLinesSink(self.log, log_limit)
         pool.sink = tee(pool.sink, self.sink)
         self.last_killed: str | None = None
         self.workers.observe(self._on_workers, names="value")
@@ -125,9 +129,7 @@ class WorkersPanel:
     def refresh(self) -> None:
         st = self.pool.status()
         self.table.value = consumers_html(self.pool.consumers())
-        with self.pool._lock:
-            history = list(self.pool.history)
-        self.chart.value = throughput_png(history)
+        self.chart.value = throughput_png(self.pool.history_snapshot())
         self.status.value = (
             f"<b>{st['live']}</b> live of {self.pool.desired} · acked after work <b>{st['done']}</b> · "
             f"failed attempts {st['failed']} · claimed {st['claimed']} · dead-lettered <b>{st['deadlettered']}</b>"

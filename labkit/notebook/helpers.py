@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import redis
 
+from .. import progress
 from ..core import producer
 from ..core.keys import Keys
 from ..core.keyspace import keys_for
@@ -37,7 +38,7 @@ from ..core.runner import list_partitions
 from ..core.state import AggregatingState
 from ..core.truth import hourly_truth, load_averages, load_readings, verify
 from ..errors import LabkitError
-from ..labs import groups
+from ..labs import names as lab_names
 from ..log import null_sink
 from ..servers import connection
 
@@ -47,7 +48,7 @@ DEFAULT_DAYS = 10.0
 # ---------------------------------------------------------------- dataset
 
 def dataset_days() -> float:
-    """Days of readings to produce: ``LABKIT_DAYS`` or 10."""
+    """Days of readings to produce: ``LABKIT_DAYS`` or 10 (CI uses a small one)."""
     raw = os.environ.get("LABKIT_DAYS", "").strip()
     if not raw:
         return DEFAULT_DAYS
@@ -60,9 +61,11 @@ def dataset_days() -> float:
     return days
 
 
-def dataset(days: float | None = None) -> producer.Dataset:
-    """The course's dataset (2025-01-01, one reading a second), ``days`` long."""
-    return producer.Dataset(producer.parse_start(producer.DEFAULT_START), dataset_days() if days is None else days)
+def dataset(days: float | None = None, max_days: float | None = None) -> producer.Dataset:
+    """The course's dataset (2025-01-01, one reading a second), ``days`` long (default :func:`dataset_days`),
+    at most ``max_days``."""
+    days = dataset_days() if days is None else days
+    return producer.Dataset(producer.parse_start(producer.DEFAULT_START), min(days, max_days) if max_days else days)
 
 
 def expected_counts(data: producer.Dataset, keys: Keys) -> dict[str, int]:
@@ -93,18 +96,12 @@ def dataset_present(r: redis.Redis, data: producer.Dataset, keys: Keys) -> bool:
 
 def produce_with_progress(r: redis.Redis, data: producer.Dataset, keys: Keys, sink=null_sink,
                           retention_days: float = producer.DEFAULT_RETENTION_DAYS) -> dict:
-    """:func:`labkit.producer.produce` with a tqdm progress bar (a widget in Jupyter)."""
-    from tqdm.auto import tqdm
-    bar = tqdm(total=data.count, unit=" readings", unit_scale=True, desc="producing")
-    done = [0]
-
-    def progress(n: int) -> None:
-        bar.update(n - done[0])
-        done[0] = n
+    """:func:`labkit.core.producer.produce` with a progress bar (a widget in Jupyter, :func:`labkit.progress.bar`)."""
+    update, close = progress.bar(data.count, "producing", notebook=True)
     try:
-        return producer.produce(r, data, keys, sink, retention_days, progress)
+        return producer.produce(r, data, keys, sink, retention_days, update)
     finally:
-        bar.close()
+        close()
 
 
 def ensure_dataset(r: redis.Redis, data: producer.Dataset, keys: Keys) -> bool:
@@ -223,15 +220,15 @@ def setup(produce_if_missing: bool = True, days: float | None = None) -> Lab:
 def setup_companion(name: str, max_days: float | None = 1) -> Lab:
     """The one set-up call of a companion notebook (07–12): its own namespace, emptied, and fresh data.
 
-    The namespace is :func:`labkit.groups.lab_keys` of ``name`` (never the main
+    The namespace is :func:`labkit.labs.names.lab_keys` of ``name`` (never the main
     lab's keys); what an earlier run of the same notebook left there is deleted,
     then ``LABKIT_DAYS`` of data (at most ``max_days``) is produced into it.
     """
     target = connection.target()
     r = connection.connect(target)
-    keys = groups.lab_keys(name)
-    groups.delete_keys(r, keys)
-    data = groups.lab_dataset(max_days=max_days)
+    keys = lab_names.lab_keys(name)
+    lab_names.delete_keys(r, keys)
+    data = dataset(max_days=max_days)
     producer.produce(r, data, keys, null_sink)
     return Lab(target, r, keys, data, data.partitions(keys), expected_hours(data), True, True, [])
 

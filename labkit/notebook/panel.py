@@ -32,6 +32,7 @@ from ..core import keyspace
 from ..core.aggregating import DEFAULT_MAXLEN
 from ..core.keys import Keys
 from ..core.partition import day_start_ms, id_ms, next_partition, parse_partition
+from ..core.replies import text, text_fields
 from ..core.runner import Consumers, list_partitions, start_consumers
 from ..errors import LabkitError
 from ..log import COLOURS, RESET, ListSink, LogLine, tee
@@ -221,10 +222,6 @@ def _duration(ms: float) -> str:
         return f"{h} h {m:02d} min"
     d, h = divmod(h, 24)
     return f"{d} d {h} h"
-
-
-def _s(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 #: Text colours as (light theme, dark theme); each reads at WCAG AA (4.5:1 or more) on its theme's
@@ -538,21 +535,22 @@ class ConsumerPanel:
         h = self.handle.status() if self.handle else {}
         st["crashed"] = bool(h.get("crashed")) or (self._crashed and not st["running"])
         st["error"] = h.get("error")
-        saved = {_s(a): _s(b) for a, b in state.items()} if isinstance(state, dict) else {}
+        saved = text_fields(state) if isinstance(state, dict) else {}
         st["partition"] = h.get("partition") or saved.get("current_stream_key")
         st["last_message_id"] = h.get("last_message_id") or saved.get("last_message_id")
         st["open_hour_count"] = int(saved.get("current_hourly_count", 0) or 0)
         if isinstance(info, Exception):
-            st["hours_published"], st["averages_len"], st["averages_last_id"] = 0, 0, None
+            st["hours_ever_added"], st["averages_len"], st["averages_last_id"] = 0, 0, None
         else:
-            st["hours_published"] = int(info.get("entries-added", 0))
+            # Every average ever added to the stream (all runs); the runner's hours_published is this run's.
+            st["hours_ever_added"] = int(info.get("entries-added", 0))
             st["averages_len"] = int(info.get("length", 0))
-            st["averages_last_id"] = _s(info.get("last-generated-id"))
+            st["averages_last_id"] = text(info.get("last-generated-id"))
         st["hours_this_run"] = h.get("hours_published", 0)
         st["averages_printed"] = h.get("averages_printed", 0)
         st["last_average"] = None
         if isinstance(last, list) and last:
-            st["last_average"] = {_s(a): _s(b) for a, b in last[0][1].items()}
+            st["last_average"] = text_fields(last[0][1])
         st["lag_ms"] = None
         if newest and st["partition"]:
             tail = self.r.xrevrange(newest, count=1)
@@ -582,7 +580,7 @@ class ConsumerPanel:
     def status_text(self, st: dict | None = None) -> str:
         """The status line as plain text."""
         st = self.last_status if st is None else st
-        if "hours_published" not in st:
+        if "hours_ever_added" not in st:
             return st.get("error") or ""
         where = st.get("partition") or "—"
         lid = st.get("last_message_id")
@@ -593,11 +591,11 @@ class ConsumerPanel:
         last = (f"{la['date']} at {la['hour']}: {la['average_temp_f']}°F ({la['num_observations']} obs)"
                 if la else "—")
         lag = "—" if st.get("lag_ms") is None else _duration(st["lag_ms"]) + " of readings"
-        return (f"partition {where} · hours published {st['hours_published']} · last average {last} · "
+        return (f"partition {where} · hours published {st['hours_ever_added']} · last average {last} · "
                 f"lag {lag}, {st['averages_unread']} averages unread")
 
     def _update_chart(self, st: dict) -> None:
-        key = (st["averages_len"], st["averages_last_id"], st["hours_published"])
+        key = (st["averages_len"], st["averages_last_id"], st["hours_ever_added"])
         if key == self._chart_key:
             return
         self._chart_key = key
@@ -609,8 +607,8 @@ class ConsumerPanel:
             except (KeyError, ValueError):
                 continue
         self.chart_data = data
-        self.chart_caption = chart_title(self.keys.averages, len(data), st["hours_published"], self.averages_maxlen)
-        self._show_chart(render_chart(data, self.keys.averages, st["hours_published"], self.averages_maxlen)
+        self.chart_caption = chart_title(self.keys.averages, len(data), st["hours_ever_added"], self.averages_maxlen)
+        self._show_chart(render_chart(data, self.keys.averages, st["hours_ever_added"], self.averages_maxlen)
                          if data else b"")
 
     def _show_chart(self, png: bytes) -> None:
