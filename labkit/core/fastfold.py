@@ -28,6 +28,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import redis
 
+from ..servers import connection
 from .partition import HOUR_MS
 from .window import PLAUSIBLE_F, HourAverage, HourlyWindow, fold
 
@@ -168,7 +169,7 @@ class BatchReader:
     def __init__(self, r: redis.Redis, count: int = 50_000,
                  before: Callable[[str], list[tuple]] | None = None):
         self.r, self.count, self.before = r, count, before
-        self.conn = r.connection_pool.get_connection()
+        self.conn = connection.pooled_connection(r)
         self.ahead: tuple[str, bytes] | None = None    # the request in flight
         self.ahead_replies = 0
 
