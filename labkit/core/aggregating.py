@@ -48,7 +48,7 @@ from .fastfold import BatchReader, fold_raw, paused_gc
 from .window import HourAverage, HourlyWindow, fold
 
 DEFAULT_MAXLEN = 120
-BATCH = 20_000          # measured fastest for the fast path (docs/benchmark.md)
+BATCH = 10_000          # measured as fast as 20,000 and faster than 50,000 (docs/benchmark.md)
 BLOCK_MS = 500
 DEADLETTER_MAXLEN = 10_000
 
