@@ -114,3 +114,19 @@ def test_reading_holds_a_couple_of_batches_not_the_dataset(r, keys):
             tracemalloc.stop()
             reader.close()
     assert peaks[4] < 1.5 * peaks[1], peaks
+
+
+def test_the_commands_before_a_read_run_ahead_of_it_also_when_read_ahead(r, keys):
+    # The consumer relies on this: the manifest record it judges a batch by is read before that batch.
+    name = keys.partition_prefix + "20250101"
+    for i in range(4):
+        r.xadd(name, {"temp_f": "1"}, id=f"{T0 + i}-0")
+    reader = BatchReader(r, 4, before=lambda stream: [("XADD", stream, "*", "temp_f", "2")])
+    try:
+        _, first = reader.read(name, "0")       # full: the next request (XADD, then XRANGE) is already sent
+        assert len(first) == 4 and reader.ahead == (name, first[-1][0])
+        replies, ahead = reader.read(name, first[-1][0])
+    finally:
+        reader.close()
+    # Each request's XADD ran before its XRANGE: the batch read ahead holds both added entries.
+    assert [e[1] for e in ahead] == [[b"temp_f", b"2"]] * 2 and replies == [ahead[1][0]]

@@ -98,8 +98,9 @@ T = connection.Target("redis://:pw@127.0.0.1:7100", embedded=False)
     (redis.ResponseError("MOVED 16230 127.0.0.1:7103"), "(MOVED 16230 127.0.0.1:7103)"),  # the raw pipe's form
     (redis.exceptions.AskError("3999 127.0.0.1:7101"), "(ASK 3999 127.0.0.1:7101)"),
     (redis.exceptions.ClusterCrossSlotError("Keys in request don't hash to the same slot"), "CROSSSLOT"),
-    (redis.exceptions.CrossSlotTransactionError("All keys involved in a cluster transaction must map to the "
-                                                "same slot"), "CROSSSLOT"),
+    *([(redis.exceptions.CrossSlotTransactionError("All keys involved in a cluster transaction must map to the "
+                                                   "same slot"), "CROSSSLOT")]
+      if hasattr(redis.exceptions, "CrossSlotTransactionError") else []),    # redis-py 6+
     (redis.exceptions.RedisClusterException("MGET - all keys must map to the same key slot"), "CROSSSLOT"),
     (redis.exceptions.TryAgainError("Multiple keys request during rehashing of slot"), "TRYAGAIN"),
     (redis.exceptions.ClusterDownError("The cluster is down"), "is down"),

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import gc
 from contextlib import contextmanager
-from itertools import chain
-from operator import itemgetter
 from typing import Callable, NamedTuple
 
 import numpy as np
 import redis
 
+from ..servers import connection
 from .partition import HOUR_MS
 from .window import PLAUSIBLE_F, HourAverage, HourlyWindow, fold
 
@@ -36,7 +35,6 @@ _FIELD = b"temp_f"
 #: unusual spellings (``007``, ``-0``) are not here: those batches go to the plain fold.
 _VALUES = {b"%d" % v: v for v in range(PLAUSIBLE_F[0], PLAUSIBLE_F[1] + 1)}
 _MAX_MS_DIGITS = 18     # so every ms fits an int64
-_id, _fields = itemgetter(0), itemgetter(1)
 
 
 class Parsed(NamedTuple):
@@ -62,19 +60,18 @@ def parse_raw(raw) -> Parsed | None:
     if not n:
         return None
     try:
-        ids = list(map(_id, raw))
-        pairs = list(map(_fields, raw))
+        ids, pairs = zip(*raw)                  # columns: one pass in C each
         if set(map(len, pairs)) != {2}:
             return None
-        flat = list(chain.from_iterable(pairs))
-        if flat[0::2].count(_FIELD) != n:
+        fields, values = zip(*pairs)
+        if fields.count(_FIELD) != n:
             return None
-        temps = np.fromiter(map(_VALUES.__getitem__, flat[1::2]), np.int64, n)
+        temps = np.fromiter(map(_VALUES.__getitem__, values), np.int64, n)
         width = len(ids[0])
         if set(map(len, ids)) != {width}:
             return None
         joined = b"".join(ids)
-    except (TypeError, KeyError, IndexError):   # None, str, a missing part, an unusual value
+    except (TypeError, KeyError, IndexError, ValueError):   # None, str, a missing part, an unusual value
         return None
     dash = ids[0].find(b"-")
     if not 0 < dash <= _MAX_MS_DIGITS or dash == width - 1:
@@ -168,7 +165,7 @@ class BatchReader:
     def __init__(self, r: redis.Redis, count: int = 50_000,
                  before: Callable[[str], list[tuple]] | None = None):
         self.r, self.count, self.before = r, count, before
-        self.conn = r.connection_pool.get_connection()
+        self.conn = connection.pooled_connection(r)
         self.ahead: tuple[str, bytes] | None = None    # the request in flight
         self.ahead_replies = 0
 
