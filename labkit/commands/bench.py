@@ -53,7 +53,7 @@ def server_name(r: redis.Redis) -> str:
 @contextlib.contextmanager
 def _raw_socket(r: redis.Redis):
     """The socket of a pooled connection, to time bytes in and out; the connection is dropped on any error."""
-    conn = r.connection_pool.get_connection()
+    conn = connection.pooled_connection(r)
     try:
         yield conn._sock
     except BaseException:
@@ -250,7 +250,7 @@ def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
         first = partitions[0]
         hours = len({(data.start_ms + i * data.interval_ms) // HOUR_MS for i in range(0, data.count, 1000)}
                     | {(data.end_ms - 1) // HOUR_MS})
-        runs_agg, same = [], True
+        runs_agg, same, fast_hours = [], True, None
         for _ in range(2):
             runs_agg.append(consumer_seconds(t, keys, first, hours))
             got, _ = load_averages(r, keys)

@@ -189,11 +189,11 @@ def _is_waiting(text: str) -> bool:
 def _collapse_waiting(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Drop each waiting line that a later line of the same source follows."""
     kept, later = [], set()
-    for src, text in reversed(lines):
-        if src in later and _is_waiting(text):
+    for src, line in reversed(lines):
+        if src in later and _is_waiting(line):
             continue
         later.add(src)
-        kept.append((src, text))
+        kept.append((src, line))
     return kept[::-1]
 
 
