@@ -39,7 +39,7 @@ import redis
 from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink
 from ..servers import connection
-from . import keyspace, manifest
+from . import deadletters, keyspace, manifest
 from .keys import Keys
 from .lease import Holder, Lease
 from .partition import DAY_MS, day_start_ms, id_ms, next_partition, parse_partition
@@ -371,7 +371,7 @@ class AggregatingConsumer:
             args += [h.entry_id, hf["hour"], hf["date"], hf["average_temp_f"], hf["num_observations"],
                      hf["sum_temp_f"]]
         for eid, fields, reason in bad:
-            args += [old.stream, eid, reason, repr(fields)[:500]]
+            args += list(deadletters.record(old.stream, eid, reason, fields).values())
         args.append(self.lease.holder.encode() if self.lease else "")
         keys = [self.keys.averages, self.keys.aggregating_state, self.keys.aggregating_lease, self.keys.deadletter]
         status, published, replayed, detail = self._commit_script(keys=keys, args=args)

@@ -14,9 +14,9 @@ payload   the entry's fields as text (at most :data:`PAYLOAD_MAX`)
 A writer may add fields of its own after these (the consumer-group pool adds
 ``group``, ``deliveries`` and ``consumer``).  The writers:
 
-* :mod:`labkit.core.aggregating` — bad readings, written by its ``COMMIT``
-  script together with the averages and the state (same four fields; the
-  script takes them as ``source, id, reason, payload`` arguments);
+* :mod:`labkit.core.aggregating` — bad readings and lost partitions, written by
+  its ``COMMIT`` script together with the averages and the state (the script
+  takes the four fields of :func:`record` as arguments);
 * :mod:`labkit.core.averages` — malformed entries of ``temps:averages``
   (:func:`record`);
 * :mod:`labkit.labs.pool` — poison pills and entries trimmed while pending
