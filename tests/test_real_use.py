@@ -147,7 +147,8 @@ def test_a_consumer_whose_lease_was_taken_stops_without_writing(r, keys, target)
 
 def test_a_partition_that_vanishes_mid_read_is_named_and_its_partial_hour_not_published(r, keys, target):
     day1, day2 = keys.partition_prefix + "20250101", keys.partition_prefix + "20250102"
-    writer = lease.Lease(r, keys.producer_lease, lease.Holder(what="test producer", first=day1, last=day2)).acquire("")
+    writer = lease.Lease(r, keys.producer_lease, lease.Holder(what="test producer", first=day1, last=day2),
+                         ttl_ms=600_000).acquire("")   # held for the whole test, however slow the machine
     cut = T0 + 8 * HOUR_MS + 20 * 60_000               # 08:20 on day 1
     partial_partition(r, keys, 1, cut)
     sink = ListSink()
@@ -317,7 +318,8 @@ def test_while_a_missing_day_may_still_arrive_the_consumer_says_what_it_waits_fo
     produce(r, keys, days=1, interval_ms=60_000)
     produce(r, keys, start="2025-01-03", days=1, interval_ms=60_000)
     day2 = keys.partition_prefix + "20250102"
-    writer = lease.Lease(r, keys.producer_lease, lease.Holder(what="a backfill", first=day2, last=day2)).acquire("")
+    writer = lease.Lease(r, keys.producer_lease, lease.Holder(what="a backfill", first=day2, last=day2),
+                         ttl_ms=600_000).acquire("")   # held for the whole test, however slow the machine
     sink = ListSink()
     h = start_consumers(keys.partition_prefix + "20250101", sink=sink, keys=keys, target=target, averages_maxlen=0)
     try:
@@ -368,7 +370,7 @@ def test_a_blank_namespace_is_refused(cli):
 
 
 def test_a_second_producer_is_refused_with_the_holder_named(r, keys, cli):
-    writer = lease.Lease(r, keys.producer_lease, lease.Holder(what="a live producer")).acquire("")
+    writer = lease.Lease(r, keys.producer_lease, lease.Holder(what="a live producer"), ttl_ms=600_000).acquire("")
     try:
         res = cli("produce", "--days", "1", "--no-progress", namespace=keys.namespace)
         assert res.returncode == 2 and "held by a live producer" in res.stderr and "Traceback" not in res.stderr
