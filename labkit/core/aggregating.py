@@ -285,6 +285,11 @@ class AggregatingConsumer:
             if not later:
                 self._wait(f"Waiting for new messages in stream {p}, or new stream partition.")
                 return s, window, []
+            # No producer now, but one may have finished this partition (and let go of its lease) since
+            # the record above was read: a producer marks complete before it lets go, so read it again.
+            again = manifest.Record.decode(self.r.hget(self.keys.manifest, p))
+            if again != rec or bool(self.r.exists(p)) != exists:
+                return s, window, []            # look again from the top of the loop
             why = (f"{p} is incomplete: its producer stopped after {self._where(s)} without finishing it"
                    if exists else f"{p} is missing") + f" (no producer is writing it, and {later[0]} exists)"
         self._lose(p, window, lost, why)
@@ -308,6 +313,8 @@ class AggregatingConsumer:
         if not later:
             self._wait(f"Waiting for new messages in stream {p}, or new stream partition.")
             self._next = nxt
+            return s, window, closed
+        if self.r.exists(nxt):                  # written (and its producer gone) since we looked
             return s, window, closed
         missing, day = [], nxt
         while day < later[0]:
