@@ -113,3 +113,18 @@ def kernel_dir(tmp_path_factory):
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python 3 (labkit tests)", "language": "python"}))
     return d
+
+
+@pytest.fixture
+def panels(keys, target):
+    """Make consumer panels (``panels(**options)``) on the test server; all are closed afterwards."""
+    from labkit.notebook.panel import ConsumerPanel
+    made = []
+
+    def make(**kw):
+        p = ConsumerPanel(keys=keys, target=target, interval=0.1, **kw)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.close()

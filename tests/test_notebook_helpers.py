@@ -14,7 +14,6 @@ from labkit import notebook as nbk
 from labkit import producer
 from labkit.errors import LabkitError
 from labkit.runner import list_partitions
-from labkit.widgets import ConsumerPanel
 
 
 @pytest.fixture
@@ -25,19 +24,6 @@ def lab_env(monkeypatch, keys, target):
     if not target.embedded:
         monkeypatch.setenv("REDIS_URL", target.url)
     return keys
-
-
-@pytest.fixture
-def panels(keys, target):
-    made = []
-
-    def make(**kw):
-        p = ConsumerPanel(keys=keys, target=target, interval=0.1, **kw)
-        made.append(p)
-        return p
-    yield make
-    for p in made:
-        p.close()
 
 
 def longer_run(r, keys, days=3):

@@ -33,16 +33,8 @@ def data(r, keys):
 
 
 @pytest.fixture
-def panel(target, keys):
-    made = []
-
-    def make(**kw):
-        p = ConsumerPanel(keys=keys, target=target, interval=0.1, **kw)
-        made.append(p)
-        return p
-    yield make
-    for p in made:
-        p.close()
+def panel(panels):
+    return panels
 
 
 def expected_avg_lines(r, keys, partitions) -> list[str]:
