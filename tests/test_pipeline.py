@@ -77,6 +77,37 @@ def test_partition_switch_does_not_wait_for_a_block_timeout(r, keys, target):
         h.stop(timeout=25)
 
 
+def test_the_final_hour_closes_soon_after_its_partition_is_marked_complete(r, keys, target):
+    """A consumer that drained a partition still being written blocks on it; the producer then marks it
+    complete (a hash field, not a stream entry, so nothing wakes that read).  The final hour must not wait
+    for the whole block timeout (seen in CI on a cluster: 7 s)."""
+    day = keys.partition_prefix + "20250101"
+    ids = [T0 + i * 60_000 for i in range(24 * 60)]
+    manifest.mark_writing(r, keys, [day], "run1")
+    p = r.pipeline(transaction=False)
+    for ms in ids:
+        p.xadd(day, {"temp_f": "70"}, id=f"{ms}-0")
+    p.execute()
+    h = start_consumers(day, sink=ListSink(), keys=keys, target=target, averages_maxlen=0, block_ms=7_000)
+    try:
+        deadline = time.monotonic() + 15
+        while h.status()["averages_printed"] < 23 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert h.status()["averages_printed"] == 23   # the final hour stays open while the day is written
+        time.sleep(0.3)
+        assert h.agg.idle_since is not None
+        t = time.monotonic()
+        manifest.mark_complete(r, keys, day, "run1", len(ids), ids[-1])
+        while h.status()["averages_printed"] < 24 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert h.status()["averages_printed"] == 24
+        assert time.monotonic() - t < 2, "the final hour waited for the 7 s block to time out"
+    finally:
+        h.stop(timeout=25)
+    rep, _, _ = check(r, keys)
+    assert rep.ok and rep.matched == 24
+
+
 def test_waits_for_the_next_partition_and_wakes_when_it_appears(r, keys, target):
     produce(r, keys, days=1, interval_ms=60_000)
     sink = ListSink()
