@@ -269,6 +269,32 @@ def test_output_sink_batches_lines_and_flushes_by_itself():
         "a new batch is a new child: what the browser already shows is left alone"
 
 
+def test_what_the_browser_already_shows_is_never_redrawn():
+    """A burst (a fast consumer publishes a day at once) arrives as one flush ending in a Waiting line; when
+    the next line replaces that Waiting line, no chunk already shown may change: changing an Output's outputs
+    makes the browser redraw it, which moved a learner who had scrolled to the top (the browser test)."""
+    box = LogBox()
+    sink = OutputSink({}, box, flush_interval=10)
+    wait = "Waiting for new messages in stream temps:averages"
+    sink(LogLine("avg", "Starting averages consumer in stream temps:averages at message 0."))
+    for day in (1, 2):
+        for h in range(24):
+            sink(LogLine("avg", f"Average temperature for 2025/01/0{day} at {h} was 50F (3600 observations)."))
+        sink(LogLine("avg", wait))
+        sink.flush()
+    shown = [(c, c.outputs) for c in box.chunks]          # the chunks themselves: an id() could be reused
+    for h in range(24):
+        sink(LogLine("avg", f"Average temperature for 2025/01/03 at {h} was 50F (3600 observations)."))
+    sink(LogLine("avg", wait))
+    sink.flush()
+    lines = output_text(box).splitlines()
+    assert len(lines) == 1 + 72 + 1 and lines.count(f"avg: {wait}") == 1 and lines[-1] == f"avg: {wait}"
+    for c, outputs in shown:
+        if c in box.chunks:
+            assert c.outputs is outputs, "a chunk the browser already shows was rewritten"
+    assert shown[0][0] in box.chunks, "the top chunk (with the Starting line) is still shown"
+
+
 # ---------------------------------------------------------------- what a learner sees
 
 def test_waiting_lines_stand_only_while_their_consumer_waits():

@@ -152,8 +152,9 @@ class OutputSink:
             if drop:
                 box.remove(range(drop))
                 del chunks[:drop]
-            box.append("".join(text + "\n" for _, text in lines))
-            chunks.append(lines)
+            for part in _apart_from_waiting(lines):
+                box.append("".join(text + "\n" for _, text in part))
+                chunks.append(part)
 
     @staticmethod
     def _drop_shown_waiting(box: LogBox, chunks: list, sources: set[str]) -> None:
@@ -163,14 +164,9 @@ class OutputSink:
                 idx = [i for i, (src, _) in enumerate(chunks[ci]) if src == source]
                 if not idx:
                     continue
-                if _is_waiting(chunks[ci][idx[-1]][1]):
-                    del chunks[ci][idx[-1]]
-                    if chunks[ci]:
-                        box.chunks[ci].outputs = ({"output_type": "stream", "name": "stdout",
-                                                   "text": "".join(text + "\n" for _, text in chunks[ci])},)
-                    else:
-                        box.remove([ci])
-                        del chunks[ci]
+                if _is_waiting(chunks[ci][idx[-1]][1]):      # alone in its chunk (see _apart_from_waiting)
+                    box.remove([ci])
+                    del chunks[ci]
                 break
 
     def clear(self) -> None:
@@ -184,6 +180,22 @@ class OutputSink:
 
 def _is_waiting(text: str) -> bool:
     return text.split(": ", 1)[-1].startswith(WAITING)
+
+
+def _apart_from_waiting(lines: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Split a flush into chunks so that each waiting line is a chunk of its own.
+
+    Replacing a shown waiting line then removes a whole chunk and never
+    rewrites one: rewriting an ``Output`` makes the browser redraw it, which
+    would move a learner who scrolled up to read.
+    """
+    parts: list[list[tuple[str, str]]] = [[]]
+    for line in lines:
+        if _is_waiting(line[1]):
+            parts += [[line], []]
+        else:
+            parts[-1].append(line)
+    return [p for p in parts if p]
 
 
 def _collapse_waiting(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
