@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from labkit import manifest
+from labkit import connection, manifest
 from labkit.aggregating import AggregatingConsumer
 from labkit.averages import AveragesConsumer
 from labkit.log import ListSink
@@ -75,6 +75,23 @@ def test_partition_switch_does_not_wait_for_a_block_timeout(r, keys, target):
         assert h.status()["averages_printed"] == 96, h.status()
     finally:
         h.stop(timeout=25)
+
+
+def test_the_consumers_run_the_fast_path_by_default_on_one_server(r, keys, target):
+    """What consume, the panel and the notebooks start: on one server, the fast path (XRANGE one batch ahead,
+    the bulk fold); on a cluster the plain path (XREAD), which needs no read-ahead ordering across nodes."""
+    produce(r, keys, days=1)
+
+    def xrange_calls() -> int:
+        return int(r.info("commandstats").get("cmdstat_xrange", {}).get("calls", 0))
+    before = None if connection.is_cluster(r) else xrange_calls()
+    h, _ = run_until_idle(target, keys, keys.partition_prefix + "20250101", averages_maxlen=0)
+    assert h.agg.fast
+    if before is None:
+        assert h.agg._reader() is None
+    else:
+        assert xrange_calls() - before >= 86_400 // h.agg.batch, "the consumer did not read with the fast path"
+    assert check(r, keys)[0].matched == 24
 
 
 def test_the_final_hour_closes_soon_after_its_partition_is_marked_complete(r, keys, target):

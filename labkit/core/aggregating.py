@@ -21,13 +21,11 @@ while later days exist: each is named in the log and in the dead-letter
 stream, the partial hour is never published as if it were whole, and the
 consumer moves on.  While a partition may still arrive, it waits and says for what.
 
-**Fast, with the same results (opt-in).**  With ``fast=True``, on a single
-server, each batch is asked for one batch ahead (the server prepares batch N+1
-while this one is folded) and folded in bulk (:mod:`labkit.fastfold`); a batch
-with anything unusual in it goes to the plain fold, which stays the definition.
-It is off by default for now: in a notebook kernel it made the panel's
-scroll-position browser test fail (docs/benchmark.md); ``python -m labkit bench``
-measures it.
+**Fast, with the same results.**  On a single server each batch is asked for
+one batch ahead (the server prepares batch N+1 while this one is folded) and
+folded in bulk (:mod:`labkit.fastfold`); a batch with anything unusual in it
+goes to the plain fold, which stays the definition.  ``fast=False`` runs the
+plain path, as on a cluster.
 """
 
 from __future__ import annotations
@@ -135,7 +133,7 @@ def _clock(ms: int) -> str:
 
 class AggregatingConsumer:
     def __init__(self, r: redis.Redis, keys: Keys, sink: Sink, averages_maxlen: int = DEFAULT_MAXLEN,
-                 batch: int = BATCH, block_ms: int = BLOCK_MS, lease: Lease | None = None, fast: bool = False):
+                 batch: int = BATCH, block_ms: int = BLOCK_MS, lease: Lease | None = None, fast: bool = True):
         self.r, self.keys, self.sink = r, keyspace.keys_for(r, keys), sink
         self.cluster = connection.is_cluster(r)
         self.fast = fast        # the fast path (single server only): read-ahead and the bulk fold
