@@ -230,6 +230,28 @@ def test_scaling_and_kill(r, keys, target):
         assert {n: w.state for n, w in pool.workers.items()} == {"w1": "running", "w2": "stopped", "w3": "stopped"}
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_kill_lands_on_a_worker_holding_entries(r, keys, target, seed):
+    """Chaos and the kill button pick a worker that holds unacknowledged entries when there is one, so a kill
+    shows what it is meant to show (a pending list replayed or claimed), not an idle worker stopping."""
+    s = groups.key(keys, "s")
+    groups.create_group(r, s, "workers", "$", mkstream=True)
+    pool = _pool(target, keys, s, work=groups.slow(groups.classify_reading, 0.3), workers=3, count=10,
+                 restart_after=0.2, create=None, seed=seed)
+    with pool:
+        assert _wait(lambda: len([w for w in pool.live_workers() if w.state == "running"]) == 3)
+        with r.pipeline(transaction=True) as p:        # all five at once: one worker reads them, two stay idle
+            for i in range(1, 6):
+                p.xadd(s, {"temp_f": "70"}, id=f"{i}-0")
+            p.execute()
+        assert _wait(lambda: sum(w.holding > 0 for w in pool.workers.values()) == 1)
+        holder = next(w.name for w in pool.workers.values() if w.holding > 0)
+        assert pool.kill() == holder
+        assert _wait(lambda: pool.status()["replayed"] + pool.status()["claimed"] >= 1)
+        assert pool.wait_drained(timeout=20)
+    assert pool.audit()["lost"] == 0
+
+
 def test_classify_average_and_reading():
     assert groups.classify_average("1-0", {b"average_temp_f": b"79.99"}) == "warm"
     assert groups.classify_reading("1-0", {b"temp_f": b"20"}) == "freezing"

@@ -32,9 +32,11 @@ def create_group(r: redis.Redis, stream: str, group: str = DEFAULT_GROUP, start:
         raise
 
 
-def copy_stream(r: redis.Redis, src: str, dst: str, limit: int | None = None, batch: int = 5000) -> int:
-    """Copy entries (same IDs) from ``src`` to the end of ``dst``; returns how many."""
-    start, n = "-", 0
+def copy_stream(r: redis.Redis, src: str, dst: str, limit: int | None = None, batch: int = 5000,
+                after: str | None = None) -> int:
+    """Copy entries (same IDs) from ``src`` to the end of ``dst``, from the start or from the first entry
+    after ID ``after``; returns how many."""
+    start, n = "-" if after is None else "(" + after, 0
     while limit is None or n < limit:
         want = batch if limit is None else min(batch, limit - n)
         page = r.xrange(src, start, "+", count=want)

@@ -98,6 +98,7 @@ class Worker:
     inbox: collections.deque = field(default_factory=collections.deque)
     done: int = 0
     failed: int = 0
+    holding: int = 0           # entries of its current batch not yet acknowledged or given up
     killed_at: float | None = None
     error: str | None = None
 
@@ -264,12 +265,16 @@ class Pool:
         self.log(f"Chaos {'on' if on else 'off'}.")
 
     def kill(self, name: str | None = None) -> str | None:
-        """Kill one worker (a random live one by default); it restarts ``restart_after`` s later."""
+        """Kill one worker; it restarts ``restart_after`` s later.
+
+        By default a random live one, among those holding unacknowledged
+        entries if any do: killing an idle worker would show nothing.
+        """
         live = self.live_workers()
         if name is None:
             if not live:
                 return None
-            w = self.rng.choice(live)
+            w = self.rng.choice([w for w in live if w.holding] or live)
         else:
             w = self.workers.get(name)
             if w is None or not w.alive:
@@ -286,6 +291,7 @@ class Pool:
     def _worker_main(self, w: Worker) -> None:
         r = None
         try:
+            w.holding = 0
             r = connection.connect(self.target)
             w.state = WorkerState.REPLAYING
             # 1. Replay my own pending list (entries I was given but never acknowledged).
@@ -297,20 +303,27 @@ class Pool:
                 if not entries:
                     break
                 self._add("replayed", len(entries))
+                w.holding = len(entries)
                 for eid, fields in entries:
                     self._handle(r, w, eid, fields)
+                    w.holding -= 1
                 last = text(entries[-1][0])
             w.state = WorkerState.RUNNING  # only now may the supervisor claim entries for me
             # 2. New entries, plus whatever the supervisor claimed for me.
             while not w.stop_event.is_set() and not self._stop.is_set():
                 self._check(w)
+                w.holding = len(w.inbox)
                 while w.inbox:
                     eid, fields = w.inbox.popleft()
                     self._handle(r, w, eid, fields)
+                    w.holding -= 1
                 resp = r.xreadgroup(self.group, w.name, {self.stream: ">"}, count=self.count,
                                     block=self.block_ms)
-                for eid, fields in (resp[0][1] if resp else []):
+                entries = resp[0][1] if resp else []
+                w.holding = len(entries)
+                for eid, fields in entries:
                     self._handle(r, w, eid, fields)
+                    w.holding -= 1
             w.state = WorkerState.STOPPED
         except _Killed:
             w.state = WorkerState.KILLED
