@@ -57,6 +57,7 @@ DEFAULT_START = "2025-01-01"
 DEFAULT_RETENTION_DAYS = 2.0
 WALK_START, WALK_MIN, WALK_MAX = 50, 0, 100
 BATCH = 20_000
+REPLICA_WAIT_MS = 2000  # how long a partition's replicas get to confirm it, on a cluster
 
 
 def parse_start(text: str) -> int:
@@ -371,12 +372,15 @@ def acquire_producer_lease(r: redis.Redis, keys: Keys, first: str | None, last: 
 
 def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = null_sink,
             retention_days: float = DEFAULT_RETENTION_DAYS, progress: Callable[[int], None] | None = None,
-            now_ms: int | None = None, reconnect_s: float = connection.RECONNECT_S) -> dict:
+            now_ms: int | None = None, reconnect_s: float = connection.RECONNECT_S,
+            replica_wait_ms: int = REPLICA_WAIT_MS) -> dict:
     """Delete the partitions ``data`` covers, then write it.  Returns counts and timings.
 
     If the connection drops, it waits for the server (up to ``reconnect_s``)
     and resumes after the last entry the partition holds: IDs are explicit,
-    so nothing is written twice.
+    so nothing is written twice.  On a cluster a partition is marked complete
+    once its master's replicas confirm it (up to ``replica_wait_ms``; one that
+    does not is named in the log).
     """
     if not (math.isfinite(retention_days) and 1 <= retention_days <= 3650):
         raise LabkitError(f"retention_days {retention_days} is out of range",
@@ -387,12 +391,14 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
     names = data.partitions(keys)
     lease = acquire_producer_lease(r, keys, names[0] if names else None, names[-1] if names else None)
     try:
-        return _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, names, lease)
+        return _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, names, lease,
+                        replica_wait_ms)
     finally:
         lease.release()
 
 
-def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, names, lease) -> dict:
+def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, names, lease,
+             replica_wait_ms) -> dict:
     t0 = time.perf_counter()
     run = lease.token
     sink(LogLine("", "Deleting old streams:"))
@@ -426,7 +432,9 @@ def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, n
     ok = False
     try:
         for job in writer.run(jobs(), report):
-            # Every reading of this partition is acknowledged: only now is it complete.
+            # Every reading of this partition is acknowledged (and, on a cluster, replicated, so a
+            # failover cannot shorten a partition marked complete): only now is it complete.
+            _confirm_replicas(r, sink, job, replica_wait_ms)
             manifest.mark_complete(r, keys, job.key.decode(), run, len(job.ms), job.ms[-1])
             done += len(job.ms)
         ok = True
@@ -435,6 +443,19 @@ def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, n
     seconds = time.perf_counter() - t0
     return {"readings": done, "partitions": len(names), "seconds": seconds,
             "rate": done / seconds if seconds else float("inf")}
+
+
+def _confirm_replicas(r, sink: Sink, job: _Job, timeout_ms: int) -> None:
+    try:
+        acked, wanted = connection.confirm_replicas(r, job.key.decode(), job.expire_ms, timeout_ms)
+    except redis.RedisError as exc:
+        acked, wanted = 0, -1
+        why = (str(exc).splitlines() or [type(exc).__name__])[0]
+    if acked < wanted or wanted < 0:
+        told = (f"could not ask its replicas ({why})" if wanted < 0 else
+                f"{acked} of {wanted} replica(s) confirmed it within {timeout_ms / 1000:g} s")
+        sink(LogLine("produce", f"{job.key.decode()}: {told}; marked complete anyway: a failover before its "
+                                "replicas catch up would lose its newest readings (the consumer would name them)"))
 
 
 def _refused(exc: redis.ResponseError, partition: str) -> LabkitError:

@@ -20,6 +20,8 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
+
+from ..core.replies import text
 from redis.retry import Retry
 
 from ..errors import LabkitError
@@ -227,6 +229,28 @@ def node_client(r, key: str | bytes) -> redis.Redis:
     if not is_cluster(r):
         return r
     return r.get_redis_connection(r.get_node_from_key(key))
+
+
+def confirm_replicas(r, key: str, expire_at_ms: int, timeout_ms: int) -> tuple[int, int]:
+    """On a cluster, wait until the replicas of ``key``'s master hold everything written to it so far.
+
+    ``WAIT`` counts what *its own connection* wrote, so a write goes first on
+    the same connection: re-setting ``key``'s expiry (to the same time) is a
+    write that changes nothing.  Returns (replicas that confirmed, replicas the
+    master has); (0, 0) on a single server or a master without replicas.
+    """
+    if not is_cluster(r):
+        return 0, 0
+    node = node_client(r, key)
+    table = [line.split() for line in text(node.execute_command("CLUSTER", "NODES")).splitlines()]  # raw text
+    me = next(f[0] for f in table if len(f) > 3 and "myself" in f[2])
+    wanted = sum(1 for f in table if len(f) > 3 and f[3] == me)    # its replicas, reachable or not
+    if wanted <= 0:
+        return 0, 0
+    p = node.pipeline(transaction=False)
+    p.pexpireat(key, expire_at_ms)
+    p.execute_command("WAIT", wanted, timeout_ms)
+    return int(p.execute()[1]), wanted
 
 
 def blocking_id(r, key: str) -> tuple[int, redis.Redis | None]:
