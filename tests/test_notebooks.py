@@ -197,8 +197,13 @@ def test_partitions_across_shards_on_a_cluster_of_its_own(solutions, target, lab
         if connection.is_cluster(r):   # CI's cluster runs: the notebook would use this one, not its own
             t = connection.Target("", embedded=True)
         r.close()
-    nb, seconds = execute_notebook(SHARDS, t, lab_home, kernel_dir, "nb" + uuid.uuid4().hex[:10], DAYS,
-                                   CELL_TIMEOUT, env)
+    from labkit.notebook.shards import stop_leftovers
+    try:
+        nb, seconds = execute_notebook(SHARDS, t, lab_home, kernel_dir, "nb" + uuid.uuid4().hex[:10], DAYS,
+                                       CELL_TIMEOUT, env)
+    finally:
+        left = stop_leftovers(lab_home)   # a failed run's kernel is killed before the notebook's own stop()
+    assert left == 0, f"the notebook left {left} cluster nodes running"
     print(f"{SHARDS.name} ({'solutions' if solutions else 'as shipped'}): {seconds:.1f} s")
     text = _shards_run(nb, solutions)
     assert "so this notebook started its own" in "".join(result_texts(nb))
@@ -216,7 +221,12 @@ def test_partitions_across_shards_on_the_cluster_redis_url_names(own_cluster, la
     from labkit import cluster, connection
     t = connection.Target(own_cluster.url, embedded=False)
     ns = "nb" + uuid.uuid4().hex[:10]
-    nb, seconds = execute_notebook(SHARDS, t, lab_home, kernel_dir, ns, DAYS, CELL_TIMEOUT)
+    from labkit.notebook.shards import stop_leftovers
+    try:
+        nb, seconds = execute_notebook(SHARDS, t, lab_home, kernel_dir, ns, DAYS, CELL_TIMEOUT)
+    finally:
+        left = stop_leftovers(lab_home)
+    assert left == 0, f"the notebook left {left} cluster nodes running"
     print(f"{SHARDS.name} on REDIS_URL's cluster: {seconds:.1f} s")
     text = _shards_run(nb, False)
     assert "REDIS_URL names a Redis Cluster" in "".join(result_texts(nb))

@@ -3,7 +3,8 @@
 ``setup_cluster()`` is the notebook's one set-up call.  If ``REDIS_URL`` names a
 Redis Cluster, that is used.  Otherwise (no ``REDIS_URL``, or one naming a single
 server) a local cluster is formed with :mod:`labkit.servers.cluster` in a private
-directory, never the learner's ``$LABKIT_HOME/cluster.json``, and
+directory under ``$LABKIT_HOME/notebook-clusters/`` (never the learner's
+``$LABKIT_HOME/cluster.json``), and
 :meth:`ClusterLab.stop` stops exactly the nodes it started, by PID.
 
 A master can be *killed* (SIGKILL by PID) only on a cluster labkit formed: the
@@ -319,8 +320,28 @@ class Failover:
         return f"master {self.old} {what}; its replica {self.new} serves its slots {self.seconds:.1f} s later"
 
 
+#: Where the notebook's own clusters live: ``$LABKIT_HOME/notebook-clusters/<random>/`` (each a cluster home).
+OWN_DIR = "notebook-clusters"
+
+
+def stop_leftovers(labkit_home: Path) -> int:
+    """Stop every cluster a notebook started under ``labkit_home`` and left running (a kernel killed before its
+    ``stop()``); returns how many nodes were still alive.  Only PIDs from those clusters' own files are touched."""
+    alive = 0
+    for d in sorted((Path(labkit_home) / OWN_DIR).glob("*")):
+        info = cluster.read_info(d)
+        if info:
+            pids = [n.pid for n in info.nodes if server._alive(n.pid)]
+            alive += len(pids)
+            cluster._stop_pids(pids, timeout=5)
+        shutil.rmtree(d, ignore_errors=True)
+    return alive
+
+
 def _start_own(shards: int, replicas: int) -> OwnCluster:
-    home = Path(tempfile.mkdtemp(prefix="labkit-13-"))
+    base = server.home() / OWN_DIR
+    base.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="13-", dir=base))
     try:
         info, _ = cluster.start(home, shards, replicas, fresh=True, persist=False, node_timeout_ms=NODE_TIMEOUT_MS)
     except BaseException:
