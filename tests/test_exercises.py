@@ -166,3 +166,26 @@ def test_each_solution_is_what_the_notebooks_show():
             scope: dict = {}
             exec(code, scope)
             assert scope[name] == ref, name
+
+
+NODES = """a1 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+a2 10.0.0.2:7001@17001 master - 0 0 2 connected 5461-10922
+a3 10.0.0.3:7002@17002 master - 0 0 3 connected 10923-16383
+b1 10.0.0.4:7003@17003 slave a1 0 0 1 connected
+"""
+
+
+def test_node_of_exercise_against_a_cluster_layout():
+    """Exercise 12 (notebook 13): the slot ranges come from CLUSTER NODES, the partitions' homes from EXISTS."""
+    from labkit.notebook.shards import slot_ranges_of
+    ranges = slot_ranges_of(NODES)
+    assert ranges == [(0, 5460, "10.0.0.1:7000"), (5461, 10922, "10.0.0.2:7001"), (10923, 16383, "10.0.0.3:7002")]
+    placed = {"temps:20250101": "10.0.0.3:7002", "temps:20250102": "10.0.0.1:7000"}   # slots 13538, 1153
+    out = ex.check("node_of", solutions.node_of, ranges=ranges, placed=placed)
+    assert out.solved and "all 8 cases" in out.detail
+    assert ex.check("node_of", stub, ranges=ranges).status == "unsolved"
+    exclusive = lambda slot, rs: next((n for a, b, n in rs if a <= slot < b), None)   # noqa: E731
+    out = ex.check("node_of", exclusive, ranges=ranges)
+    assert out.status == "wrong" and "node_of(5460," in out.detail and "expected '10.0.0.1:7000'" in out.detail
+    wrong_home = {"temps:20250101": "10.0.0.1:7000"}     # what EXISTS found disagrees with the slot: the check says so
+    assert ex.check("node_of", solutions.node_of, ranges=ranges, placed=wrong_home).status == "wrong"

@@ -142,3 +142,20 @@ def test_autostart_that_fails_says_why_in_one_line(r, lab_env, panels, monkeypat
     assert started.note.endswith("it failed: another aggregating consumer is running in this namespace "
                                  "(hint: stop it first)")
     assert 'class="labkit-bad"' in p.message.value
+
+
+def test_the_cluster_layout_as_notebook_13_shows_it():
+    """CLUSTER NODES as a table (masters first, each replica naming its master) and the slot lookup."""
+    from labkit.notebook.shards import nodes_table, owner, slot_ranges_of
+    text = ("a1 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n"
+            "b1 10.0.0.4:7003@17003 slave a1 0 0 1 connected\n"
+            "a2 10.0.0.2:7001@17001 master - 0 0 2 connected 5461-16383\n"
+            "a3 10.0.0.3:7002@17002 master,fail - 0 0 3 disconnected\n")
+    table = nodes_table(text)
+    assert list(table["node"]) == ["10.0.0.1:7000", "10.0.0.2:7001", "10.0.0.3:7002", "10.0.0.4:7003"]
+    assert list(table["role"]) == ["master", "master", "master (failed)", "replica"]
+    assert table.loc[3, "replica of"] == "10.0.0.1:7000" and table.loc[0, "replica of"] == ""
+    assert list(table["slot count"]) == [5461, 10923, 0, 0]
+    ranges = slot_ranges_of(text)
+    assert [owner(s, ranges) for s in (0, 5460, 5461, 16383)] == ["10.0.0.1:7000"] * 2 + ["10.0.0.2:7001"] * 2
+    assert owner(16384, ranges) is None

@@ -1,4 +1,4 @@
-"""The lab notebooks (00–06) run top to bottom on the test server, both ways; every notebook is stored clean.
+"""The lab notebooks (00–06) and 13 run top to bottom, both ways; every notebook is stored clean.
 
 Each notebook ends by asserting its own checks, so executing it is the test.
 They run in lab order, twice:
@@ -9,6 +9,11 @@ They run in lab order, twice:
   longer run (three days, where the notebooks produce one and a half): every
   exercise check must pass with the reference solution, and every notebook's own
   checks must hold although the consumers read on into the extra day.
+
+Notebook 13 (partitions across shards) runs on a Redis Cluster: one it starts
+itself (no REDIS_URL, or one naming a single server) and, in a second test, one
+named by REDIS_URL (Debian's redis-server, formed by the test), where it fails a
+master over with CLUSTER FAILOVER instead of killing it.
 
 Notebook 06 also runs on its own with the full ten days, which checks both that it
 can stand alone and the cap (``XLEN`` about 120, hours trimmed) that a small
@@ -40,6 +45,8 @@ from tests.helpers import execute_notebook
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 LAB = sorted(p for p in NOTEBOOKS.glob("*.ipynb") if re.match(r"0[0-6]-", p.name))
+SHARDS = NOTEBOOKS / "13-partitions-across-shards.ipynb"   # the scale-out notebook: lab-style, on a cluster
+EXERCISED = LAB + [SHARDS]                                  # notebooks with exercises (07–12 have none)
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
 DAYS = "1.5"          # two partitions (a boundary to cross), 36 hours
 LONGER_RUN_DAYS = 3   # what an earlier, longer run left behind
@@ -101,6 +108,11 @@ def test_the_lab_has_seven_notebooks_in_order():
     assert [p.name[:3] for p in LAB] == ["00-", "01-", "02-", "03-", "04-", "05-", "06-"]
 
 
+def test_the_scale_out_notebook_comes_last():
+    assert SHARDS.is_file() and ALL[-1] == SHARDS
+    assert [p.name[:2] for p in ALL] == [f"{i:02d}" for i in range(14)]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", LAB, ids=[p.stem for p in LAB])
@@ -155,6 +167,74 @@ def test_averages_notebook_alone_on_the_full_dataset(run_notebook):
     assert "240 hours compared" in text and "0 mismatched, 0 missing" in text
 
 
+def _shards_run(nb, solutions: bool) -> str:
+    """What every run of notebook 13 must show; returns its text."""
+    text = stream_text(nb)
+    assert "13 partitions across shards: all checks passed" in text, text[-3000:]
+    assert "Traceback" not in text
+    outcomes = exercise_outcomes(nb)
+    assert len(outcomes) == len(exercises_in(SHARDS)) == 1
+    mark = "(the reference solution, LABKIT_SOLUTIONS=1)\n✓ right" if solutions else "… not solved yet"
+    assert all(mark in o for o in outcomes), outcomes
+    # 1.5 days, then one more day written through the failover: 60 hours, every one exact.
+    assert "60 hours compared: 60 matched, 0 mismatched, 0 missing" in text, text[-3000:]
+    assert re.search(r"its replica \S+ serves its slots [\d.]+ s later", text), text[-3000:]
+    return text
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("solutions", [False, True], ids=["shipped", "LABKIT_SOLUTIONS=1"])
+def test_partitions_across_shards_on_a_cluster_of_its_own(solutions, target, lab_home, kernel_dir):
+    """13 starts its own 3 x 1 cluster and a 1-node one (unless REDIS_URL names a cluster), kills a master
+    mid-run, verifies every hour and stops both clusters."""
+    from labkit import connection
+    env = {"LABKIT_SOLUTIONS": "1"} if solutions else {}
+    t = target
+    if not target.embedded:
+        r = connection.connect(target)
+        if connection.is_cluster(r):   # CI's cluster runs: the notebook would use this one, not its own
+            t = connection.Target("", embedded=True)
+        r.close()
+    from labkit.notebook.shards import stop_leftovers
+    try:
+        nb, seconds = execute_notebook(SHARDS, t, lab_home, kernel_dir, "nb" + uuid.uuid4().hex[:10], DAYS,
+                                       CELL_TIMEOUT, env)
+    finally:
+        left = stop_leftovers(lab_home)   # a failed run's kernel is killed before the notebook's own stop()
+    assert left == 0, f"the notebook left {left} cluster nodes running"
+    print(f"{SHARDS.name} ({'solutions' if solutions else 'as shipped'}): {seconds:.1f} s")
+    text = _shards_run(nb, solutions)
+    assert "so this notebook started its own" in "".join(result_texts(nb))
+    assert "killed (SIGKILL)" in text
+    assert "stopped the 3-master cluster it started (6 nodes)" in text
+    assert "stopped the 1-master cluster it started (1 node)" in text
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+@pytest.mark.timeout(600)
+def test_partitions_across_shards_on_the_cluster_redis_url_names(own_cluster, lab_home, kernel_dir):
+    """With REDIS_URL naming a cluster labkit did not form here, 13 uses it and kills nothing: the replica
+    takes over with CLUSTER FAILOVER, and every node is still running afterwards."""
+    from labkit import cluster, connection
+    t = connection.Target(own_cluster.url, embedded=False)
+    ns = "nb" + uuid.uuid4().hex[:10]
+    from labkit.notebook.shards import stop_leftovers
+    try:
+        nb, seconds = execute_notebook(SHARDS, t, lab_home, kernel_dir, ns, DAYS, CELL_TIMEOUT)
+    finally:
+        left = stop_leftovers(lab_home)
+    assert left == 0, f"the notebook left {left} cluster nodes running"
+    print(f"{SHARDS.name} on REDIS_URL's cluster: {seconds:.1f} s")
+    text = _shards_run(nb, False)
+    assert "REDIS_URL names a Redis Cluster" in "".join(result_texts(nb))
+    assert "handed over (CLUSTER FAILOVER on its replica)" in text and "killed (SIGKILL)" not in text
+    assert "stopped the 1-master cluster it started (1 node)" in text and "3-master" not in text
+    assert len(cluster.running(own_cluster)) == 6, "nothing of REDIS_URL's cluster was stopped or killed"
+
+
 # ---------------------------------------------------------------- the lab's shape (no kernel)
 
 EXERCISE_HEADING = re.compile(r"^#+ (Exercise (\d+) · (.+))$", re.M)
@@ -187,13 +267,13 @@ def exercises_in(path: Path) -> list[tuple[int, str, str, str]]:
 
 
 def exercise_blocks() -> dict[str, str]:
-    """Each exercise's hidden solution, by check name, from every lab notebook."""
-    return {name: code for p in LAB for _, _, name, code in exercises_in(p)}
+    """Each exercise's hidden solution, by check name, from every notebook with exercises."""
+    return {name: code for p in EXERCISED for _, _, name, code in exercises_in(p)}
 
 
 def test_at_least_eight_exercises_each_with_a_check_and_a_hidden_solution():
     from labkit.exercises import EXERCISES
-    found = [e for p in LAB if p.name[:2] != "00" for e in exercises_in(p)]
+    found = [e for p in EXERCISED if p.name[:2] != "00" for e in exercises_in(p)]
     assert len(found) >= 8
     assert [n for n, *_ in found] == list(range(1, len(found) + 1)), "numbered in order across the lab"
     for number, title, name, solution in found:
@@ -201,7 +281,7 @@ def test_at_least_eight_exercises_each_with_a_check_and_a_hidden_solution():
         assert (EXERCISES[name].number, EXERCISES[name].title) == (number, title), name
         assert solution.strip(), f"exercise {number} has no hidden solution"
     assert sorted(name for *_, name, _ in found) == sorted(EXERCISES)
-    assert all("Exercise" not in c.source for p in ALL if p not in LAB for c in cells(p) if c.cell_type == "markdown"), \
+    assert all("Exercise" not in c.source for p in ALL if p not in EXERCISED for c in cells(p) if c.cell_type == "markdown"), \
         "the companion notebooks have no exercises, so LABKIT_SOLUTIONS changes nothing there"
 
 
@@ -242,6 +322,14 @@ def test_every_lab_notebook_starts_with_the_one_setup_call():
         assert "connection.target()" not in code_of(p) and "Keys.from_env()" not in code_of(p), p.name
 
 
+def test_the_scale_out_notebook_starts_with_its_one_cluster_setup_call_and_stops_what_it_started():
+    code = [c.source for c in cells(SHARDS) if c.cell_type == "code"]
+    assert "nbk.setup_cluster(" in code[0] and sum("nbk.setup_cluster(" in c for c in code) == 1
+    assert "nbk.setup(" not in code_of(SHARDS) and "connection.target()" not in code_of(SHARDS)
+    assert "lab.stop()" in code[-2], "the cell before the checks stops every cluster the notebook started"
+    assert "not lab.still_running()" in code[-1] and "FLUSH" not in code_of(SHARDS).upper()
+
+
 UNDER_THE_HOOD = {   # notebook -> the redis-cli forms its cells must show beside the calls
     "02": ["# XADD temps:practice 1735689600000-0 temp_f 50", "# EXPIREAT", "# TTL", "# EXISTS"],
     "03": ["# XLEN temps:20250101", "# TTL temps:20250101", "# XRANGE temps:20250101 - + COUNT 2",
@@ -251,11 +339,13 @@ UNDER_THE_HOOD = {   # notebook -> the redis-cli forms its cells must show besid
     "05": ["# HGETALL aggregating_consumer_state", "# HGETALL averages_consumer_state", "# XADD temps:averages"],
     "06": ["# XADD temps:practice:capped MAXLEN ~ 120", "# XINFO STREAM temps:averages", "# XREVRANGE temps:averages",
            "# XREAD COUNT 3 STREAMS temps:averages 0", "# XRANGE temps:averages"],
+    "13": ["# CLUSTER NODES", "# CLUSTER KEYSLOT temps:20250101", "# MEMORY USAGE temps:20250101 SAMPLES 0",
+           "# INFO memory", "# DBSIZE", "# XLEN temps:averages"],
 }
 
 
 def test_the_courses_commands_are_visible_with_their_redis_cli_form():
-    for p in LAB:
+    for p in EXERCISED:
         want = UNDER_THE_HOOD.get(p.name[:2], [])
         code = code_of(p)
         for form in want:

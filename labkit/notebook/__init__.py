@@ -2,3 +2,4 @@
 (:mod:`.helpers`: ``nbk.setup()`` …); the consumer panel is :mod:`.panel`, the exercises :mod:`.exercises`."""
 
 from .helpers import *  # noqa: F401,F403 - the notebooks' one import
+from .shards import ClusterLab, setup_cluster  # noqa: F401 - notebook 13's set-up

@@ -320,6 +320,16 @@ def _xlen_after_cap(prediction, measured: int, node: int = 100) -> str:
     raise Wrong(f"you predicted {p}; XLEN is {measured}: at least 120, and less than 120 + one node ({node})")
 
 
+def _node_of(fn, ranges: list, placed: dict | None = None) -> str:
+    """``ranges`` is CLUSTER NODES' ``(first, last, node)``; ``placed`` maps keys to the node found holding them."""
+    from redis.crc import key_slot
+    cases = [((a, ranges), node, "the first slot of its range") for a, b, node in ranges]
+    cases += [((b, ranges), node, "the last slot of its range") for a, b, node in ranges]
+    cases += [((key_slot(k.encode()), ranges), node, f"the slot of {k}, found on {node} (EXISTS)")
+              for k, node in (placed or {}).items()]
+    return _cases(fn, "node_of", cases)
+
+
 EXERCISES: dict[str, Exercise] = {
     "reading_time": Exercise(1, "When was this reading taken?", _reading_time),
     "partition_of": Exercise(2, "Which partition holds a reading?", _partition_of),
@@ -333,4 +343,5 @@ EXERCISES: dict[str, Exercise] = {
     "open_hour_from_partition": Exercise(10, "Rebuild the open hour from the raw readings",
                                          _open_hour_from_partition),
     "xlen_after_cap": Exercise(11, "Predict XLEN after 240 XADDs with MAXLEN ~ 120", _xlen_after_cap),
+    "node_of": Exercise(12, "Which master serves a hash slot?", _node_of),
 }

@@ -82,3 +82,11 @@ def open_hour_from_partition(r, state):
 # --------------------------------------------------------------------- 06
 
 xlen_after_cap = 140
+
+# --------------------------------------------------------------------- 13
+
+
+def node_of(slot, ranges):
+    for first, last, node in ranges:
+        if first <= slot <= last:
+            return node
