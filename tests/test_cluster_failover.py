@@ -177,3 +177,22 @@ def test_a_partition_master_killed_mid_produce_then_everything_exact(own):
     h.stop()
     rep, _, _ = check(r, keys)
     assert rep.ok and rep.matched == 6 * 24, rep.summary()
+
+
+def test_reconnected_means_every_slot_answers_again(own):
+    """After a master dies, "reconnected" is said only once every slot has a master that answers: said
+    earlier (when any node answered a PING), each following command failed again, and a failover under
+    the cluster's own timeout filled the log with "lost the connection / reconnected" pairs."""
+    info, r = own
+    key = "reconnect-probe"
+    m = cluster.master_for(info, key)
+    r.set(key, "1")
+    _replicated(info, m)
+    cluster.kill(info, m)
+    lines: list[str] = []
+    t = threading.Thread(target=cluster.failover, args=(info, m), kwargs={"takeover": False}, daemon=True)
+    t.start()                                       # the cluster's own failover: seconds, not at once
+    assert connection.reconnect(r, lines.append, ConnectionError("test"), seconds=60)
+    assert r.get(key) == b"1"                        # at once: the slot has a live master again
+    assert lines[-1].startswith("reconnected") and len(lines) == 2, lines
+    t.join(60)

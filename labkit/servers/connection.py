@@ -297,6 +297,23 @@ def moved_to_lost(r, exc: Exception) -> Exception:
 RECONNECT_S = 60.0
 
 
+def _answers(r) -> None:
+    """PING the server; on a cluster every master, and the cluster must say every slot is served.
+
+    One node answering is not enough: until a dead master's replica is
+    promoted, its slots' commands still fail.
+    """
+    if not is_cluster(r):
+        r.ping()
+        return
+    primaries = r.get_primaries()
+    for node in primaries:
+        r.get_redis_connection(node).ping()
+    state = text(r.get_redis_connection(primaries[0]).execute_command("CLUSTER", "INFO"))
+    if "cluster_state:ok" not in state:
+        raise redis.exceptions.ClusterDownError("cluster_state is not ok")
+
+
 def reconnect(r: redis.Redis, say, exc: Exception, seconds: float = RECONNECT_S, stop=None,
               where: str = "") -> bool:
     """Ping ``r`` with capped exponential backoff until the server answers (True), ``stop`` is set or
@@ -308,7 +325,7 @@ def reconnect(r: redis.Redis, say, exc: Exception, seconds: float = RECONNECT_S,
     while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
         try:
             refresh(r)  # a cluster: a failed master's slots may have a new master by now
-            r.ping()
+            _answers(r)
             say(f"reconnected to Redis{at}")
             return True
         except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
