@@ -45,9 +45,10 @@ def test_notebook_runs_top_to_bottom(path, solutions, target, lab_home, kernel_d
     try:
         nb, _ = execute_notebook(path, target, lab_home, kernel_dir, namespace, DAYS, CELL_TIMEOUT, env)
     finally:
-        leftovers = [k for k in r.scan_iter(match=f"{namespace}*", count=1000)]
+        # Hash-tagged keys (a cluster's) start with "{<namespace>".
+        leftovers = [k for k in r.scan_iter(match=f"*{namespace}*", count=1000)]
         if leftovers:  # a failed run: clean up the namespaces it used, never anything else
-            for ns in {k.decode().split(":", 1)[0] for k in leftovers}:
+            for ns in {k.decode().lstrip("{").split(":", 1)[0] for k in leftovers}:
                 groups.delete_keys(r, Keys(ns))
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                    if o.get("output_type") == "stream")

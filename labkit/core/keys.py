@@ -52,9 +52,14 @@ class Keys:
         """``name`` under this namespace (unchanged when there is none)."""
         return f"{self.namespace}:{name}" if self.namespace else name
 
+    def with_key(self, anchor: str, name: str) -> str:
+        """``name`` for a key committed in one MULTI/EXEC with the key ``anchor``: on a cluster hash-tagged into
+        ``anchor``'s slot (``{anchor}name``), on one server just ``name`` in this namespace."""
+        return f"{{{anchor}}}{name}" if self.cluster else self.key(name)
+
     def with_averages(self, name: str) -> str:
         """``name`` for a key committed together with ``temps:averages``: in its hash slot on a cluster."""
-        return f"{{{self.averages}}}{name}" if self.cluster else self.key(name)
+        return self.with_key(self.averages, name)
 
     @property
     def averages_tag(self) -> str:

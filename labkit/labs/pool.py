@@ -186,7 +186,7 @@ class Pool:
         self._supervisor: threading.Thread | None = None
         self._next_chaos = 0.0
         self.started_at: float | None = None
-        self._r = connection.connect(self.target)       # the supervisor's own connection
+        self._conn = connection.connect(self.target)    # the supervisor's own connection (see _r)
 
     # -- logging and counters
     def log(self, text: str) -> None:
@@ -230,7 +230,17 @@ class Pool:
         for t in [self._supervisor] + [w.thread for w in list(self.workers.values())]:
             if t is not None:
                 t.join(max(0.0, deadline - time.monotonic()))
-        self._r.close()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    @property
+    def _r(self):
+        """The supervisor's connection; after :meth:`stop` closed it, a new one (for :meth:`audit` and
+        :meth:`consumers` after a stop: a closed cluster client cannot be used again, a plain one can)."""
+        if self._conn is None:
+            self._conn = connection.connect(self.target)
+        return self._conn
 
     def __enter__(self) -> "Pool":
         return self.start() if self._supervisor is None else self

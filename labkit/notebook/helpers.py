@@ -206,7 +206,7 @@ def setup(produce_if_missing: bool = True, days: float | None = None) -> Lab:
     """
     target = connection.target()
     r = connection.connect(target)
-    keys = Keys.from_env()
+    keys = keys_for(r, Keys.from_env())   # on a cluster the aggregating state is hash-tagged
     data = dataset(days)
     if produce_if_missing:
         produced, present = ensure_dataset(r, data, keys), True
@@ -226,7 +226,7 @@ def setup_companion(name: str, max_days: float | None = 1) -> Lab:
     """
     target = connection.target()
     r = connection.connect(target)
-    keys = lab_names.lab_keys(name)
+    keys = keys_for(r, lab_names.lab_keys(name))
     lab_names.delete_keys(r, keys)
     data = dataset(max_days=max_days)
     producer.produce(r, data, keys, null_sink)
