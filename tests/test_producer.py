@@ -42,3 +42,75 @@ def test_writes_exactly_the_seeded_dataset_with_expiry(r, keys, start, days, int
         assert r.xrange(name) == rows
         day = parse_partition(name, keys.partition_prefix)
         assert r.pexpiretime(name) == producer.expire_at_ms(day, day_of(data.start_ms), now, retention)
+
+
+def test_a_partition_is_marked_complete_only_once_the_server_holds_all_of_it(r, keys, monkeypatch):
+    """The writer sends the next partition before the last batch of one is acknowledged; the mark must still
+    wait for every reply (checked at the moment of marking, on another connection)."""
+    real, seen = producer.manifest.mark_complete, []
+
+    def checked(r_, keys_, partition, run, count, last_ms):
+        seen.append((partition, r.xlen(partition), count))
+        real(r_, keys_, partition, run, count, last_ms)
+
+    monkeypatch.setattr(producer.manifest, "mark_complete", checked)
+    data = producer.Dataset(producer.parse_start("2025-01-01"), 3)
+    producer.produce(r, data, keys)
+    assert sorted(p for p, _, _ in seen) == data.partitions(keys)   # on a cluster, in any order
+    assert all(held == count == 86_400 for _, held, count in seen), seen
+
+
+def _kill_writers(r, names) -> int:
+    """Drop every connection that last ran a write of the producer's, on the nodes serving ``names``."""
+    from labkit import connection
+    killed = 0
+    for node in {id(c): c for c in (connection.node_client(r, n) for n in names)}.values():
+        me = node.client_id()
+        for c in node.client_list():
+            if c["cmd"] in ("xadd", "exec", "pexpireat", "multi") and int(c["id"]) != me:
+                killed += node.client_kill_filter(_id=c["id"])
+    return killed
+
+
+def test_a_connection_lost_while_two_partitions_are_in_flight_resumes_both(r, keys):
+    """The first partition's last batch is sent (the server is then paused, so it is not all written), the
+    second partition's first batch is sent, and the connection is lost: both resume after their last entry;
+    the dataset is exact and both are marked complete."""
+    from labkit import connection, manifest
+    from labkit.log import ListSink
+    for day in range(1, 29):    # on a cluster: two days whose partitions one master serves (one pipe)
+        data = producer.Dataset(producer.parse_start(f"2025-01-{day:02d}"), 2, 2000, 9)  # 43,200 a day
+        names = data.partitions(keys)
+        node = connection.node_client(r, names[0])
+        if connection.node_client(r, names[1]) is node:
+            break
+    per_day, sink = 43_200, ListSink()
+    steps, sent = [], [0]
+
+    def progress(n):
+        sent.append(n)
+        if n == per_day and not steps:      # the first partition's last batch is on its way: once the server
+            while r.xlen(names[0]) < sent[-2]:   # has written the batch before it, pause its writes
+                pass
+            steps.append(node.execute_command("CLIENT", "PAUSE", 5_000, "WRITE"))
+        elif n > per_day and len(steps) == 1:   # the second one's first batch is on its way too
+            steps.append(_kill_writers(r, names))
+            node.execute_command("CLIENT", "UNPAUSE")
+
+    now = int(time.time() * 1000)
+    try:
+        res = producer.produce(r, data, keys, sink, progress=progress, now_ms=now, reconnect_s=30)
+    finally:
+        node.execute_command("CLIENT", "UNPAUSE")
+    assert len(steps) == 2 and steps[1] >= 1 and res["readings"] == data.count
+    resumed = [t for t in sink.texts() if "resuming" in t]
+    assert len(resumed) == 2 and names[0] in resumed[0] and names[1] in resumed[1], resumed
+    assert f"of {per_day:,}" in resumed[0] and f"at reading {per_day:,}" not in resumed[0], resumed
+    want = reference(data, keys.partition_prefix)
+    retention = round(producer.DEFAULT_RETENTION_DAYS * DAY_MS)
+    records = manifest.read(r, keys)
+    for name, rows in want.items():
+        assert r.xrange(name) == rows
+        day = parse_partition(name, keys.partition_prefix)
+        assert r.pexpiretime(name) == producer.expire_at_ms(day, day_of(data.start_ms), now, retention)
+        assert records[name].status == manifest.COMPLETE and records[name].count == len(rows) == per_day

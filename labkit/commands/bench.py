@@ -73,8 +73,7 @@ def _recv(sock) -> bytes:
 def _xadd_trip(key: bytes, ms, temps) -> tuple[bytes, bytes]:
     """The producer's encoding of ``XADD key <ms>-0 temp_f <t>`` for each reading, and the replies
     (each entry's ID) the server will send."""
-    return (producer._encode_xadds(key, list(ms), list(temps)),
-            b"".join(b"$%d\r\n%d-0\r\n" % (len(str(m)) + 2, m) for m in ms))
+    return producer._encode_xadds(key, ms, temps)
 
 
 def xadd_ceiling(r: redis.Redis, key: str, ms, temps) -> float:

@@ -23,7 +23,9 @@ tell "still being written" from "abandoned by a producer that died".
 
 Writing uses Redis's mass-insertion technique: commands are encoded once and
 streamed down one connection, the next batch sent before the previous batch's
-replies are read, so the client never waits for a round trip.
+replies are read, so the client never waits for a round trip, not even from
+one partition to the next.  The replies are known in advance (an ``XADD``
+with an explicit ID answers that ID), so they are compared as bytes, not parsed.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ import bisect
 import datetime as dt
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import redis
@@ -154,96 +157,140 @@ def _cmd(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
-class _Pipe:
-    """Streams pre-encoded commands down one connection, reading replies one batch behind.
+class _Refused(redis.ResponseError):
+    """The server answered a write of ``job`` with an error (or a reply other than the expected one)."""
 
-    Replies are parsed in bulk with hiredis straight from the socket when it
-    is available (the common case), else one by one through redis-py.
+    def __init__(self, message: str, job: "_Job | None"):
+        super().__init__(message)
+        self.job = job
+
+
+class _Pipe:
+    """Streams pre-encoded commands down one connection, checking replies one send behind.
+
+    The reply to ``XADD key <ms>-0 ...`` is that ID, so the replies to a whole
+    send are known before they arrive: :meth:`check` compares the bytes
+    received with the expected bytes instead of parsing thousands of replies
+    one by one, and parses them (hiredis) only to say what went wrong.  Each
+    send names its partition's job, and whether it is that job's last, so the
+    writer learns when every reply of a partition is in.
     """
 
     def __init__(self, r: redis.Redis):
         self.r = r
         self.conn = connection.pooled_connection(r)
-        self.unread = 0
-        self.sock = getattr(self.conn, "_sock", None)
-        try:
-            import hiredis
-            self.reader = hiredis.Reader() if self.sock is not None else None
-        except ImportError:
-            self.reader = None
+        self.conn.connect()                     # a no-op when connected; the socket is read directly
+        self.sock = self.conn._sock
+        self.owed: deque[tuple[bytes, int, _Job, bool]] = deque()  # per unchecked send: expect, replies, job, last
+        self.rest = b""                         # received beyond the replies checked so far
 
-    def send(self, payload: bytes, replies: int) -> None:
+    def send(self, payload: bytes, expect: bytes, replies: int, job: "_Job", last: bool) -> None:
+        """Send ``payload``, whose ``replies`` replies will be ``expect`` when all goes well."""
         self.conn.send_packed_command([payload], check_health=False)
-        self.drain()
-        self.unread = replies
+        self.owed.append((expect, replies, job, last))
 
-    def drain(self) -> None:
-        n, self.unread = self.unread, 0
-        if self.reader is None:
-            for _ in range(n):
-                self._check(self.conn.read_response())
-            return
-        gets, check = self.reader.gets, self._check
-        while n:
-            reply = gets()
-            if reply is False:
-                chunk = self.sock.recv(1 << 20)
-                if not chunk:
-                    raise redis.ConnectionError("the server closed the connection")
-                self.reader.feed(chunk)
-                continue
-            if reply.__class__ is not bytes:  # XADD answers an ID; anything else is checked
-                check(reply)
-            n -= 1
+    def check(self, keep: int = 0) -> list["_Job"]:
+        """Check the earliest sends' replies until ``keep`` are unchecked; the jobs whose last send was checked."""
+        done = []
+        while len(self.owed) > keep:
+            expect, replies, job, last = self.owed[0]
+            self._expect(expect, replies, job)
+            self.owed.popleft()
+            if last:
+                done.append(job)
+        return done
 
-    @staticmethod
-    def _check(reply) -> None:
-        for item in reply if isinstance(reply, list) else [reply]:
-            if isinstance(item, Exception):
-                raise redis.ResponseError(str(item))
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise redis.ConnectionError("the server closed the connection")
+        return chunk
+
+    def _expect(self, expect: bytes, replies: int, job: "_Job") -> None:
+        got, self.rest = self.rest, b""
+        pos, size = 0, len(expect)
+        while pos < size:
+            chunk = got or self._recv()
+            got = b""
+            take = chunk[:size - pos]
+            if expect[pos:pos + len(take)] != take:
+                self._fail(expect[:pos] + chunk, replies, job)
+            pos += len(take)
+            if pos == size:
+                self.rest = chunk[len(take):]
+
+    def _fail(self, received: bytes, replies: int, job: "_Job") -> None:
+        """Parse the replies that differ from the expected ones and raise the server's error."""
+        import hiredis
+        reader = hiredis.Reader()
+        reader.feed(received)
+        for _ in range(replies):
+            while (reply := reader.gets()) is False:
+                reader.feed(self._recv())
+            for item in reply if isinstance(reply, list) else [reply]:
+                if isinstance(item, Exception):
+                    raise _Refused(str(item), job)
+        raise _Refused(f"unexpected reply {received[:80]!r}", job)
 
     def close(self, ok: bool) -> None:
-        if not ok:
+        if not ok or self.owed or self.rest:
             self.conn.disconnect()  # replies left unread: never reuse this connection
         self.r.connection_pool.release(self.conn)
 
 
-def _encode_xadds(key: bytes, ms: list[int], temps: list[int]) -> bytes:
-    """``XADD key <ms>-0 temp_f <t>`` for each reading, as one RESP payload."""
+def _encode_xadds(key: bytes, ms: Sequence[int], temps: Sequence[int]) -> tuple[bytes, bytes]:
+    """``XADD key <ms>-0 temp_f <t>`` for each reading, as one RESP payload; and the replies the
+    server sends when all goes well: each entry's ID."""
+    ids = list(map(b"%d-0".__mod__, ms))
     head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n" % (len(key), key)
-    tails = _TAILS
-    width = len(str(ms[0]))
-    if width == len(str(ms[-1])):  # the usual case: one ID width for the whole batch
-        head += b"$%d\r\n" % (width + 2)
-        return b"".join([b"%s%d%s" % (head, m, tails[t]) for m, t in zip(ms, temps)])
-    return b"".join([b"%s$%d\r\n%d%s" % (head, len(str(m)) + 2, m, tails[t]) for m, t in zip(ms, temps)])
+    if len(ids[0]) == len(ids[-1]):  # the usual case: one ID width for the whole batch (IDs ascend)
+        length = b"$%d\r\n" % len(ids[0])
+        parts = [head + length] * (3 * len(ids))
+        replies = length + (b"\r\n" + length).join(ids) + b"\r\n"
+    else:
+        parts = [b""] * (3 * len(ids))
+        parts[0::3] = [b"%s$%d\r\n" % (head, len(i)) for i in ids]
+        replies = b"".join([b"$%d\r\n%s\r\n" % (len(i), i) for i in ids])
+    parts[1::3] = ids
+    parts[2::3] = map(_TAILS.__getitem__, temps)
+    return b"".join(parts), replies
 
 
-#: The encoded end of an XADD for each possible reading (pre-encoded once: the hot loop only formats IDs).
-_TAILS = {v: b"-0\r\n$6\r\ntemp_f\r\n$%d\r\n%d\r\n" % (len(str(v)), v) for v in range(WALK_MIN, WALK_MAX + 1)}
+#: The encoded end of an XADD for each possible reading (pre-encoded once: the hot loop only joins).
+_TAILS = {v: b"\r\n$6\r\ntemp_f\r\n$%d\r\n%d\r\n" % (len(str(v)), v) for v in range(WALK_MIN, WALK_MAX + 1)}
 
 
-def _payloads(key: bytes, ms: list[int], temps: list[int], expire_ms: int, start: int):
-    """What writing readings ``start:`` of one partition sends: ``(payload, replies, readings written after it)``."""
+def _payloads(key: bytes, ms: Sequence[int], temps: Sequence[int], expire_ms: int, start: int, size: int):
+    """What writing readings ``start:`` of one partition sends, ``size`` readings first, then up to
+    :data:`BATCH` at a time: ``(payload, expected replies, replies, readings written after it)``."""
     expire = b"%d" % expire_ms
     if start == 0:
-        # The first entry and the expiry in one transaction: never a partition without a TTL.
-        yield (_cmd(b"MULTI") + _cmd(b"XADD", key, b"%d-0" % ms[0], b"temp_f", b"%d" % temps[0])
-               + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"), 4, 1)
-        start = 1
+        # The first entry and the expiry in one transaction: never a partition without a TTL.  Its
+        # replies are known too, so it travels with the first batch.
+        first = b"%d-0" % ms[0]
+        head = (_cmd(b"MULTI") + _cmd(b"XADD", key, first, b"temp_f", b"%d" % temps[0])
+                + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"))
+        head_replies = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n$%d\r\n%s\r\n:1\r\n" % (len(first), first)
+        e = min(size, len(ms))
+        payload, expect = _encode_xadds(key, ms[1:e], temps[1:e]) if e > 1 else (b"", b"")
+        yield head + payload, head_replies + expect, 4 + e - 1, e
     else:
-        yield _cmd(b"PEXPIREAT", key, expire), 1, start
-    for b in range(start, len(ms), BATCH):
-        e = min(b + BATCH, len(ms))
-        yield _encode_xadds(key, ms[b:e], temps[b:e]), e - b, e
+        # Resuming: the partition exists (its last entry was just read), so PEXPIREAT answers 1.
+        e = min(start + size, len(ms))
+        payload, expect = _encode_xadds(key, ms[start:e], temps[start:e]) if e > start else (b"", b"")
+        yield _cmd(b"PEXPIREAT", key, expire) + payload, b":1\r\n" + expect, 1 + e - start, e
+    while e < len(ms):
+        b, size = e, min(4 * size, BATCH)
+        e = min(b + size, len(ms))
+        yield (*_encode_xadds(key, ms[b:e], temps[b:e]), e - b, e)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     """One partition to write; ``sent`` readings of it are on their way."""
 
     key: bytes
-    ms: list
+    ms: Sequence[int]
     temps: list
     expire_ms: int
     sent: int = 0
@@ -253,23 +300,24 @@ class _Job:
 class _Writer:
     """Writes partitions through one :class:`_Pipe` per master, each partition down its owner's pipe.
 
-    On a single server that is one pipe and one partition at a time.  On a
-    cluster, one partition per master is in flight and batches go round-robin,
-    so each master works while the others' replies travel.  A lost connection,
-    or a redirection (a failover moved a slot), closes every pipe; the writer
-    waits for the server, rereads the layout and resumes each partition after
-    the last entry it holds (IDs are explicit, so nothing is written twice).
+    A pipe always has one send in flight while the next is encoded, also from
+    one partition to the next: a partition whose last batch is sent makes way
+    for the next one at once, and is reported done once its last reply is in.
+    The next partition's walk is computed while the server works through a
+    full batch.  On a cluster, one partition per master is being sent and
+    batches go round-robin, so each master works while the others' replies
+    travel.  A lost connection, or a redirection (a failover moved a slot),
+    closes every pipe; the writer waits for the server, rereads the layout and
+    resumes each unfinished partition after the last entry it holds (IDs are
+    explicit, so nothing is written twice).
     """
 
     def __init__(self, r, sink: Sink, reconnect_s: float):
         self.r, self.sink, self.reconnect_s = r, sink, reconnect_s
         self.cluster = connection.is_cluster(r)
         self.pipes: dict[str, _Pipe] = {}
-        self.active: dict[str, _Job] = {}   # by owner: the partition each master is writing
-
-    @property
-    def active_jobs(self) -> list[_Job]:
-        return list(self.active.values())
+        self.active: dict[str, _Job] = {}   # by owner: the partition each master is being sent
+        self.unfinished: list[_Job] = []    # started, not every reply in yet (oldest first)
 
     def _owner(self, key: bytes) -> str:
         return self.r.get_node_from_key(key).name if self.cluster else ""
@@ -288,52 +336,75 @@ class _Writer:
         """Write every job (in order, jobs are made lazily); yields each once the server acknowledged all of it."""
         pending = iter(jobs)
         ready: list[_Job] = []
-        active = self.active
+        active, unfinished = self.active, self.unfinished
         width = len(self.r.get_primaries()) if self.cluster else 1
         exhausted = False
+
+        def make_one() -> bool:
+            nonlocal exhausted
+            if exhausted or len(ready) + len(active) >= 2 * width:
+                return False
+            job = next(pending, None)
+            if job is None:
+                exhausted = True
+                return False
+            ready.append(job)
+            return True
+
         while True:
-            while not exhausted and len(ready) + len(active) < 2 * width:
-                job = next(pending, None)
-                if job is None:
-                    exhausted = True
-                else:
-                    ready.append(job)
-            for job in list(ready):
-                owner = self._owner(job.key)
-                if owner not in active:
-                    ready.remove(job)
-                    active[owner] = job
-                    if job.steps is None:
-                        self.sink(LogLine("", f"Populating stream partition {job.key.decode()}."))
-                        job.steps = _payloads(job.key, job.ms, job.temps, job.expire_ms, 0)
-            if not active:
-                return
+            while True:     # give each free master its next partition, making partitions as needed
+                for job in list(ready):
+                    owner = self._owner(job.key)
+                    if owner not in active:
+                        ready.remove(job)
+                        active[owner] = job
+                        if job not in unfinished:
+                            unfinished.append(job)
+                        if job.steps is None:
+                            self.sink(LogLine("", f"Populating stream partition {job.key.decode()}."))
+                            pipe = self.pipes.get(owner)
+                            size = BATCH if pipe and pipe.owed else BATCH // 16   # an idle server starts at once
+                            job.steps = _payloads(job.key, job.ms, job.temps, job.expire_ms, 0, size)
+                if len(active) == width or not make_one():
+                    break
             try:
+                for owner, pipe in list(self.pipes.items()):
+                    if owner not in active and pipe.owed:     # nothing more to send there: collect the replies
+                        for done in pipe.check():
+                            unfinished.remove(done)
+                            yield done
+                if not active:
+                    if exhausted and not ready:
+                        return
+                    continue
                 for owner, job in list(active.items()):
                     pipe = self._pipe(owner, job.key)
-                    step = next(job.steps, None)
-                    if step is None:
-                        pipe.drain()
+                    payload, expect, replies, job.sent = next(job.steps)
+                    last = job.sent == len(job.ms)
+                    pipe.send(payload, expect, replies, job, last)
+                    if last:
                         del active[owner]
-                        job.sent = len(job.ms)
-                        yield job
-                        continue
-                    pipe.send(step[0], step[1])
-                    job.sent = step[2]
                     report()
+                    if replies >= BATCH // 2:
+                        make_one()      # the next partition's walk, while the server works through this batch
+                    for done in pipe.check(keep=1):
+                        unfinished.remove(done)
+                        yield done
             except (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError) as exc:
-                ready[:0] = self._recover(exc, list(active.values()))
-                active.clear()
+                ready[:0] = self._recover(exc)
             except redis.ResponseError as exc:
                 if not connection.relayout(exc):
                     self.close(False)
-                    raise _refused(exc, job.key.decode()) from None
-                ready[:0] = self._recover(exc, list(active.values()))
-                active.clear()
+                    failed = exc.job if isinstance(exc, _Refused) else unfinished[0]
+                    raise _refused(exc, failed.key.decode()) from None
+                ready[:0] = self._recover(exc)
 
-    def _recover(self, exc: Exception, jobs: list[_Job]) -> list[_Job]:
-        """Close every pipe, wait for the server, and set each job to resume after its partition's last entry."""
+    def _recover(self, exc: Exception) -> list[_Job]:
+        """Close every pipe, wait for the server, and set each unfinished job to resume after its partition's
+        last entry; returns them, oldest first."""
         self.close(False)
+        self.active.clear()
+        jobs = list(self.unfinished)
         deadline = time.monotonic() + self.reconnect_s
         while True:
             wait_for_server(self.r, self.sink, "produce", exc, max(0.0, deadline - time.monotonic()))
@@ -346,7 +417,8 @@ class _Writer:
                     raise
         for job, last in zip(jobs, tops):
             start = bisect.bisect_right(job.ms, id_ms(last[0][0])) if last else 0
-            job.steps, job.sent = _payloads(job.key, job.ms, job.temps, job.expire_ms, start), start
+            job.steps = _payloads(job.key, job.ms, job.temps, job.expire_ms, start, BATCH // 16)
+            job.sent = start
             self.sink(LogLine("produce", f"resuming {job.key.decode()} at reading {start:,} of {len(job.ms):,}"))
         return jobs
 
@@ -413,7 +485,7 @@ def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, n
 
     def jobs():
         for day, lo, hi in data.slices():   # made in order: the walk continues from one day to the next
-            ms = [data.start_ms + i * data.interval_ms for i in range(lo, hi)]
+            ms = range(data.start_ms + lo * data.interval_ms, data.start_ms + hi * data.interval_ms, data.interval_ms)
             yield _Job(partition_name(day, keys.partition_prefix).encode(), ms, walk(hi - lo),
                        expire_at_ms(day, first_day, now_ms, retention_ms))
 
@@ -422,12 +494,12 @@ def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, n
 
     def report() -> None:
         if lease.due() and not lease.renew():
-            writing = ", ".join(j.key.decode() for j in writer.active_jobs)
+            writing = ", ".join(j.key.decode() for j in writer.unfinished)
             raise LabkitError(f"lost {keys.producer_lease} while writing {writing} "
                               "(was the process suspended?)",
                               "run the same produce command again; it rewrites these partitions")
         if progress:
-            progress(done + sum(j.sent for j in writer.active_jobs))
+            progress(done + sum(j.sent for j in writer.unfinished))
 
     ok = False
     try:
