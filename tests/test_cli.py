@@ -38,6 +38,19 @@ def test_produce_prints_the_course_lines(cli, ns_keys):
     assert "Wrote 2,880 readings to 2 partitions" in res.stderr
 
 
+def test_demo_the_readmes_main_job_verifies_every_hour_and_saves_its_plot(cli, ns_keys, r, tmp_path):
+    """The README's first command ends in ``python -m labkit demo``; here on 1.5 days (36 hours, the final one
+    included), then once more over what the first run left (a learner runs it twice)."""
+    for run in (1, 2):
+        plot = tmp_path / f"demo{run}.png"
+        res = cli("demo", "--days", "1.5", "--plot", str(plot), namespace=ns_keys.namespace, timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert res.stdout.splitlines()[-1] == "demo: 36/36 hours verified", res.stdout
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+        rep, averages, _ = check(r, ns_keys)
+        assert rep.ok and rep.matched == 36 == len(averages)
+
+
 def test_done_when_full_dataset_240_hours_then_144_from_day_5(cli, course_keys, r):
     assert cli("produce", "--no-progress").returncode == 0
     res = cli("consume", "temps:20250101", "--averages-maxlen", "0", "--idle-exit", "1")
