@@ -196,3 +196,36 @@ def test_reconnected_means_every_slot_answers_again(own):
     assert r.get(key) == b"1"                        # at once: the slot has a live master again
     assert lines[-1].startswith("reconnected") and len(lines) == 2, lines
     t.join(60)
+
+
+def test_consumers_blocked_on_a_master_that_becomes_a_replica_carry_on(own):
+    """A planned failover (CLUSTER FAILOVER on the replica, the master alive) turns the master into a replica,
+    which ends every blocked read on it with "UNBLOCKED … instance state changed (master -> replica?)".
+    The consumers, idle and blocked, must treat that as a changed layout and carry on, not stop."""
+    info, r = own
+    t = connection.Target(info.url, embedded=False)
+    keys = keys_for(r, Keys("foplanned"))
+    producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 1, 60_000, seed=7), keys)
+    sink = ListSink()
+    h = start_consumers(keys.partition_prefix + "20250101", averages_maxlen=0, sink=sink, keys=keys, target=t,
+                        block_ms=5_000, reconnect_s=60)
+    try:
+        assert h.wait_idle(0.5, timeout=60) and r.xlen(keys.averages) == 24
+        time.sleep(0.5)                                   # both consumers are inside a 5 s XREAD BLOCK now
+        for m in {cluster.master_for(info, keys.averages), cluster.master_for(info, keys.partition_prefix + "20250102")}:
+            (replica,) = cluster.masters(info)[m]
+            _replicated(info, m)
+            cluster._call(info, replica, "CLUSTER", "FAILOVER")
+            cluster._wait("planned failover", lambda p=replica: cluster._info(info, p, "replication")["role"] == "master",
+                          30, "")
+        cluster.wait_ok(info)
+        producer.produce(r, producer.Dataset(producer.parse_start("2025-01-02"), 1, 60_000, seed=8), keys)
+        deadline = time.monotonic() + 60
+        while h.status()["averages_printed"] < 48 and h.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st = h.status()
+        assert st["error"] is None and st["averages_printed"] == 48, (st, sink.texts()[-10:])
+    finally:
+        h.stop()
+    rep, _, _ = check(r, keys)
+    assert rep.ok and rep.matched == 48 and rep.duplicates == 0, rep.summary()

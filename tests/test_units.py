@@ -112,3 +112,22 @@ def test_worker_states_are_strings_for_existing_comparisons_and_display():
     from labkit.labs.pool import LIVE_STATES, WorkerState
     assert WorkerState.RUNNING == "running" and f"{WorkerState.KILLED}" == "killed" == str(WorkerState.KILLED)
     assert "stopped" not in LIVE_STATES and "replaying" in LIVE_STATES
+
+
+def test_which_errors_mean_the_layout_changed_and_which_are_real_refusals():
+    """A failover's replies are "ask again" (reread the layout, carry on); a real refusal is not.  redis-py
+    parses MOVED into MovedError whose text lacks the word, and a planned failover ends a blocked read with
+    UNBLOCKED; a CLIENT UNBLOCK … ERROR sent by labkit itself to stop a consumer is not a failover."""
+    import redis
+    from labkit.servers import connection as c
+    assert c.relayout(redis.exceptions.MovedError("10574 127.0.0.1:7001"))
+    assert c.relayout(redis.ResponseError("MOVED 10574 127.0.0.1:7001"))     # as hiredis hands it over
+    assert c.relayout(redis.exceptions.ClusterDownError("The cluster is down"))
+    planned = redis.ResponseError("UNBLOCKED force unblock from blocking operation, instance state changed "
+                                  "(master -> replica?)")
+    assert c.relayout(planned) and c.is_lost(planned)
+    assert c.is_lost(redis.ConnectionError("reset")) and c.is_lost(redis.exceptions.TryAgainError("x"))
+    for real in (redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+                 redis.ResponseError("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
+                 redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")):
+        assert not c.relayout(real) and not c.is_lost(real)

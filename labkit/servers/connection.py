@@ -277,8 +277,10 @@ _RELAYOUT = ("MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY"
 
 def relayout(exc: Exception) -> bool:
     """Whether ``exc`` is a cluster node's redirection or a failover in progress (not a real refusal)."""
+    # redis-py turns MOVED/ASK replies into MovedError/AskError, whose text no longer starts with the word.
     return isinstance(exc, redis.ResponseError) and str(exc).split(" ")[0].upper() in _RELAYOUT \
-        or isinstance(exc, (redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError))
+        or isinstance(exc, (redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+                            redis.exceptions.MovedError, redis.exceptions.AskError)) or layout_changed(exc)
 
 
 def moved_to_lost(r, exc: Exception) -> Exception:
@@ -295,6 +297,22 @@ def moved_to_lost(r, exc: Exception) -> Exception:
 
 #: How long consumers and producers keep trying to reach a server that went away before they give up.
 RECONNECT_S = 60.0
+
+
+def layout_changed(exc: Exception) -> bool:
+    """A reply that means "the server you were using changed role": a read blocked on a master that a planned
+    failover made a replica ends with ``UNBLOCKED … instance state changed``.  Handled like a lost
+    connection: reread the layout and carry on from what Redis holds."""
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith("UNBLOCKED") \
+        and "instance state changed" in str(exc)
+
+
+def is_lost(exc: Exception) -> bool:
+    """Errors after which a client waits for Redis and carries on from what it holds: a dropped connection
+    or timeout, a cluster without a master for a slot yet (CLUSTERDOWN), a slot being moved (TRYAGAIN), or
+    a changed role (:func:`layout_changed`)."""
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
+                            redis.exceptions.TryAgainError)) or layout_changed(exc)
 
 
 def _answers(r) -> None:
