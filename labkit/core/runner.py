@@ -134,15 +134,14 @@ class Consumers:
                     w.consumer.run(self._stop, self._crash)
                     w.crashed = self._crash.is_set()  # it may have been between steps when the crash came
                     return
-                except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
-                        redis.exceptions.TryAgainError, redis.ResponseError) as exc:
+                except redis.RedisError as exc:
                     # Everything that matters is in Redis (state is committed with each
                     # batch), so after a reconnect the consumer simply starts over from it.
                     # CLUSTERDOWN: a master failed and its replica is not promoted yet (the
                     # cluster's own failover leaves that window; a TAKEOVER does not).
                     # UNBLOCKED: a planned failover made the master we blocked on a replica.
                     if not connection.is_lost(exc):
-                        raise
+                        raise           # a real refusal: handled below, the consumer stops
                     if self._stop.is_set():
                         return
                     if not self._reconnect(w, exc):

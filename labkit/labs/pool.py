@@ -313,27 +313,19 @@ class Pool:
                 if not entries:
                     break
                 self._add("replayed", len(entries))
-                w.holding = len(entries)
-                for eid, fields in entries:
-                    self._handle(r, w, eid, fields)
-                    w.holding -= 1
+                self._work_through(r, w, entries)
                 last = text(entries[-1][0])
             w.state = WorkerState.RUNNING  # only now may the supervisor claim entries for me
             # 2. New entries, plus whatever the supervisor claimed for me.
             while not w.stop_event.is_set() and not self._stop.is_set():
                 self._check(w)
-                w.holding = len(w.inbox)
-                while w.inbox:
-                    eid, fields = w.inbox.popleft()
-                    self._handle(r, w, eid, fields)
-                    w.holding -= 1
+                claimed = []
+                while w.inbox:                 # the supervisor may add to it meanwhile
+                    claimed.append(w.inbox.popleft())
+                self._work_through(r, w, claimed)
                 resp = r.xreadgroup(self.group, w.name, {self.stream: ">"}, count=self.count,
                                     block=self.block_ms)
-                entries = resp[0][1] if resp else []
-                w.holding = len(entries)
-                for eid, fields in entries:
-                    self._handle(r, w, eid, fields)
-                    w.holding -= 1
+                self._work_through(r, w, resp[0][1] if resp else [])
             w.state = WorkerState.STOPPED
         except _Killed:
             w.state = WorkerState.KILLED
@@ -351,6 +343,13 @@ class Pool:
         finally:
             if r is not None:
                 r.close()
+
+    def _work_through(self, r: redis.Redis, w: Worker, entries: list) -> None:
+        """Handle ``entries`` in order, counting down what ``w`` still holds (see :meth:`kill`)."""
+        w.holding = len(entries)
+        for eid, fields in entries:
+            self._handle(r, w, eid, fields)
+            w.holding -= 1
 
     def _handle(self, r: redis.Redis, w: Worker, eid, fields) -> None:
         eid = text(eid)

@@ -20,10 +20,9 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
-
-from ..core.replies import text
 from redis.retry import Retry
 
+from ..core.replies import text
 from ..errors import LabkitError
 
 #: Blocking reads wait at most this long, well under the socket timeout below,
