@@ -54,3 +54,12 @@ def own_cluster(tmp_path):
     info = _form(tmp_path, 3, 1)
     yield info
     _stop(info)
+
+
+@pytest.fixture
+def own(own_cluster):
+    """This test's own 3 x 1 cluster and a labkit client on it."""
+    from labkit import connection
+    r = connection.connect(connection.Target(own_cluster.url, embedded=False))
+    yield own_cluster, r
+    r.close()

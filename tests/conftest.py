@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_fixtures import one_node_cluster, own_cluster, redis_cluster  # noqa: F401 - fixtures
+from tests.cluster_fixtures import one_node_cluster, own, own_cluster, redis_cluster  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -45,15 +45,19 @@ def fast(reader):
     return batch_of
 
 
+def both_ways(r, keys, count: int) -> tuple:
+    """The partitions folded from redis-py's XREAD (the plain path) and from a BatchReader (the fast one)."""
+    reader = BatchReader(r, count)
+    try:
+        return fold_all(r, keys, plain(r, count), count), fold_all(r, keys, fast(reader), count)
+    finally:
+        reader.close()
+
+
 def test_a_produced_dataset_folds_to_the_same_hours(r, keys):
     data = produce(r, keys, start="2025-01-01T07:30", days=2.2, interval_ms=1300, seed=4)
     count = 9_000       # not a divisor of any partition's length: full batches, then a short one
-    reader = BatchReader(r, count)
-    try:
-        want = fold_all(r, keys, plain(r, count), count)
-        got = fold_all(r, keys, fast(reader), count)
-    finally:
-        reader.close()
+    want, got = both_ways(r, keys, count)
     assert got == want
     hours = {(data.start_ms + i * data.interval_ms) // HOUR_MS for i in range(data.count)}
     assert [h.hour_start_ms // HOUR_MS for h in want[0]] == sorted(hours)
@@ -72,12 +76,7 @@ def test_poison_readings_on_the_wire_fold_the_same(r, keys):
     p.xadd(name, {"temp_f": "50"}, id=f"{T0 + DAY_MS + 5}-0")   # filed in the wrong day
     p.execute()
     count = 1000
-    reader = BatchReader(r, count)
-    try:
-        want = fold_all(r, keys, plain(r, count), count)
-        got = fold_all(r, keys, fast(reader), count)
-    finally:
-        reader.close()
+    want, got = both_ways(r, keys, count)
     assert got == want
     assert len(want[1]) == 11 and "outside" in want[1][-1][2]
 

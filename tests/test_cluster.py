@@ -273,14 +273,6 @@ def _write_replicated(r, info, key: str, value: str) -> int:
     return master
 
 
-@pytest.fixture
-def own(own_cluster):
-    """This test's own cluster and a labkit client on it."""
-    r = connection.connect(connection.Target(own_cluster.url, embedded=False))
-    yield own_cluster, r
-    r.close()
-
-
 def test_takeover_after_a_cut_loses_the_newest_writes_then_the_old_master_rejoins(own):
     info, r = own
     key = "{failover}x"

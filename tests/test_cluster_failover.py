@@ -46,13 +46,6 @@ def _replicated(info, master: int, timeout: float = 10) -> None:
     raise AssertionError("the replica did not catch up")
 
 
-@pytest.fixture
-def own(own_cluster):
-    r = connection.connect(connection.Target(own_cluster.url, embedded=False))
-    yield own_cluster, r
-    r.close()
-
-
 def test_a_failover_that_loses_published_hours_and_state_ends_exact(own):
     """The averages' master loses a whole day of published hours *and* the state that recorded them.
 

@@ -26,6 +26,13 @@ def run_until_idle(target, keys, partition, timeout=60, **kw):
     return h, sink
 
 
+def printed(h, n: int, deadline: float) -> int:
+    """How many averages the averages consumer has printed, once that reaches ``n`` or ``deadline`` passes."""
+    while h.status()["averages_printed"] < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return h.status()["averages_printed"]
+
+
 def test_two_days_every_hour_exact_including_the_final_one(r, keys, target):
     produce(r, keys, days=2)
     first = keys.partition_prefix + "20250101"
@@ -108,16 +115,12 @@ def test_the_final_hour_closes_soon_after_its_partition_is_marked_complete(r, ke
     h = start_consumers(day, sink=ListSink(), keys=keys, target=target, averages_maxlen=0, block_ms=7_000)
     try:
         deadline = time.monotonic() + 15
-        while h.status()["averages_printed"] < 23 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert h.status()["averages_printed"] == 23   # the final hour stays open while the day is written
+        assert printed(h, 23, deadline) == 23         # the final hour stays open while the day is written
         time.sleep(0.3)
         assert h.agg.idle_since is not None
         t = time.monotonic()
         manifest.mark_complete(r, keys, day, "run1", len(ids), ids[-1])
-        while h.status()["averages_printed"] < 24 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert h.status()["averages_printed"] == 24
+        assert printed(h, 24, deadline) == 24
         assert time.monotonic() - t < 2, "the final hour waited for the 7 s block to time out"
     finally:
         h.stop(timeout=25)
@@ -132,15 +135,11 @@ def test_waits_for_the_next_partition_and_wakes_when_it_appears(r, keys, target)
                         averages_maxlen=0, block_ms=7_000)
     try:
         deadline = time.monotonic() + 15
-        while h.status()["averages_printed"] < 24 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert h.status()["averages_printed"] == 24
+        assert printed(h, 24, deadline) == 24
         assert h.agg.idle_since is not None  # blocked on the next partition (one stream: no cross-slot XREAD)
         t = time.monotonic()
         produce(r, keys, start="2025-01-02", days=1, interval_ms=60_000)   # the next day arrives
-        while h.status()["averages_printed"] < 48 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert h.status()["averages_printed"] == 48
+        assert printed(h, 48, deadline) == 48
         assert time.monotonic() - t < 5, "woke only when the 7 s block timed out"
     finally:
         h.stop(timeout=25)
