@@ -3,7 +3,7 @@
 Consumers and the producer never print: they call ``sink(source, text)``.
 The CLI renders lines on a terminal (colour only on a TTY, ``NO_COLOR``
 respected); notebooks render them into ipywidgets Output areas
-(:mod:`labkit.widgets`); tests collect them in a :class:`ListSink`.
+(:mod:`labkit.notebook.panel`); tests collect them in a :class:`ListSink`.
 """
 
 from __future__ import annotations

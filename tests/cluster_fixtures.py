@@ -1,6 +1,6 @@
 """Real Redis Clusters for the tests, from Debian's ``redis-server`` (7.0).
 
-Each fixture forms its cluster with :mod:`labkit.cluster` (the code behind
+Each fixture forms its cluster with :mod:`labkit.servers.cluster` (the code behind
 ``python -m labkit cluster start``, pointed at another binary) on free
 127.0.0.1 ports with a generated password, waits for ``cluster_state:ok``,
 yields it, and stops every node by PID.  ``cluster-node-timeout`` is short, so
@@ -19,7 +19,7 @@ TEST_NODE_TIMEOUT_MS = 2000
 
 
 def _form(home, shards: int, replicas: int):
-    from labkit import cluster
+    from labkit.servers import cluster
     if not os.path.exists(REDIS_SERVER):
         pytest.fail(f"{REDIS_SERVER} is missing: apt-get install redis-server (the cluster tests need it)")
     info, _ = cluster.start(home, shards, replicas, binary=REDIS_SERVER, node_timeout_ms=TEST_NODE_TIMEOUT_MS,
@@ -28,7 +28,7 @@ def _form(home, shards: int, replicas: int):
 
 
 def _stop(info) -> None:
-    from labkit import cluster
+    from labkit.servers import cluster
     cluster._stop_pids([n.pid for n in info.nodes], timeout=5)
 
 
@@ -59,7 +59,7 @@ def own_cluster(tmp_path):
 @pytest.fixture
 def own(own_cluster):
     """This test's own 3 x 1 cluster and a labkit client on it."""
-    from labkit import connection
+    from labkit.servers import connection
     r = connection.connect(connection.Target(own_cluster.url, embedded=False))
     yield own_cluster, r
     r.close()

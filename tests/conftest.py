@@ -37,7 +37,7 @@ def lab_home(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def target(lab_home):
-    from labkit import connection, server
+    from labkit.servers import connection, embedded as server
     if os.environ.get("REDIS_URL"):
         yield connection.target()
         return
@@ -50,7 +50,7 @@ def target(lab_home):
 
 @pytest.fixture
 def r(target):
-    from labkit import connection
+    from labkit.servers import connection
     client = connection.connect(target)
     yield client
     client.close()
@@ -58,7 +58,7 @@ def r(target):
 
 def _delete_namespace(r, keys) -> None:
     """Delete a test namespace's keys, or (no namespace) exactly the course-named keys labkit owns."""
-    from labkit.keyspace import delete_keys, delete_namespace, scan_keys
+    from labkit.core.keyspace import delete_keys, delete_namespace, scan_keys
     if keys.namespace:
         delete_namespace(r, keys)
         return
@@ -70,8 +70,8 @@ def _delete_namespace(r, keys) -> None:
 @pytest.fixture
 def keys(r):
     """A fresh namespace for this test; its keys are deleted afterwards."""
-    from labkit.keys import Keys
-    from labkit.keyspace import keys_for
+    from labkit.core.keys import Keys
+    from labkit.core.keyspace import keys_for
     k = keys_for(r, Keys("t" + uuid.uuid4().hex[:10]))   # hash-tagged when REDIS_URL names a cluster
     yield k
     _delete_namespace(r, k)
@@ -80,8 +80,8 @@ def keys(r):
 @pytest.fixture
 def course_keys(r):
     """The course's own key names (no namespace), cleaned before and after."""
-    from labkit.keys import Keys
-    from labkit.keyspace import keys_for
+    from labkit.core.keys import Keys
+    from labkit.core.keyspace import keys_for
     k = keys_for(r, Keys(""))
     _delete_namespace(r, k)
     yield k

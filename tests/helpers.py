@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from labkit import producer
-from labkit.keys import Keys
-from labkit.truth import check as truth_check
+from labkit.core import producer
+from labkit.core.keys import Keys
+from labkit.core.truth import check as truth_check
 
 T0 = 1735689600000  # 2025-01-01 00:00 UTC
 

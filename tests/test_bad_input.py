@@ -12,7 +12,7 @@ from tests.conftest import _delete_namespace
 
 def snapshot(r):
     """Every labkit key (course names, hash-tagged ones on a cluster) with its type and content."""
-    from labkit.keyspace import scan_keys
+    from labkit.core.keyspace import scan_keys
     out = {}
     for k in sorted(scan_keys(r, "*")):   # every master of a cluster
         if not (k.startswith(("temps:", "{temps:")) or k.endswith("_consumer_state")):
@@ -30,8 +30,9 @@ def snapshot(r):
 @pytest.fixture(scope="module")
 def dataset(target, lab_home):
     """Two small partitions under the course's names, produced once for the module."""
-    from labkit import connection, producer
-    from labkit.keys import Keys
+    from labkit.servers import connection
+    from labkit.core import producer
+    from labkit.core.keys import Keys
     r = connection.connect(target)
     _delete_namespace(r, Keys(""))
     producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 2, 60_000), Keys(""))
@@ -57,8 +58,8 @@ def url_with(target, **parts) -> str:
 
 def _state(r) -> str:
     """The aggregating state's name for the server ``r`` talks to (hash-tagged on a cluster)."""
-    from labkit.keys import Keys
-    from labkit.keyspace import keys_for
+    from labkit.core.keys import Keys
+    from labkit.core.keyspace import keys_for
     return keys_for(r, Keys("")).aggregating_state
 
 

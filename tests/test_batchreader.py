@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import tracemalloc
 
-from labkit.fastfold import BatchReader, fold_raw
-from labkit.partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
-from labkit.runner import list_partitions
-from labkit.window import HourlyWindow, fold
+from labkit.core.fastfold import BatchReader, fold_raw
+from labkit.core.partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
+from labkit.core.runner import list_partitions
+from labkit.core.window import HourlyWindow, fold
 
 from tests.helpers import T0, produce
 

@@ -77,7 +77,7 @@ def jupyter_lab(tmp_path_factory, target, lab_home):
     for name in NOTEBOOKS:
         shutil.copy(ROOT / "notebooks" / name, work / name)
     # A notebook saved with a panel's output, as it is found after a reload with no live panel behind it.
-    from labkit.widgets import RELOAD_HINT
+    from labkit.notebook.panel import RELOAD_HINT
     saved = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                               "language": "python"}})
     saved.cells = [nbformat.v4.new_code_cell("panel", execution_count=1, outputs=[nbformat.v4.new_output(
@@ -128,7 +128,7 @@ def jupyter_lab(tmp_path_factory, target, lab_home):
     finally:
         _stop(proc, base, token)
         log.close()
-        from labkit import connection
+        from labkit.servers import connection
         r = connection.connect(target)
         names = list(r.scan_iter(match=f"{namespace}:*", count=1000))
         if names:
@@ -264,7 +264,7 @@ def test_the_learners_partition_stands_and_the_panel_reads_well(browser, jupyter
     with new_page(browser, "browser-04-failed.png") as page:
         nb = open_notebook(page, jupyter_lab, "04-running-the-consumers.ipynb")
         # Run everything above the "Run them" section: the panel appears, nothing is started.
-        panel_cell = cell_index(page, "from labkit.widgets import ConsumerPanel")
+        panel_cell = cell_index(page, "from labkit.notebook.panel import ConsumerPanel")
         run(page, "notebook:run-all-above", active=panel_cell + 1)
         panel = nb.locator(".widget-vbox", has=page.locator(".widget-dropdown select")).first
         start = panel.locator("button.widget-button", has_text="Start")
@@ -307,8 +307,9 @@ def test_the_learners_partition_stands_and_the_panel_reads_well(browser, jupyter
         avg_out.evaluate("b => { b.scrollTop = -(b.scrollHeight - b.clientHeight); }")    # to the top
         at_top = top_line(avg_out)
         assert at_top.startswith(f"avg: Starting averages consumer in stream {ns}:temps:averages"), at_top
-        from labkit import connection, producer
-        from labkit.keys import Keys
+        from labkit.servers import connection
+        from labkit.core import producer
+        from labkit.core.keys import Keys
         r = connection.connect(jupyter_lab["target"])
         producer.produce(r, producer.Dataset(producer.parse_start("2025-01-04"), 1), Keys(ns))
         r.close()

@@ -2,7 +2,7 @@
 
 import os
 
-from labkit.chaos import run_chaos
+from labkit.commands.chaos import run_chaos
 from labkit.log import ListSink
 from tests.conftest import ROOT
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from labkit.keys import Keys
+from labkit.core.keys import Keys
 from tests.conftest import ROOT
 from tests.helpers import check
 
@@ -21,7 +21,7 @@ NS = "cli"  # cleaned by the keys fixture pattern below
 @pytest.fixture
 def ns_keys(r):
     from tests.conftest import _delete_namespace
-    from labkit.keyspace import keys_for
+    from labkit.core.keyspace import keys_for
     k = keys_for(r, Keys(NS + str(os.getpid())))   # hash-tagged when REDIS_URL names a cluster
     _delete_namespace(r, k)
     yield k

@@ -18,10 +18,10 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from labkit import cluster, connection
+from labkit.servers import cluster, connection
 from labkit.errors import LabkitError
-from labkit.keys import Keys
-from labkit.keyspace import by_slot, delete_keys, delete_namespace, list_partitions, scan_keys
+from labkit.core.keys import Keys
+from labkit.core.keyspace import by_slot, delete_keys, delete_namespace, list_partitions, scan_keys
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.cluster
@@ -123,7 +123,7 @@ def test_cluster_errors_become_one_line_with_a_hint(exc, says):
 # ---------------------------------------------------------------- detection
 
 def test_keys_are_named_for_the_server_a_client_talks_to(redis_cluster, r):
-    from labkit.keyspace import keys_for
+    from labkit.core.keyspace import keys_for
     c = connection.connect(connection.Target(redis_cluster.url, embedded=False))
     try:
         assert keys_for(c, Keys("alice")) == Keys("alice", cluster=True)
@@ -250,7 +250,7 @@ def test_moved_and_crossslot_from_a_plain_client_are_one_line(redis_cluster):
 
 def test_a_cross_slot_transaction_on_a_cluster_client_is_one_line_in_the_cli(redis_cluster, tmp_path):
     """The CLI turns RedisCluster's client-side errors (not RedisError subclasses) into one line too."""
-    code = ("import sys; from labkit import cli, connection\n"
+    code = ("import sys; from labkit.commands import cli; from labkit.servers import connection\n"
             "def boom(args):\n"
             "    r = connection.connect(); p = r.pipeline(transaction=True)\n"
             "    p.set('temps:averages', 1); p.set('aggregating_consumer_state', 1); p.execute()\n"

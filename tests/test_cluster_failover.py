@@ -13,12 +13,13 @@ import time
 
 import pytest
 
-from labkit import cluster, connection, producer
-from labkit.keys import Keys
-from labkit.keyspace import keys_for
+from labkit.servers import cluster, connection
+from labkit.core import producer
+from labkit.core.keys import Keys
+from labkit.core.keyspace import keys_for
 from labkit.log import ListSink
-from labkit.runner import start_consumers
-from labkit.truth import check, load_readings
+from labkit.core.runner import start_consumers
+from labkit.core.truth import check, load_readings
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

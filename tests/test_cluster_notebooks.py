@@ -12,9 +12,10 @@ import uuid
 import pytest
 from redis.crc import key_slot
 
-from labkit import connection, groups
-from labkit.keys import Keys
-from labkit.keyspace import delete_namespace
+from labkit.servers import connection
+from labkit.labs import groups
+from labkit.core.keys import Keys
+from labkit.core.keyspace import delete_namespace
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ import inspect
 import pandas as pd
 import pytest
 
-from labkit import exercises as ex
-from labkit import producer, solutions
-from labkit.truth import load_readings
+from labkit.notebook import exercises as ex
+from labkit.core import producer
+from labkit.notebook import solutions
+from labkit.core.truth import load_readings
 
 PURE = ["reading_time", "partition_of", "next_partition_name", "hour_of"]
 
@@ -139,7 +140,7 @@ def test_redis_exercises_against_the_server(r, keys, dataset):
 
 def test_open_hour_exercise_against_a_crashed_state(r, keys, dataset, target):
     from labkit.log import ListSink
-    from labkit.runner import start_consumers
+    from labkit.core.runner import start_consumers
     handle = start_consumers(dataset[0], sink=ListSink(), keys=keys, target=target, batch=1000)
     while handle.running and handle.status()["readings"] < 10_000:
         pass
@@ -154,7 +155,7 @@ def test_open_hour_exercise_against_a_crashed_state(r, keys, dataset, target):
 
 
 def test_each_solution_is_what_the_notebooks_show():
-    """Every exercise's ``Show a solution`` block equals the reference in labkit.solutions."""
+    """Every exercise's ``Show a solution`` block equals the reference in labkit.notebook.solutions."""
     from tests.test_notebooks import exercise_blocks
     blocks = exercise_blocks()
     assert sorted(blocks) == sorted(ex.EXERCISES)

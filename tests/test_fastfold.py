@@ -1,7 +1,7 @@
 """The bulk fold over raw stream replies gives exactly what the plain fold gives: pure, no Redis.
 
-The plain :func:`labkit.window.fold` sees entries as redis-py hands them over
-(``(id, {field: value})``); :func:`labkit.fastfold.fold_raw` sees the reply as the
+The plain :func:`labkit.core.window.fold` sees entries as redis-py hands them over
+(``(id, {field: value})``); :func:`labkit.core.fastfold.fold_raw` sees the reply as the
 server sent it (``[id, [field, value, ...]]``).  On every input both must close
 the same hours, reject the same entries for the same reasons, and leave the
 same window.
@@ -10,9 +10,9 @@ same window.
 import random
 
 import pytest
-from labkit.fastfold import fold_raw, parse_raw
-from labkit.partition import DAY_MS, HOUR_MS
-from labkit.window import HourAverage, HourlyWindow, fold
+from labkit.core.fastfold import fold_raw, parse_raw
+from labkit.core.partition import DAY_MS, HOUR_MS
+from labkit.core.window import HourAverage, HourlyWindow, fold
 from redis._parsers.helpers import parse_stream_list
 
 T0 = 1735689600000  # 2025-01-01 00:00 UTC
@@ -169,7 +169,7 @@ def test_ids_too_large_for_int64_fold_like_the_plain_fold(base):
 def test_paused_gc_restores_what_it_found():
     import gc
 
-    from labkit.fastfold import paused_gc
+    from labkit.core.fastfold import paused_gc
     assert gc.isenabled()
     with paused_gc():
         assert not gc.isenabled()
@@ -184,7 +184,7 @@ def test_paused_gc_restores_what_it_found():
 
 
 def test_the_bulk_paths_spellings_are_valid_by_the_one_rule():
-    from labkit.fastfold import _VALUES
-    from labkit.window import PLAUSIBLE_F, parse_temp_value
+    from labkit.core.fastfold import _VALUES
+    from labkit.core.window import PLAUSIBLE_F, parse_temp_value
     assert len(_VALUES) == PLAUSIBLE_F[1] - PLAUSIBLE_F[0] + 1
     assert all(parse_temp_value(raw) == v for raw, v in _VALUES.items())

@@ -16,14 +16,15 @@ import uuid
 
 import pytest
 
-from labkit import connection, manifest
-from labkit.aggregating import BATCH, AggregatingConsumer
-from labkit.fastfold import BatchReader, parse_raw
-from labkit.keys import Keys
-from labkit.keyspace import keys_for
+from labkit.servers import connection
+from labkit.core import manifest
+from labkit.core.aggregating import BATCH, AggregatingConsumer
+from labkit.core.fastfold import BatchReader, parse_raw
+from labkit.core.keys import Keys
+from labkit.core.keyspace import keys_for
 from labkit.log import ListSink
-from labkit.partition import DAY_MS, HOUR_MS
-from labkit.runner import prepare
+from labkit.core.partition import DAY_MS, HOUR_MS
+from labkit.core.runner import prepare
 from tests.conftest import _delete_namespace
 from tests.helpers import T0, check
 

@@ -10,10 +10,11 @@ import time
 import pytest
 import redis
 
-from labkit import connection, producer, server
-from labkit.keys import Keys
+from labkit.servers import connection, embedded as server
+from labkit.core import producer
+from labkit.core.keys import Keys
 from labkit.log import ListSink
-from labkit.runner import start_consumers
+from labkit.core.runner import start_consumers
 from tests.helpers import check
 
 

@@ -37,8 +37,8 @@ def test_the_companion_notebooks_exist():
 @pytest.mark.parametrize("path", MINE, ids=[p.stem for p in MINE])
 def test_notebook_runs_top_to_bottom(path, solutions, target, lab_home, kernel_dir, r):
     """Both ways, as every notebook runs in CI (these have no exercises, so both runs must pass alike)."""
-    from labkit import groups
-    from labkit.keys import Keys
+    from labkit.labs import groups
+    from labkit.core.keys import Keys
 
     namespace = "nb" + uuid.uuid4().hex[:8]
     env = {"LABKIT_SOLUTIONS": "1"} if solutions != "shipped" else {}

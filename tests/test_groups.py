@@ -8,9 +8,9 @@ import time
 import pytest
 import redis
 
-from labkit import groups
+from labkit.labs import groups
 from labkit.log import ListSink
-from labkit.window import BadReading
+from labkit.core.window import BadReading
 
 
 def _fill(r, stream, n, start=1, bad=()):
@@ -268,7 +268,7 @@ def test_lab_keys_and_delete_keys(r, keys):
     r.set(groups.key(keys, "mine"), 1)
     assert groups.delete_keys(r, k) == 1
     assert r.exists(groups.key(keys, "mine")) == 1
-    from labkit.keys import Keys
+    from labkit.core.keys import Keys
     with pytest.raises(Exception):
         groups.delete_keys(r, Keys(""))
 
@@ -276,7 +276,7 @@ def test_lab_keys_and_delete_keys(r, keys):
 # --------------------------------------------------------------------------- widgets, headless
 
 def test_workers_panel_callbacks_headless(r, keys, target):
-    from labkit import group_widgets as gw
+    from labkit.labs import panel as gw
     s = groups.key(keys, "s")
     _fill(r, s, 200)
     pool = _pool(target, keys, s, work=groups.slow(groups.classify_reading, 0.002), workers=2,
@@ -307,7 +307,7 @@ def test_workers_panel_callbacks_headless(r, keys, target):
 
 def test_output_sink_limits_lines():
     import ipywidgets as W
-    from labkit import group_widgets as gw
+    from labkit.labs import panel as gw
     from labkit.log import LogLine
     out = W.Output()
     sink = gw.FirstLinesSink(out, limit=3)
@@ -319,6 +319,6 @@ def test_output_sink_limits_lines():
 
 
 def test_throughput_series():
-    from labkit.group_widgets import throughput_series
+    from labkit.labs.panel import throughput_series
     xs, ys = throughput_series([(0.0, 0), (0.5, 50), (1.0, 100), (1.5, 100)])
     assert xs == [0.5, 1.0, 1.5] and ys == [100.0, 100.0, 50.0]

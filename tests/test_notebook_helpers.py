@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from labkit import notebook as nbk
-from labkit import producer
+from labkit.core import producer
 from labkit.errors import LabkitError
-from labkit.runner import list_partitions
+from labkit.core.runner import list_partitions
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_autorun_0_never_starts(r, lab_env, panels, monkeypatch):
 
 
 def test_autostart_that_fails_says_why_in_one_line(r, lab_env, panels, monkeypatch):
-    import labkit.widgets as widgets
+    import labkit.notebook.panel as widgets
 
     def refuse(*args, **kwargs):
         raise LabkitError("another aggregating consumer is running in this namespace", "stop it first")

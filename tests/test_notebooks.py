@@ -24,7 +24,7 @@ namespaces' keys are deleted afterwards.
 The structure tests (no kernel) hold the notebooks to the lab's shape: objectives
 first, a recap and a link to the next last, one set-up call, the course's commands
 visible with their redis-cli form, and at least eight exercises, each with a
-check and a hidden solution equal to :mod:`labkit.solutions`.
+check and a hidden solution equal to :mod:`labkit.notebook.solutions`.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ def run_notebook(target, lab_home, kernel_dir):
         return execute_notebook(path, target, lab_home, kernel_dir, namespace, days, CELL_TIMEOUT, env)
 
     yield run
-    from labkit import connection
-    from labkit.keys import Keys
-    from labkit.runner import delete_namespace
+    from labkit.servers import connection
+    from labkit.core.keys import Keys
+    from labkit.core.runner import delete_namespace
     r = connection.connect(target)
     for ns in set(used):
         delete_namespace(r, Keys(ns))
@@ -95,8 +95,9 @@ def lab_namespace():
 @pytest.fixture(scope="module")
 def longer_run_namespace(target):
     """A namespace that already holds three days of partitions, as an earlier, longer run leaves them."""
-    from labkit import connection, producer
-    from labkit.keys import Keys
+    from labkit.servers import connection
+    from labkit.core import producer
+    from labkit.core.keys import Keys
     ns = "nb" + uuid.uuid4().hex[:10]
     r = connection.connect(target)
     producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), LONGER_RUN_DAYS), Keys(ns))
@@ -189,7 +190,7 @@ def _shards_run(nb, solutions: bool) -> str:
 def test_partitions_across_shards_on_a_cluster_of_its_own(solutions, target, lab_home, kernel_dir):
     """13 starts its own 3 x 1 cluster and a 1-node one (unless REDIS_URL names a cluster), kills a master
     mid-run, verifies every hour and stops both clusters."""
-    from labkit import connection
+    from labkit.servers import connection
     env = {"LABKIT_SOLUTIONS": "1"} if solutions else {}
     t = target
     if not target.embedded:
@@ -218,7 +219,7 @@ def test_partitions_across_shards_on_a_cluster_of_its_own(solutions, target, lab
 def test_partitions_across_shards_on_the_cluster_redis_url_names(own_cluster, lab_home, kernel_dir):
     """With REDIS_URL naming a cluster labkit did not form here, 13 uses it and kills nothing: the replica
     takes over with CLUSTER FAILOVER, and every node is still running afterwards."""
-    from labkit import cluster, connection
+    from labkit.servers import cluster, connection
     t = connection.Target(own_cluster.url, embedded=False)
     ns = "nb" + uuid.uuid4().hex[:10]
     from labkit.notebook.shards import stop_leftovers
@@ -272,7 +273,7 @@ def exercise_blocks() -> dict[str, str]:
 
 
 def test_at_least_eight_exercises_each_with_a_check_and_a_hidden_solution():
-    from labkit.exercises import EXERCISES
+    from labkit.notebook.exercises import EXERCISES
     found = [e for p in EXERCISED if p.name[:2] != "00" for e in exercises_in(p)]
     assert len(found) >= 8
     assert [n for n, *_ in found] == list(range(1, len(found) + 1)), "numbered in order across the lab"

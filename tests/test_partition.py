@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from labkit.errors import LabkitError
-from labkit.partition import (day_start_ms, id_ms, message_id, next_partition, parse_partition,
+from labkit.core.partition import (day_start_ms, id_ms, message_id, next_partition, parse_partition,
                               partition_for_ms, partition_name, partitions_between)
 
 

@@ -8,12 +8,13 @@ import tracemalloc
 
 import pytest
 
-from labkit import connection, manifest
-from labkit.aggregating import AggregatingConsumer
-from labkit.averages import AveragesConsumer
+from labkit.servers import connection
+from labkit.core import manifest
+from labkit.core.aggregating import AggregatingConsumer
+from labkit.core.averages import AveragesConsumer
 from labkit.log import ListSink
-from labkit.partition import HOUR_MS
-from labkit.runner import prepare, start_consumers
+from labkit.core.partition import HOUR_MS
+from labkit.core.runner import prepare, start_consumers
 from tests.helpers import T0, check, produce
 
 
@@ -280,9 +281,9 @@ def test_malformed_average_is_dead_lettered_not_fatal(r, keys, target):
 
 
 def test_two_namespaces_share_one_server_without_interfering(r, target):
-    from labkit.keys import Keys
+    from labkit.core.keys import Keys
     from tests.conftest import _delete_namespace
-    from labkit.keyspace import keys_for, scan_keys
+    from labkit.core.keyspace import keys_for, scan_keys
     alice, bob = keys_for(r, Keys("alice-t")), keys_for(r, Keys("bob-t"))
 
     def others():   # every master's keys on a cluster; hash-tagged ones start with "{alice-t:"

@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 import pytest
-from labkit.partition import DAY_MS, day_of, parse_partition, partition_name
-from labkit.runner import list_partitions
+from labkit.core.partition import DAY_MS, day_of, parse_partition, partition_name
+from labkit.core.runner import list_partitions
 
-from labkit import producer
+from labkit.core import producer
 
 
 def reference(data: producer.Dataset, prefix: str) -> dict[str, list]:
@@ -62,7 +62,7 @@ def test_a_partition_is_marked_complete_only_once_the_server_holds_all_of_it(r, 
 
 def _kill_writers(r, names) -> int:
     """Drop every connection that last ran a write of the producer's, on the nodes serving ``names``."""
-    from labkit import connection
+    from labkit.servers import connection
     killed = 0
     for node in {id(c): c for c in (connection.node_client(r, n) for n in names)}.values():
         me = node.client_id()
@@ -76,7 +76,8 @@ def test_a_connection_lost_while_two_partitions_are_in_flight_resumes_both(r, ke
     """The first partition's last batch is sent (the server is then paused, so it is not all written), the
     second partition's first batch is sent, and the connection is lost: both resume after their last entry;
     the dataset is exact and both are marked complete."""
-    from labkit import connection, manifest
+    from labkit.servers import connection
+    from labkit.core import manifest
     from labkit.log import ListSink
     for day in range(1, 29):    # on a cluster: two days whose partitions one master serves (one pipe)
         data = producer.Dataset(producer.parse_start(f"2025-01-{day:02d}"), 2, 2000, 9)  # 43,200 a day

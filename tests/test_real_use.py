@@ -16,12 +16,13 @@ import time
 
 import pytest
 
-from labkit import connection, lease, manifest, producer, server
+from labkit.servers import connection, embedded as server
+from labkit.core import lease, manifest, producer
 from labkit.errors import LabkitError
-from labkit.keys import Keys
+from labkit.core.keys import Keys
 from labkit.log import ListSink
-from labkit.partition import DAY_MS, HOUR_MS
-from labkit.runner import start_consumers
+from labkit.core.partition import DAY_MS, HOUR_MS
+from labkit.core.runner import start_consumers
 from tests.helpers import T0, check, produce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -270,7 +271,7 @@ def test_a_re_run_of_produce_under_the_consumer_stops_it_loudly(r, keys, target)
 
 
 def test_live_mode_then_a_dataset_never_mixes_their_completeness(r, keys, target):
-    from labkit.live import run_live
+    from labkit.core.live import run_live
     run_live(r, keys, rate=50, duration=1.0)                       # today's partition, left 'writing'
     produce(r, keys, days=1, interval_ms=60_000)
     h, sink = consume_until_idle(target, keys, keys.partition_prefix + "20250101")

@@ -3,7 +3,7 @@
 import os
 
 from labkit.log import ListSink
-from labkit.soak import run_soak
+from labkit.commands.soak import run_soak
 
 
 def test_live_soak_at_1000_per_second_loses_nothing(target, monkeypatch):

@@ -7,11 +7,11 @@ import datetime as dt
 import pytest
 
 from labkit.errors import LabkitError
-from labkit.lease import Holder
-from labkit.manifest import COMPLETE, WRITING, Record
-from labkit.partition import DAY_MS, HOUR_MS
-from labkit.producer import Dataset, expire_at_ms, parse_start
-from labkit.state import AggregatingState
+from labkit.core.lease import Holder
+from labkit.core.manifest import COMPLETE, WRITING, Record
+from labkit.core.partition import DAY_MS, HOUR_MS
+from labkit.core.producer import Dataset, expire_at_ms, parse_start
+from labkit.core.state import AggregatingState
 
 T0 = 1735689600000  # 2025-01-01 00:00 UTC
 
@@ -79,17 +79,16 @@ def test_a_producer_lease_covers_its_partitions_in_date_order():
     assert Holder.decode(b"not json").token == ""                       # someone else's value: never ours
 
 
-def test_the_flat_layouts_module_paths_still_import_the_moved_modules():
+def test_each_module_has_one_import_path_and_the_version_is_one_number():
+    """The flat layout's names (labkit 0.1) are gone: a module answers to its place in the architecture only."""
     import importlib
+    import importlib.metadata
 
     import labkit
-    for old, new in labkit.MOVED.items():
-        if old == "fastfold" and importlib.util.find_spec(f"labkit.{new}") is None:
-            continue
-        assert importlib.import_module(f"labkit.{old}") is importlib.import_module(f"labkit.{new}"), old
-    from labkit.widgets import ConsumerPanel
-    from labkit.notebook.panel import ConsumerPanel as Panel
-    assert ConsumerPanel is Panel
+    for old in ("runner", "widgets", "truth", "connection", "groups", "cli"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"labkit.{old}")
+    assert importlib.metadata.version("labkit") == labkit.__version__
 
 
 def test_dead_letter_record_starts_with_source_id_reason_payload_and_caps_lengths():
@@ -131,3 +130,38 @@ def test_which_errors_mean_the_layout_changed_and_which_are_real_refusals():
                  redis.ResponseError("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
                  redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")):
         assert not c.relayout(real) and not c.is_lost(real)
+
+
+def test_progress_records_round_trip_and_unreadable_fields_are_skipped():
+    from labkit.core import progress
+    f, v = progress.encode("exercise", "partition_of", "solved", 1_700_000_000_000, tries=2)
+    assert f == "exercise:partition_of"
+    got = progress.decode({f.encode(): v.encode(), b"last_activity": b"1700000000000",
+                           b"exercise:broken": b"not json", b"nokind:x": v.encode()})
+    (entry,) = got.entries.values()
+    assert (entry.kind, entry.name, entry.status, entry.at_ms, entry.detail) == \
+        ("exercise", "partition_of", "solved", 1_700_000_000_000, {"tries": 2})
+    assert got.last_activity_ms == 1_700_000_000_000 and got.of("exercise") == [entry]
+    with pytest.raises(ValueError):
+        progress.encode("homework", "x", "done", 0)
+
+
+def test_progress_is_kept_in_the_namespace_and_read_back(r, keys):
+    from labkit.core import progress
+    assert progress.record(r, keys, "verify", "last", "ok", hours=24)
+    assert keys.progress.startswith(keys.namespace + ":")
+    got = progress.read(r, keys)
+    assert got.entries[("verify", "last")].detail == {"hours": 24} and got.last_activity_ms
+
+
+def test_an_exercise_check_records_its_outcome_for_the_attached_learner(r, keys, monkeypatch):
+    from labkit.core import progress
+    from labkit.notebook import exercises as ex
+    monkeypatch.delenv("LABKIT_SOLUTIONS", raising=False)
+    monkeypatch.setattr(progress, "_attached", None)
+    assert not progress.note("exercise", "x", "solved")                  # no notebook set-up: nothing written
+    progress.attach(r, keys)
+    ex.check("partition_of", lambda ms: "temps:19700101")                # wrong for most readings
+    assert progress.read(r, keys).entries[("exercise", "partition_of")].status == "wrong"
+    ex.check("partition_of", None)
+    assert progress.read(r, keys).entries[("exercise", "partition_of")].status == "unsolved"

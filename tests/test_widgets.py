@@ -13,13 +13,13 @@ import time
 
 import pytest
 
-from labkit import producer
+from labkit.core import producer
 from labkit.errors import LabkitError
 from labkit.log import LogLine
 from labkit.notebook import verify_now
-from labkit.runner import list_partitions
-from labkit.truth import hourly_truth, load_readings
-from labkit.widgets import ConsumerPanel, LogBox, OutputSink, output_text
+from labkit.core.runner import list_partitions
+from labkit.core.truth import hourly_truth, load_readings
+from labkit.notebook.panel import ConsumerPanel, LogBox, OutputSink, output_text
 
 DAYS = 1.5     # two partitions (a boundary to cross), the second one half a day: 36 hours
 HOURS = 36
@@ -348,7 +348,7 @@ def test_log_boxes_follow_the_newest_line_and_read_well_in_both_themes(panel, ke
     for out in (p.agg_output, p.avg_output):
         assert "labkit-log" in out._dom_classes
     assert "flex-direction: column-reverse" in css and "word-break: normal" in css
-    from labkit.widgets import BACKGROUNDS, PALETTE, contrast
+    from labkit.notebook.panel import BACKGROUNDS, PALETTE, contrast
     for name, (light, dark) in PALETTE.items():
         assert light in css and dark in css, name
         assert all(contrast(light, bg) >= 4.5 for bg in BACKGROUNDS["light"]), (name, light)
@@ -358,14 +358,14 @@ def test_log_boxes_follow_the_newest_line_and_read_well_in_both_themes(panel, ke
 
 
 def test_contrast_matches_wcag():
-    from labkit.widgets import contrast
+    from labkit.notebook.panel import contrast
     assert contrast("#000000", "#ffffff") == pytest.approx(21)
     assert contrast("#ffffff", "#ffffff") == pytest.approx(1)
     assert contrast("#777777", "#ffffff") == pytest.approx(4.48, abs=0.01)
 
 
 def test_chart_says_how_many_averages_it_shows_and_why(r, keys, panel):
-    from labkit.widgets import chart_title
+    from labkit.notebook.panel import chart_title
     assert chart_title("temps:averages", 36, 36, 120) == "temps:averages: 36 hourly averages"
     assert chart_title("temps:averages", 143, 240, 120) == \
         "temps:averages: the newest 143 of 240 hourly averages published (MAXLEN ~ 120 trimmed the oldest)"
@@ -403,7 +403,7 @@ def test_an_error_from_start_is_one_red_line(r, keys, data, panel):
 
 def test_a_labkit_error_raised_while_starting_is_one_red_line(r, keys, data, panel, monkeypatch):
     """Whatever LabkitError start_consumers raises (e.g. another consumer holds the namespace) shows as one line."""
-    import labkit.widgets as widgets
+    import labkit.notebook.panel as widgets
 
     def refuse(*args, **kwargs):
         raise LabkitError("another aggregating consumer is running in this namespace",

@@ -6,9 +6,9 @@ from fractions import Fraction
 import pandas as pd
 import pytest
 
-from labkit.partition import HOUR_MS
-from labkit.truth import hourly_truth, verify
-from labkit.window import BadReading, HourAverage, HourlyWindow, fold, parse_temp, round_half_up
+from labkit.core.partition import HOUR_MS
+from labkit.core.truth import hourly_truth, verify
+from labkit.core.window import BadReading, HourAverage, HourlyWindow, fold, parse_temp, round_half_up
 
 T0 = 1735689600000  # 2025-01-01 00:00 UTC
 

@@ -53,7 +53,7 @@ def server_name(r: redis.Redis) -> str:
 @contextlib.contextmanager
 def _raw_socket(r: redis.Redis):
     """The socket of a pooled connection of a plain client (on a cluster: a node's, see
-    :func:`labkit.connection.node_client`), to time bytes in and out; the connection is dropped on any error."""
+    :func:`labkit.servers.connection.node_client`), to time bytes in and out; the connection is dropped on any error."""
     conn = connection.pooled_connection(r)
     try:
         yield conn._sock
@@ -110,7 +110,7 @@ def read_ceiling(r: redis.Redis, partitions: list[str], count: int = READ_COUNT,
     The next batch is asked for as soon as this one's last ID is known.
 
     With ``pause_gc`` Python's cyclic garbage collector is paused while a reply
-    is parsed, as :class:`~labkit.fastfold.BatchReader` does (hiredis builds
+    is parsed, as :class:`~labkit.core.fastfold.BatchReader` does (hiredis builds
     five objects per entry, and collection passes over them cost more than the
     parsing).
     """

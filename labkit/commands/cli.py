@@ -10,7 +10,7 @@ import time
 
 import redis
 
-from .. import progress
+from .. import progressbar
 from ..core import keyspace, producer
 from ..core.aggregating import DEFAULT_MAXLEN
 from ..core.keys import Keys
@@ -134,7 +134,7 @@ def cmd_produce(args) -> int:
     keys = Keys.from_env()
     r = connection.connect()
     keys = keyspace.keys_for(r, keys)
-    update, close = progress.bar(data.count, "producing") if not args.no_progress else (None, lambda: None)
+    update, close = progressbar.bar(data.count, "producing") if not args.no_progress else (None, lambda: None)
     try:
         res = producer.produce(r, data, keys, TerminalSink(), args.retention_days, update)
     finally:

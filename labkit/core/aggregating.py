@@ -1,9 +1,9 @@
 """The aggregating consumer: date partitions in, hourly averages out.
 
 It reads its current partition in batches, folds readings into hourly windows
-by message-ID time (:func:`labkit.window.fold`), and publishes each closed hour
+by message-ID time (:func:`labkit.core.window.fold`), and publishes each closed hour
 to ``temps:averages``.  A partition's final hour is closed only when the
-partition manifest says the partition is complete (:mod:`labkit.manifest`);
+partition manifest says the partition is complete (:mod:`labkit.core.manifest`);
 then the consumer moves to the next day's partition as soon as it exists.
 
 **Exactly once, and only one writer.**  Each batch is committed by one Lua
@@ -23,7 +23,7 @@ consumer moves on.  While a partition may still arrive, it waits and says for wh
 
 **Fast, with the same results.**  On a single server each batch is asked for
 one batch ahead (the server prepares batch N+1 while this one is folded) and
-folded in bulk (:mod:`labkit.fastfold`); a batch with anything unusual in it
+folded in bulk (:mod:`labkit.core.fastfold`); a batch with anything unusual in it
 goes to the plain fold, which stays the definition.  ``fast=False`` runs the
 plain path, as on a cluster.
 """
@@ -235,7 +235,7 @@ class AggregatingConsumer:
         The manifest is read *before* the batch: if it says "complete", the
         batch read after it saw everything the partition will hold.  On one
         server a pipeline keeps that order in one round trip (the fast path's
-        :class:`~labkit.fastfold.BatchReader` sends the same pipeline, one batch
+        :class:`~labkit.core.fastfold.BatchReader` sends the same pipeline, one batch
         ahead, and hands back the raw entries); a cluster
         pipeline sends to its nodes in parallel, so there the manifest gets a
         round trip of its own first, then the partition's node answers both of its reads.

@@ -1,6 +1,6 @@
 """The fold's fast path: whole batches of raw stream replies folded with numpy.
 
-:func:`labkit.window.fold` is the readable version: one reading at a time.
+:func:`labkit.core.window.fold` is the readable version: one reading at a time.
 :func:`fold_raw` gives *identical* results (the same closed hours, the same
 rejected entries with the same reasons, the same window afterwards) but works
 on the reply as the server sent it, ``[[id, [field, value]], ...]``, and parses
@@ -45,7 +45,7 @@ class Parsed(NamedTuple):
 
 
 def as_entries(raw) -> list[tuple]:
-    """Raw entries as redis-py hands them to :func:`~labkit.window.fold`: ``(id, {field: value})``."""
+    """Raw entries as redis-py hands them to :func:`~labkit.core.window.fold`: ``(id, {field: value})``."""
     return [(e[0], dict(zip(e[1][::2], e[1][1::2])) if e[1] is not None else {}) for e in raw]
 
 
@@ -89,7 +89,7 @@ def parse_raw(raw) -> Parsed | None:
 
 
 def fold_parsed(window: HourlyWindow, p: Parsed, day: tuple[int, int] | None = None) -> list[HourAverage] | None:
-    """:func:`~labkit.window.fold` of a clean batch, hour by hour instead of reading by reading.
+    """:func:`~labkit.core.window.fold` of a clean batch, hour by hour instead of reading by reading.
 
     Returns the closed hours, or ``None`` when a reading lies outside ``day``
     (the plain fold rejects those, one by one).

@@ -77,12 +77,12 @@ class Keys:
 
     @property
     def manifest(self) -> str:
-        """Which partitions are fully written (see :mod:`labkit.manifest`)."""
+        """Which partitions are fully written (see :mod:`labkit.core.manifest`)."""
         return self.key("temps:manifest")
 
     @property
     def producer_lease(self) -> str:
-        """Held while a producer writes (see :mod:`labkit.lease`)."""
+        """Held while a producer writes (see :mod:`labkit.core.lease`)."""
         return self.key("temps:producer")
 
     @property
@@ -95,12 +95,17 @@ class Keys:
 
     @property
     def aggregating_lease(self) -> str:
-        """Held by the one aggregating consumer allowed to run in this namespace (see :mod:`labkit.lease`)."""
+        """Held by the one aggregating consumer allowed to run in this namespace (see :mod:`labkit.core.lease`)."""
         return self.with_averages("aggregating_consumer_lease")
 
     @property
     def averages_state(self) -> str:
         return self.key("averages_consumer_state")
+
+    @property
+    def progress(self) -> str:
+        """The learner's progress: exercises, notebook checks, verify, quizzes (see :mod:`labkit.core.progress`)."""
+        return self.key("labkit:progress")
 
     @property
     def namespace_patterns(self) -> list[str]:

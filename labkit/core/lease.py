@@ -9,7 +9,7 @@ once, when the holder ran on this machine and its process (or, inside this
 process, its thread) is gone.
 
 The aggregating consumer also checks its token inside every commit (see
-:mod:`labkit.aggregating`), so a consumer that lost its lease can never write.
+:mod:`labkit.core.aggregating`), so a consumer that lost its lease can never write.
 """
 
 from __future__ import annotations

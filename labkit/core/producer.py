@@ -14,10 +14,10 @@ it is written).  For live, today's data the shift is zero and the rule is the
 course's.
 
 **Completeness.**  Before rewriting a partition the producer marks it
-``writing`` in the partition manifest (:mod:`labkit.manifest`); once the
+``writing`` in the partition manifest (:mod:`labkit.core.manifest`); once the
 server has acknowledged every reading of it, ``complete``.  The aggregating
 consumer closes a partition's final hour only then.  While it writes, the
-producer holds the namespace's producer lease (:mod:`labkit.lease`), naming the
+producer holds the namespace's producer lease (:mod:`labkit.core.lease`), naming the
 partitions it covers, so two producers never write at once and a consumer can
 tell "still being written" from "abandoned by a producer that died".
 
@@ -424,7 +424,7 @@ class _Writer:
 
 
 def wait_for_server(r: redis.Redis, sink: Sink, source: str, exc: Exception, seconds: float) -> None:
-    """Wait for the server to answer again (see :func:`labkit.connection.reconnect`); :class:`LabkitError`
+    """Wait for the server to answer again (see :func:`labkit.servers.connection.reconnect`); :class:`LabkitError`
     after ``seconds``."""
     if not connection.reconnect(r, lambda text: sink(LogLine(source, text)), exc, seconds):
         raise LabkitError(f"Redis did not come back within {seconds:g} s",

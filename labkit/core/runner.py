@@ -164,7 +164,7 @@ class Consumers:
             self._stop.set()
 
     def _reconnect(self, w: _Worker, exc: Exception) -> bool:
-        """Wait for the server (see :func:`labkit.connection.reconnect`); False once ``reconnect_s`` has passed."""
+        """Wait for the server (see :func:`labkit.servers.connection.reconnect`); False once ``reconnect_s`` has passed."""
         w.consumer.idle_since = None
         ok = connection.reconnect(w.consumer.r, lambda text: self.sink(LogLine(w.name, text)), exc,
                                   self.reconnect_s, self._stop, self.target.address)

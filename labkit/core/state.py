@@ -17,7 +17,7 @@ Two hashes, with the course's field names:
     trimmed away before it read them.
 
 The aggregating state is written in the same transaction as the averages it
-publishes; see :mod:`labkit.aggregating`.
+publishes; see :mod:`labkit.core.aggregating`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :func:`hourly_truth` computes exact hourly sums and counts straight from raw
 readings with pandas, independently of the consumer's fold, using the same
-validity rule (:data:`labkit.window.TEMP_PATTERN`).  :func:`verify` compares
+validity rule (:data:`labkit.core.window.TEMP_PATTERN`).  :func:`verify` compares
 what the aggregating consumer published with it, hour by hour, in exact
 arithmetic (integers and fractions, never floats).  Both are pure;
 :func:`load_readings`, :func:`load_averages` and :func:`check` are the thin
@@ -35,7 +35,7 @@ def hourly_truth(readings: pd.DataFrame) -> pd.DataFrame:
     """Exact hourly sums, counts and means of readings ``(ms, temp_f[, day_ms])``.
 
     A reading counts only if its ``temp_f`` text is valid by the one rule the
-    consumer uses (:data:`~labkit.window.TEMP_PATTERN`, within the plausible
+    consumer uses (:data:`~labkit.core.window.TEMP_PATTERN`, within the plausible
     range) and, when ``day_ms`` (its partition's day start) is given, its time
     lies in that day.  Indexed by hour start (epoch ms); ``mean`` is for display.
     """

@@ -1,4 +1,4 @@
-"""Consumer groups in production, as the companion notebooks (07–12) use them: ``from labkit import groups``.
+"""Consumer groups in production, as the companion notebooks (07–12) use them: ``from labkit.labs import groups``.
 
 One import for the notebooks; the code lives in one module per concern:
 

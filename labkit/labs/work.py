@@ -27,7 +27,7 @@ def classify_temp(temp_f: float) -> str:
 
 
 def classify_reading(entry_id: str, fields: dict) -> str:
-    """Work on a raw reading: its class.  A bad reading raises :class:`~labkit.window.BadReading`."""
+    """Work on a raw reading: its class.  A bad reading raises :class:`~labkit.core.window.BadReading`."""
     return classify_temp(parse_temp(fields))
 
 

@@ -13,7 +13,7 @@ line.  Every check compares with something independent of the reference
 solution: labkit's own pure functions, ground truth from the raw readings, or
 what the server measured.
 
-With ``LABKIT_SOLUTIONS=1`` the reference solutions in :mod:`labkit.solutions`
+With ``LABKIT_SOLUTIONS=1`` the reference solutions in :mod:`labkit.notebook.solutions`
 are checked instead of the learner's answers, and a check that fails raises:
 CI runs every notebook that way too.
 """
@@ -34,6 +34,7 @@ from ..core.partition import (
     parse_partition,
     partition_for_ms,
 )
+from ..core import progress
 from ..core.window import HourAverage, HourlyWindow, fold
 from ..errors import LabkitError
 
@@ -106,6 +107,7 @@ def check(name: str, answer, **context) -> Outcome:
         status, detail = "wrong", str(exc)
     outcome = Outcome(ex.number, ex.title, status, detail, reference)
     _results[name] = status
+    progress.note("exercise", name, status, number=ex.number)
     if reference and status != "solved":
         raise ExerciseFailed(repr(outcome))
     return outcome
@@ -197,7 +199,7 @@ def _next_partition_name(fn) -> str:
 
 def _ttl_gap_hours(prediction, ttls_h: list[float] | None = None) -> str:
     p = _prediction(prediction)
-    want = DAY_MS / HOUR_MS          # each partition expires a day after the one before (labkit.producer)
+    want = DAY_MS / HOUR_MS          # each partition expires a day after the one before (labkit.core.producer)
     seen = ""
     if ttls_h and len(ttls_h) >= 2:
         gaps = [round(b - a, 1) for a, b in zip(ttls_h, ttls_h[1:])]

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 import redis
 
-from .. import progress
+from .. import progressbar
+from ..core import progress
 from ..core import producer
 from ..core.keys import Keys
 from ..core.keyspace import keys_for
@@ -96,8 +97,8 @@ def dataset_present(r: redis.Redis, data: producer.Dataset, keys: Keys) -> bool:
 
 def produce_with_progress(r: redis.Redis, data: producer.Dataset, keys: Keys, sink=null_sink,
                           retention_days: float = producer.DEFAULT_RETENTION_DAYS) -> dict:
-    """:func:`labkit.core.producer.produce` with a progress bar (a widget in Jupyter, :func:`labkit.progress.bar`)."""
-    update, close = progress.bar(data.count, "producing", notebook=True)
+    """:func:`labkit.core.producer.produce` with a progress bar (a widget in Jupyter, :func:`labkit.progressbar.bar`)."""
+    update, close = progressbar.bar(data.count, "producing", notebook=True)
     try:
         return producer.produce(r, data, keys, sink, retention_days, update)
     finally:
@@ -214,6 +215,7 @@ def setup(produce_if_missing: bool = True, days: float | None = None) -> Lab:
         produced, present = False, dataset_present(r, data, keys)
     names = data.partitions(keys)
     others = [p for p in list_partitions(r, keys) if p not in names]
+    progress.attach(r, keys)
     return Lab(target, r, keys, data, names, expected_hours(data), present, produced, others)
 
 
@@ -227,6 +229,7 @@ def setup_companion(name: str, max_days: float | None = 1) -> Lab:
     target = connection.target()
     r = connection.connect(target)
     keys = keys_for(r, lab_names.lab_keys(name))
+    progress.attach(r, keys_for(r, Keys.from_env()))     # progress is the learner's, not the companion lab's
     lab_names.delete_keys(r, keys)
     data = dataset(max_days=max_days)
     producer.produce(r, data, keys, null_sink)
@@ -375,7 +378,7 @@ def describe_id(entry_id: str) -> str:
 # ---------------------------------------------------------------- running
 
 def verify_now(r: redis.Redis, keys: Keys, partitions: list[str] | None = None):
-    """Ground truth from the raw partitions vs ``temps:averages``: a :class:`labkit.truth.Report`."""
+    """Ground truth from the raw partitions vs ``temps:averages``: a :class:`labkit.core.truth.Report`."""
     averages, trimmed = load_averages(r, keys)
     truth = hourly_truth(load_readings(r, partitions if partitions is not None else list_partitions(r, keys)))
     return verify(truth, averages, trimmed), truth, averages
@@ -400,7 +403,7 @@ class Run:
     hours: int                      # closed hours the run should have published
     truth: pd.DataFrame             # ground truth of the closed hours
     averages: pd.DataFrame          # temps:averages as it is
-    report: object                  # labkit.truth.Report
+    report: object                  # labkit.core.truth.Report
 
     def summary(self) -> str:
         parts = [f"the consumers read {_span(self.partitions)} from {self.start}"]

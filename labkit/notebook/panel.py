@@ -1,6 +1,6 @@
 """The consumer panel: start, stop, crash and resume both consumers from a notebook.
 
-:class:`ConsumerPanel` wraps :func:`labkit.runner.start_consumers`.  It shows a
+:class:`ConsumerPanel` wraps :func:`labkit.core.runner.start_consumers`.  It shows a
 dropdown of the partitions that exist, Start / Stop / Simulate crash / Resume
 buttons (each disabled when its action makes no sense), a status line, the
 ``agg:`` and ``avg:`` lines in two scrolling log boxes (:class:`LogBox`) and a

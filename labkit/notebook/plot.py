@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 def averages_vs_truth(table: pd.DataFrame, title: str = "Hourly average temperature") -> Figure:
     """Two panels: published averages over ground truth, and their difference per hour.
 
-    ``table`` is :attr:`labkit.truth.Report.table` (one row per published hour,
+    ``table`` is :attr:`labkit.core.truth.Report.table` (one row per published hour,
     with ``ms``, ``avg`` and ``true_mean``).  Day boundaries are marked.
     """
     t = table.sort_values("ms")

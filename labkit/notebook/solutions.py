@@ -2,7 +2,7 @@
 
 Each notebook shows the same code in a collapsed "Show a solution" block (a
 test keeps the two identical).  With ``LABKIT_SOLUTIONS=1`` the checks in
-:mod:`labkit.exercises` use these instead of the learner's answers, so CI
+:mod:`labkit.notebook.exercises` use these instead of the learner's answers, so CI
 proves every exercise can be solved and every check passes.
 """
 

@@ -111,7 +111,7 @@ def _cluster_error(exc: Exception, msg: str, where: str) -> LabkitError | None:
         return LabkitError(f"Redis at {where} is a cluster node that does not serve that key's hash slot "
                            f"({detail}): a client that is not cluster-aware was used",
                            "labkit detects clusters when it connects: rerun the command; in your own code "
-                           "connect with labkit.connection.connect() or redis.cluster.RedisCluster")
+                           "connect with labkit.servers.connection.connect() or redis.cluster.RedisCluster")
     if isinstance(exc, _CROSSSLOT_ERRORS) \
             or code == "CROSSSLOT" or "same slot" in low or "same key slot" in low:
         return LabkitError(f"Redis Cluster at {where} refused one command over keys in different hash slots "
