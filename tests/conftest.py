@@ -62,7 +62,7 @@ def _group(item, used: set[str]) -> str | None:
     """Which tests must run in one worker (``--dist loadgroup``), one after the other."""
     if used & SHARED_CLUSTERS:
         return "shared-clusters"
-    if "course_keys" in used:        # the course's own key names: one set per server
+    if "course_keys" in used:        # the course's own key names: one set per server (test_bad_input says so too)
         return "course-names"
     defs = item._fixtureinfo.name2fixturedefs
     if any(defs[n][-1].scope in ("module", "class", "package") for n in used if n in defs):
@@ -77,7 +77,6 @@ def _detach_learner():
     yield
     from labkit.core import progress
     progress._attached = None
-
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,9 @@ import pytest
 
 from tests.conftest import _delete_namespace
 
+# The module's dataset is under the course's own key names: with the other tests that use them, one at a time.
+pytestmark = pytest.mark.xdist_group("course-names")
+
 
 def snapshot(r):
     """Every labkit key (course names, hash-tagged ones on a cluster) with its type and content."""
