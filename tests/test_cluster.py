@@ -133,6 +133,17 @@ def test_keys_are_named_for_the_server_a_client_talks_to(redis_cluster, r):
         c.close()
 
 
+def test_a_context_names_the_keys_once_for_its_server(redis_cluster, target):
+    from labkit.core.context import Context
+    with Context.open(Keys("alice"), connection.Target(redis_cluster.url, embedded=False)) as ctx:
+        assert ctx.cluster and connection.is_cluster(ctx.r)
+        assert ctx.keys.aggregating_state == "{alice:temps:averages}aggregating_consumer_state"
+        assert ctx.using(Keys("bob")).keys == Keys("bob", cluster=True) and ctx.using(Keys("bob")).r is ctx.r
+    with Context.open(Keys("alice"), target) as single:
+        assert not single.cluster and single.keys == Keys("alice")
+        assert single.keys.aggregating_state == "alice:aggregating_consumer_state"
+
+
 def test_connect_returns_a_cluster_client_for_a_cluster(redis_cluster, one_node_cluster, r):
     for info in (redis_cluster, one_node_cluster):
         c = connection.connect(connection.Target(info.url, embedded=False))

@@ -165,3 +165,21 @@ def test_an_exercise_check_records_its_outcome_for_the_attached_learner(r, keys,
     assert progress.read(r, keys).entries[("exercise", "partition_of")].status == "wrong"
     ex.check("partition_of", None)
     assert progress.read(r, keys).entries[("exercise", "partition_of")].status == "unsolved"
+
+
+def test_redis_url_is_read_in_one_place_and_an_error_never_starts_a_server(monkeypatch, tmp_path):
+    import pathlib
+    import re
+    from labkit.servers import connection
+    monkeypatch.setenv("REDIS_URL", "  redis://db.example:6390/0 ")
+    assert connection.given() == connection.Target("redis://db.example:6390/0", embedded=False)
+    assert connection.current_target() == connection.given() == connection.target()
+    monkeypatch.delenv("REDIS_URL")
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))      # no embedded server runs there
+    assert connection.given() is None
+    assert connection.current_target() == connection.Target("redis://127.0.0.1:0", embedded=True)
+    assert not list(tmp_path.iterdir()), "current_target() started a server"
+    package = pathlib.Path(connection.__file__).parents[1]
+    readers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                     if re.search(r"environ[^\n]*\(\s*[\"']REDIS_URL", p.read_text()))
+    assert readers == ["servers/connection.py"]

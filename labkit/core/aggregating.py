@@ -39,7 +39,7 @@ import redis
 from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink
 from ..servers import connection
-from . import deadletters, keyspace, manifest
+from . import deadletters, manifest
 from .keys import Keys
 from .lease import Holder, Lease
 from .partition import DAY_MS, day_start_ms, id_ms, next_partition, parse_partition
@@ -134,7 +134,7 @@ def _clock(ms: int) -> str:
 class AggregatingConsumer:
     def __init__(self, r: redis.Redis, keys: Keys, sink: Sink, averages_maxlen: int = DEFAULT_MAXLEN,
                  batch: int = BATCH, block_ms: int = BLOCK_MS, lease: Lease | None = None, fast: bool = True):
-        self.r, self.keys, self.sink = r, keyspace.keys_for(r, keys), sink
+        self.r, self.keys, self.sink = r, keys, sink
         self.cluster = connection.is_cluster(r)
         self.fast = fast        # the fast path (single server only): read-ahead and the bulk fold
         self.maxlen, self.batch, self.block_ms = averages_maxlen, batch, block_ms

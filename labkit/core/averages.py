@@ -22,7 +22,7 @@ import redis
 from ..errors import SimulatedCrash
 from ..log import LogLine, Sink
 from ..servers import connection
-from . import deadletters, keyspace
+from . import deadletters
 from .keys import Keys
 from .replies import text, text_fields
 from .state import AveragesState, data_gone
@@ -44,7 +44,7 @@ def describe(fields: dict) -> str:
 
 class AveragesConsumer:
     def __init__(self, r: redis.Redis, keys: Keys, sink: Sink, block_ms: int = BLOCK_MS):
-        self.r, self.keys, self.sink, self.block_ms = r, keyspace.keys_for(r, keys), sink, block_ms
+        self.r, self.keys, self.sink, self.block_ms = r, keys, sink, block_ms
         self.state = AveragesState()
         self.printed = 0
         self.missed = 0

@@ -458,7 +458,6 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
         raise LabkitError(f"retention_days {retention_days} is out of range",
                           "use at least 1 day, so nothing is deleted on the day it is written", "retention_days")
     retention_ms = round(retention_days * DAY_MS)
-    keys = keyspace.keys_for(r, keys)
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     names = data.partitions(keys)
     lease = acquire_producer_lease(r, keys, names[0] if names else None, names[-1] if names else None)

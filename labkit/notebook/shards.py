@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 import shutil
 import tempfile
 import threading
@@ -29,8 +28,8 @@ from urllib.parse import urlsplit
 import pandas as pd
 import redis
 
-from ..core.keys import Keys
-from ..core.keyspace import keys_for, list_partitions
+from ..core.context import Context
+from ..core.keyspace import list_partitions
 from ..errors import LabkitError
 from ..servers import cluster, connection
 from ..servers import embedded as server
@@ -383,7 +382,7 @@ def setup_cluster(shards: int = 3, replicas: int = 1, days: float | None = None)
     Nothing is produced here: the notebook produces the dataset itself and measures it.
     """
     started: list[OwnCluster] = []
-    target = connection.target() if os.environ.get("REDIS_URL", "").strip() else None
+    target = connection.given()
     r, local = None, None
     if target is not None:
         r = connection.connect(target)
@@ -405,7 +404,7 @@ def setup_cluster(shards: int = 3, replicas: int = 1, days: float | None = None)
         started.append(own)
         r, target, local = own.r, own.target, own.info
         text += f" ({shards} masters × {replicas} replica{'s' * (replicas != 1)}, in {own.home}; stopped at the end)"
-    keys = keys_for(r, Keys.from_env())
+    keys = Context.of(target, r).keys      # on a cluster the aggregating state is hash-tagged
     data = dataset(days)
     names = data.partitions(keys)
     others = [p for p in list_partitions(r, keys) if p not in names]

@@ -54,12 +54,26 @@ class Target:
         return f"{mask(self.url)} ({kind})"
 
 
-def target() -> Target:
+def given() -> Target | None:
+    """The server ``REDIS_URL`` names, or ``None`` when it is unset: the one place labkit reads ``REDIS_URL``."""
     url = os.environ.get("REDIS_URL", "").strip()
-    if url:
-        return Target(url, embedded=False)
+    return Target(url, embedded=False) if url else None
+
+
+def target() -> Target:
+    """Where labkit's Redis is: ``REDIS_URL``'s server, else the embedded one (started if need be)."""
     from . import embedded as server
-    return Target(server.ensure().url, embedded=True)
+    return given() or Target(server.ensure().url, embedded=True)
+
+
+def current_target() -> Target:
+    """Where labkit talks to, for an error message: like :func:`target`, but never starts a server."""
+    from . import embedded as server
+    t = given()
+    if t:
+        return t
+    info = server.read_info()
+    return Target(info.url if info else "redis://127.0.0.1:0", embedded=True)
 
 
 def _check_url(url: str) -> None:
