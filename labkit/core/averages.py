@@ -84,7 +84,8 @@ class AveragesConsumer:
                     except (KeyError, ValueError, ArithmeticError) as exc:
                         self.malformed += 1
                         self.r.xadd(self.keys.deadletter, deadletters.record(stream, eid, f"malformed average: {exc!r}",
-                                                                             fields), maxlen=10_000, approximate=True)
+                                                                             fields), maxlen=deadletters.MAXLEN,
+                                    approximate=True)
                         self.log(f"Dead-lettered malformed entry {text(eid)} of {stream} to {self.keys.deadletter}.")
                         continue
                     self.log(line)

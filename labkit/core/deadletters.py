@@ -29,6 +29,8 @@ from .replies import text
 
 REASON_MAX = 300
 PAYLOAD_MAX = 500
+#: The pipeline's dead-letter stream is capped near this many entries (``MAXLEN ~``).
+MAXLEN = 10_000
 
 
 def payload(fields: dict | None) -> str:
