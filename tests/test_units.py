@@ -102,9 +102,13 @@ def test_dead_letter_record_starts_with_source_id_reason_payload_and_caps_length
 
 
 def test_replies_as_text_from_bytes_or_str():
-    from labkit.core.replies import text, text_fields
+    from labkit.servers.replies import decoded, text, text_fields
     assert text(b"0-0") == "0-0" == text("0-0") and text(7) == "7"
     assert text_fields({b"a": b"1", "b": 2}) == {"a": "1", "b": "2"}
+    assert text(b"\xff!", errors="replace") == "\ufffd!" and text_fields({b"k": b"\xff"}, "replace") == {"k": "\ufffd"}
+    with pytest.raises(UnicodeDecodeError):
+        text(b"\xff")                               # strict unless the caller says the text may be damaged
+    assert decoded(b"lag") == "lag" and decoded(3) == 3 and decoded(None) is None   # numbers stay numbers
 
 
 def test_worker_states_are_strings_for_existing_comparisons_and_display():

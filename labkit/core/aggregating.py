@@ -40,6 +40,7 @@ import redis
 from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink
 from ..servers import connection
+from ..servers.replies import text
 from . import deadletters, manifest
 from .keys import Keys
 from .lease import Holder, Lease
@@ -368,8 +369,7 @@ class AggregatingConsumer:
 
     def _later_partitions(self, p: str) -> list[str]:
         """Partitions after ``p`` that the manifest knows and that still exist, oldest first."""
-        names = sorted(n for n in (k.decode() if isinstance(k, bytes) else k
-                                   for k in self.r.hkeys(self.keys.manifest)) if n > p)
+        names = sorted(n for n in map(text, self.r.hkeys(self.keys.manifest)) if n > p)
         if not names:
             return []
         pipe = self.r.pipeline(transaction=False)
@@ -399,8 +399,7 @@ class AggregatingConsumer:
             args += pairs(deadletters.record(old.stream, eid, reason, fields))
         keys = [self.keys.averages, self.keys.aggregating_state, self.keys.aggregating_lease, self.keys.deadletter]
         status, published, replayed, detail = self._commit_script(keys=keys, args=args)
-        status = status.decode() if isinstance(status, bytes) else status
-        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+        status, detail = text(status), text(detail, errors="replace")
         if status == "LEASE":
             held = Holder.decode(detail)
             raise LabkitError(f"this consumer lost {self.keys.aggregating_lease} to "

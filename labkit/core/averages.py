@@ -24,7 +24,7 @@ from ..log import LogLine, Sink
 from ..servers import connection
 from . import deadletters
 from .keys import Keys
-from .replies import text, text_fields
+from ..servers.replies import text, text_fields
 from .state import AveragesState, data_gone
 from .window import round_half_up
 

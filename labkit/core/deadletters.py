@@ -25,7 +25,7 @@ A writer may add fields of its own after these (the consumer-group pool adds
 
 from __future__ import annotations
 
-from .replies import text
+from ..servers.replies import text
 
 REASON_MAX = 300
 PAYLOAD_MAX = 500

@@ -29,16 +29,12 @@ from dataclasses import dataclass, field
 import redis
 
 from ..errors import LabkitError
+from ..servers.replies import text_fields
 from .keys import Keys
 from .partition import HOUR_MS, id_ms, is_partition
 from .window import HourlyWindow
 
 _ID = re.compile(r"(0|[0-9]{1,20}-[0-9]{1,20})")
-
-
-def _decode(h: dict) -> dict[str, str]:
-    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in h.items()}
 
 
 def _bad(key: str, why: str) -> LabkitError:
@@ -102,7 +98,7 @@ class AggregatingState:
     @classmethod
     def load(cls, r: redis.Redis, keys: Keys) -> "AggregatingState | None":
         key = keys.aggregating_state
-        h = _decode(_hgetall(r, key))
+        h = text_fields(_hgetall(r, key))
         if not h:
             return None
         need = ("current_stream_key", "last_message_id", "current_hourly_total", "current_hourly_count")
@@ -137,7 +133,7 @@ class AveragesState:
     @classmethod
     def load(cls, r: redis.Redis, keys: Keys) -> "AveragesState | None":
         key = keys.averages_state
-        h = _decode(_hgetall(r, key))
+        h = text_fields(_hgetall(r, key))
         if not h:
             return None
         if not _ID.fullmatch(h.get("last_message_id", "")):

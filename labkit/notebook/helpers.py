@@ -42,6 +42,7 @@ from ..errors import LabkitError
 from ..labs import names as lab_names
 from ..log import null_sink
 from ..servers import connection
+from ..servers.replies import text, text_fields
 
 DEFAULT_DAYS = 10.0
 
@@ -354,10 +355,8 @@ def entries_frame(entries) -> pd.DataFrame:
     """``XRANGE``/``XREVRANGE`` replies as a table, with each ID's time in UTC."""
     rows = []
     for eid, fields in entries:
-        eid = eid.decode() if isinstance(eid, bytes) else eid
-        row = {"id": eid, "id time (UTC)": _utc(id_ms(eid))}
-        row.update({(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                    for k, v in fields.items()})
+        row = {"id": text(eid), "id time (UTC)": _utc(id_ms(eid))}
+        row.update(text_fields(fields))
         rows.append(row)
     return pd.DataFrame(rows)
 

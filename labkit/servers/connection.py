@@ -22,7 +22,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from ..core.replies import text
+from .replies import text
 from ..errors import LabkitError
 
 #: Blocking reads wait at most this long, well under the socket timeout below,
