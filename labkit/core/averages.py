@@ -49,7 +49,6 @@ class AveragesConsumer:
         self.printed = 0
         self.missed = 0
         self.malformed = 0
-        self.last_line = ""
         self.idle_since: float | None = None
         self.client_id: int | None = None  # of the connection that blocks, for CLIENT UNBLOCK
         self.blocker: redis.Redis | None = None  # on a cluster: the node client where that connection is
@@ -89,7 +88,6 @@ class AveragesConsumer:
                         self.log(f"Dead-lettered malformed entry {text(eid)} of {stream} to {self.keys.deadletter}.")
                         continue
                     self.log(line)
-                    self.last_line = line
                     self.printed += 1
                 s = self.state = AveragesState(text(entries[-1][0]), max(added, s.entries_read + len(entries)))
                 self.r.hset(self.keys.averages_state, mapping=s.fields())

@@ -171,7 +171,3 @@ class Lease:
             self._release(keys=[self.key], args=[self.token])
         except redis.RedisError:
             pass  # it expires by itself within the TTL
-
-
-def holder_of(r: redis.Redis, key: str) -> Holder | None:
-    return Holder.decode(r.get(key))

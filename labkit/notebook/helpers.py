@@ -14,7 +14,6 @@ on a small one.
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import io
 import math
@@ -379,13 +378,6 @@ def describe_id(entry_id: str) -> str:
 
 # ---------------------------------------------------------------- running
 
-def verify_now(r: redis.Redis, keys: Keys, partitions: list[str] | None = None):
-    """Ground truth from the raw partitions vs ``temps:averages``: a :class:`labkit.core.truth.Report`."""
-    averages, trimmed = load_averages(r, keys)
-    truth = hourly_truth(load_readings(r, partitions if partitions is not None else list_partitions(r, keys)))
-    return verify(truth, averages, trimmed), truth, averages
-
-
 def consumer_chain(r: redis.Redis, keys: Keys, start: str) -> list[str]:
     """The partitions the aggregating consumer reads from ``start``: it, then each next day's while one exists."""
     chain, limit = [start], len(list_partitions(r, keys))
@@ -514,7 +506,3 @@ def show_figure(fig, dpi: int = 100):
     """Display a matplotlib Figure in a notebook (works without ``%matplotlib``)."""
     from IPython.display import Image
     return Image(data=figure_png(fig, dpi), format="png")
-
-
-def day_of_ms(ms: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date()

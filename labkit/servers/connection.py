@@ -126,7 +126,7 @@ def _cluster_error(exc: Exception, msg: str, where: str) -> LabkitError | None:
                            f"({detail}): a client that is not cluster-aware was used",
                            "labkit detects clusters when it connects: rerun the command; in your own code "
                            "connect with labkit.servers.connection.connect() or redis.cluster.RedisCluster")
-    if isinstance(exc, _CROSSSLOT_ERRORS) \
+    if isinstance(exc, (redis.exceptions.ClusterCrossSlotError, redis.exceptions.CrossSlotTransactionError)) \
             or code == "CROSSSLOT" or "same slot" in low or "same key slot" in low:
         return LabkitError(f"Redis Cluster at {where} refused one command over keys in different hash slots "
                            f"(CROSSSLOT: {msg})",
@@ -161,11 +161,6 @@ def _cluster_error(exc: Exception, msg: str, where: str) -> LabkitError | None:
         return LabkitError(f"cannot use the Redis Cluster at {where} ({msg})",
                            "check it with python -m labkit cluster status (local cluster) or CLUSTER INFO")
     return None
-
-
-#: redis-py's cross-slot errors (CrossSlotTransactionError is newer than the oldest redis-py labkit supports).
-_CROSSSLOT_ERRORS = tuple(getattr(redis.exceptions, name) for name in ("ClusterCrossSlotError", "CrossSlotTransactionError")
-                          if hasattr(redis.exceptions, name))
 
 
 def explain(exc: Exception, t: Target) -> LabkitError:
@@ -226,10 +221,7 @@ def connect(t: Target | None = None, **overrides) -> redis.Redis | RedisCluster:
 
 def pooled_connection(r: redis.Redis):
     """A connection of ``r``'s pool, for raw protocol work (release it with ``r.connection_pool.release``)."""
-    try:
-        return r.connection_pool.get_connection()
-    except TypeError:  # redis-py before 5.3 requires a (never used) command name
-        return r.connection_pool.get_connection("_")
+    return r.connection_pool.get_connection()
 
 
 def node_client(r, key: str | bytes) -> redis.Redis:
