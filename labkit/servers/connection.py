@@ -22,7 +22,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from .replies import text
+from .replies import parse_nodes, text
 from ..errors import LabkitError
 
 #: Blocking reads wait at most this long, well under the socket timeout below,
@@ -247,9 +247,9 @@ def confirm_replicas(r, key: str, expire_at_ms: int, timeout_ms: int) -> tuple[i
     if not is_cluster(r):
         return 0, 0
     node = node_client(r, key)
-    table = [line.split() for line in text(node.execute_command("CLUSTER", "NODES")).splitlines()]  # raw text
-    me = next(f[0] for f in table if len(f) > 3 and "myself" in f[2])
-    wanted = sum(1 for f in table if len(f) > 3 and f[3] == me)    # its replicas, reachable or not
+    nodes = parse_nodes(node.execute_command("CLUSTER", "NODES"))
+    me = next(n["id"] for n in nodes if "myself" in n["flags"])
+    wanted = sum(1 for n in nodes if n["master"] == me)    # its replicas, reachable or not
     if wanted <= 0:
         return 0, 0
     p = node.pipeline(transaction=False)
