@@ -79,6 +79,15 @@ def test_a_producer_lease_covers_its_partitions_in_date_order():
     assert Holder.decode(b"not json").token == ""                       # someone else's value: never ours
 
 
+def test_a_lease_holder_names_this_process_as_a_person_would(monkeypatch):
+    import sys
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    h = Holder.here("producer", "produce", first="temps:20250101", last=None)
+    assert h.what == "python -m labkit produce" and h.first == "temps:20250101" and h.last is None
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)             # as inside a notebook kernel
+    assert Holder.here("consumers", "consume").what == "a notebook kernel's consumers"
+
+
 def test_each_module_has_one_import_path_and_the_version_is_one_number():
     """The flat layout's names (labkit 0.1) are gone: a module answers to its place in the architecture only."""
     import importlib

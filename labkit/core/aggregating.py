@@ -132,12 +132,6 @@ def pairs(fields: dict) -> list:
 
 
 
-def consumer_holder() -> Holder:
-    import sys
-    return Holder(what="a notebook kernel's consumers" if "ipykernel" in sys.modules
-                  else "python -m labkit consume")
-
-
 def _given_up(day_end_ms: int) -> str:
     """The ``last_message_id`` that marks a partition as given up on: past every reading of its day,
     with a sequence number no producer writes."""

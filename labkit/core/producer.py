@@ -431,14 +431,9 @@ def wait_for_server(r: redis.Redis, sink: Sink, source: str, exc: Exception, sec
                           "start the server again, then rerun the same command")
 
 
-def _who() -> str:
-    import sys
-    return "a notebook kernel's producer" if "ipykernel" in sys.modules else "python -m labkit produce"
-
-
 def acquire_producer_lease(r: redis.Redis, keys: Keys, first: str | None, last: str | None) -> Lease:
     """The namespace's producer lease, or a one-line error naming the producer that holds it."""
-    return Lease(r, keys.producer_lease, Holder(what=_who(), first=first, last=last)).acquire(
+    return Lease(r, keys.producer_lease, Holder.here("producer", "produce", first=first, last=last)).acquire(
         "wait for it to finish (or stop it), or set LABKIT_NAMESPACE to write elsewhere")
 
 

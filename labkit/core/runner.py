@@ -25,13 +25,12 @@ from .aggregating import (
     BLOCK_MS,
     DEFAULT_MAXLEN,
     AggregatingConsumer,
-    consumer_holder,
 )
 from .averages import AveragesConsumer
 from .context import Context
 from .keys import Keys
 from .keyspace import delete_namespace, list_partitions  # noqa: F401 - re-exported: callers import them from here
-from .lease import Lease
+from .lease import Holder, Lease
 from .partition import parse_partition
 from .state import AggregatingState, AveragesState
 
@@ -55,7 +54,7 @@ def _check_type(r: redis.Redis, key: str, want: bytes) -> None:
 
 def acquire_consumer_lease(r: redis.Redis, keys: Keys) -> Lease:
     """The namespace's aggregating-consumer lease, or a one-line error naming who holds it."""
-    return Lease(r, keys.aggregating_lease, consumer_holder()).acquire(
+    return Lease(r, keys.aggregating_lease, Holder.here("consumers", "consume")).acquire(
         "only one pair of consumers runs per namespace: stop the other one (its panel's Stop, or Ctrl+C "
         "in its terminal), or set LABKIT_NAMESPACE to run a separate copy of the lab")
 
