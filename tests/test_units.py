@@ -210,3 +210,10 @@ def test_a_thread_reports_any_error_in_one_line_and_never_loses_it():
     bug = connection.failure(KeyError("x"), t)
     assert bug.unexpected and isinstance(bug.error, KeyError)
     assert bug.said("stopped") == "stopped by an unexpected error: KeyError: 'x'"
+
+
+def test_a_companion_lab_has_its_own_namespace_under_the_learners():
+    from labkit.core.keys import Keys
+    from labkit.labs.names import lab_keys
+    assert Keys("alice").companion("groups07") == Keys("alice.groups07") == lab_keys("groups07", Keys("alice"))
+    assert Keys().companion("groups07") == Keys("groups07") != Keys()
