@@ -174,6 +174,8 @@ class StreamBrowser:
     form of what each view last ran.
     """
 
+    STATE = STATE      # ``browser.show(browser.STATE)``: the two state hashes
+
     def __init__(self, lab=None, *, r=None, keys: Keys | None = None, page: int = PAGE):
         self.r = r if r is not None else lab.r
         self.keys = keys if keys is not None else lab.keys
@@ -354,8 +356,9 @@ class _Widget:
         self.jump_button.on_click(lambda _: self._safely(lambda: b.jump(self.clock.value)))
         self.clock.continuous_update = False
         self.chooser.observe(self._chosen, names="value")
+        from .panel import panel_css
         self.box = W.VBox([
-            W.HTML(_STYLE),
+            W.HTML(_STYLE + panel_css()),
             W.HBox([W.HTML("<b>Partitions</b>"), self.refresh_button]), self.table, self.table_cmd,
             W.HBox([self.chooser, self.prev_button, self.next_button, self.clock, self.jump_button]),
             self.status, self.page, self.page_cmd])

@@ -371,7 +371,9 @@ class _View:
 
     def __post_init__(self):
         import ipywidgets as W
-        parts = [W.HTML(f"<h3>{html.escape(self.quiz.spec.title)}</h3>")]
+
+        from .panel import panel_css
+        parts = [W.HTML(panel_css()), W.HTML(f"<h3>{html.escape(self.quiz.spec.title)}</h3>")]   # ✓/✗ colours
         for n, q in enumerate(self.quiz.spec.questions, 1):
             kind = "predict the reply" if q.predicts else "choose one"
             head = f"<b>{n}.</b> <i>({kind})</i> {_md(q.prompt)}"
