@@ -61,6 +61,15 @@ def test_grading_explains_right_and_wrong():
     assert Z.mark(2, q2, "c", right_key="c", replied="(integer) 3").right
 
 
+def test_an_explanation_splits_into_why_reply_and_correction():
+    q = QUIZZES["quiz-1"].questions[3]
+    m = Z.mark(4, q, "a", replied="> TTL k\n(integer) -1")
+    assert Z._pieces(m.explanation) == (q.option("a").why, "> TTL k\n(integer) -1",
+                                        f"The answer is (b) -1: {q.option('b').why}")
+    assert Z._pieces(Z.mark(4, q, "b").explanation) == (q.option("b").why, "", "")
+    assert Z._pieces(Z.mark(4, q, "c").explanation)[2].startswith("The answer is (b) -1: ")
+
+
 def test_reading_replies():
     assert Z.read_reply(2, "value") == "2" and Z.read_reply(None, "value") == "(nil)"
     assert Z.read_reply([[b"1-0", [b"n", b"1"]]], "count") == "1"
@@ -181,9 +190,11 @@ def test_the_widgets_check_score_and_retake(r, keys, monkeypatch):
     assert "choose an option first" in row.feedback.value
     row.choice.value = "b"
     row.check.click()
-    assert "✓ right." in row.feedback.value and "Redis answered:" in row.feedback.value
+    assert "✓ right." in row.feedback.value and "Redis answered:<pre>&gt; XADD temps:practice:quiz" in row.feedback.value
+    assert "(integer) 2</pre>" not in row.feedback.value and "1) 1) &quot;1735689600000-0&quot;" in row.feedback.value
     quiz.answer(1, "d")                             # from code: the widget follows
     assert quiz._view.rows[1].choice.value == "d" and "✗ not right." in quiz._view.rows[1].feedback.value
+    assert "The answer is (a) temps:20250102" in quiz._view.rows[1].feedback.value
     quiz._view.score_button.click()
     assert f"1/{len(quiz)}" in quiz._view.result.value
     quiz._view.retake_button.click()

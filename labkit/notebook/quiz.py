@@ -357,6 +357,16 @@ def _md(s: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s).replace("\n", "<br>")
 
 
+def _pieces(explanation: str) -> tuple[str, str, str]:
+    """A mark's explanation as (why, the commands and Redis's reply, the right answer if it was wrong)."""
+    why, said, rest = explanation.partition(" Redis answered:\n")
+    if not said:
+        why, sep, after = explanation.partition(" The answer is ")
+        return why, "", (sep.strip() + " " + after) if sep else ""
+    replied, sep, after = rest.partition("\nThe answer is ")
+    return why, replied.rstrip("\n"), ("The answer is " + after) if sep else ""
+
+
 @dataclass
 class _Row:
     choice: object
@@ -380,7 +390,8 @@ class _View:
             if q.predicts:
                 cmds = "\n".join("> " + " ".join(a) for a in q.commands(SCRATCH))
                 head += f"<pre>{html.escape(cmds)}</pre>"
-            choice = W.RadioButtons(options=[(f"({o.key}) {o.text}", o.key) for o in q.options], value=None,
+            choice = W.RadioButtons(options=[(f"({o.key}) {o.text.replace('`', '')}", o.key) for o in q.options],
+                                    value=None,
                                     layout=W.Layout(width="auto"))
             check = W.Button(description="Check", tooltip=f"check your answer to question {n}")
             feedback = W.HTML()
@@ -418,8 +429,13 @@ class _View:
             row.feedback.value = f"<i>{html.escape(m.explanation)}</i>"
             return
         head = '<b class="labkit-ok">✓ right.</b> ' if m.right else '<b class="labkit-bad">✗ not right.</b> '
-        row.feedback.value = f'<div class="labkit-quiz-why">{head}<span style="white-space:pre-wrap">' \
-                             f"{html.escape(m.explanation)}</span></div>"
+        why, replied, after = _pieces(m.explanation)
+        body = _md(why)
+        if replied:
+            body += f" Redis answered:<pre>{html.escape(replied)}</pre>"
+        if after:
+            body += _md(after)
+        row.feedback.value = f'<div class="labkit-quiz-why">{head}{body}</div>'
 
     def show_score(self, s: Score) -> None:
         self.result.value = f"<b>{html.escape(str(s))}</b>"
