@@ -14,6 +14,7 @@ from .quiz import Question as Q
 from .quiz import QuizSpec
 
 MIDNIGHT = "1735689600000"          # 2025-01-01 00:00:00 UTC, in ms
+THREE = tuple(("XADD", "{key}", f"{i}-0", "n", str(i)) for i in (1, 2, 3))    # a scratch stream of three entries
 
 QUIZ_1 = QuizSpec("quiz-1", "Quiz 1 · Partitioned streams in production", (
     Q("A reading taken at 2025-01-02 23:59:59.500 UTC is written by the producer. Which key holds it?", (
@@ -135,8 +136,7 @@ QUIZ_2 = QuizSpec("quiz-2", "Quiz 2 · Consumer groups, pending entries and pois
         O("c", "3", "that is what a group created at `0` would get.", reply="3"),
         O("d", "an error: the group must be created before the entries", "a group can be created on a stream "
                                                                          "of any length."),
-    ), "a", run=(("XADD", "{key}", "1-0", "n", "1"), ("XADD", "{key}", "2-0", "n", "2"),
-                 ("XADD", "{key}", "3-0", "n", "3"), ("XGROUP", "CREATE", "{key}", "g", "$"),
+    ), "a", run=THREE + (("XGROUP", "CREATE", "{key}", "g", "$"),
                  ("XREADGROUP", "GROUP", "g", "c1", "COUNT", "10", "STREAMS", "{key}", ">")), reply="entries"),
     Q("A group at `0`; consumer `c1` reads `COUNT 2` with `>` and acknowledges nothing. What count does "
       "`XPENDING`'s summary give?", (
@@ -145,8 +145,7 @@ QUIZ_2 = QuizSpec("quiz-2", "Quiz 2 · Consumer groups, pending entries and pois
           reply="2"),
         O("c", "3", "the third entry was never delivered, so it is not pending.", reply="3"),
         O("d", "1", "every entry delivered counts, not only the newest.", reply="1"),
-    ), "b", run=(("XADD", "{key}", "1-0", "n", "1"), ("XADD", "{key}", "2-0", "n", "2"),
-                 ("XADD", "{key}", "3-0", "n", "3"), ("XGROUP", "CREATE", "{key}", "g", "0"),
+    ), "b", run=THREE + (("XGROUP", "CREATE", "{key}", "g", "0"),
                  ("XREADGROUP", "GROUP", "g", "c1", "COUNT", "2", "STREAMS", "{key}", ">"),
                  ("XPENDING", "{key}", "g")), reply="pending"),
     Q("Same start: `c1` holds two pending entries. Now `c2` reads with the ID `0` instead of `>`. How many "
@@ -155,8 +154,7 @@ QUIZ_2 = QuizSpec("quiz-2", "Quiz 2 · Consumer groups, pending entries and pois
         O("b", "2", "c1's entries stay c1's until someone claims them (XCLAIM / XAUTOCLAIM).", reply="2"),
         O("c", "3", "an explicit ID never reads new entries.", reply="3"),
         O("d", "1", "c2 has no pending entries at all.", reply="1"),
-    ), "a", run=(("XADD", "{key}", "1-0", "n", "1"), ("XADD", "{key}", "2-0", "n", "2"),
-                 ("XADD", "{key}", "3-0", "n", "3"), ("XGROUP", "CREATE", "{key}", "g", "0"),
+    ), "a", run=THREE + (("XGROUP", "CREATE", "{key}", "g", "0"),
                  ("XREADGROUP", "GROUP", "g", "c1", "COUNT", "2", "STREAMS", "{key}", ">"),
                  ("XREADGROUP", "GROUP", "g", "c2", "COUNT", "10", "STREAMS", "{key}", "0")), reply="entries"),
     Q("`c1` reads one entry with `>`, then (restarting) reads its own pending entries with `0`. What delivery "
