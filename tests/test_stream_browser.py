@@ -184,27 +184,43 @@ def test_the_widget_pages_with_its_buttons(r, keys):
 ALLOWED = ["scan", "xlen", "ttl", "pttl", "memory|usage", "xrange", "xrevrange", "hgetall"]
 
 
+#: What any cluster client must run to learn the layout (redis-py reads COMMAND and CLUSTER SLOTS/SHARDS).
+CLUSTER_LAYOUT = ["command", "cluster|slots", "cluster|shards", "cluster|nodes", "readonly"]
+
+
 def fenced_client(r, target, namespace):
-    """A client logged in as a user that may run only ALLOWED, on ``namespace``'s keys only."""
+    """A client logged in as a user that may run only ALLOWED, on ``namespace``'s keys only (on a cluster the
+    user is set on every node, ACLs being per node)."""
     from labkit.servers import connection
     user, password = "fenced" + uuid.uuid4().hex[:8], secrets.token_hex(12)
-    r.execute_command("ACL", "SETUSER", user, "on", f">{password}", "resetkeys", f"~{namespace}:*",
-                      f"~{{{namespace}:*", "-@all", *[f"+{c}" for c in ALLOWED])
+    allowed = ALLOWED + (CLUSTER_LAYOUT if connection.is_cluster(r) else [])
+    args = ["ACL", "SETUSER", user, "on", f">{password}", "resetkeys", f"~{namespace}:*", f"~{{{namespace}:*",
+            "-@all", *[f"+{c}" for c in allowed]]
+    nodes = [r.get_redis_connection(n) for n in r.get_nodes()] if connection.is_cluster(r) else [r]
+    for node in nodes:
+        node.execute_command(*args)
     parts = urlsplit(target.url)
     host = f"{user}:{password}@{parts.hostname}:{parts.port or 6379}"
-    return user, connection.client(connection.Target(urlunsplit((parts.scheme, host, parts.path, "", "")), False))
+    fenced = connection.client(connection.Target(urlunsplit((parts.scheme, host, parts.path, "", "")), False),
+                               cluster=connection.is_cluster(r))
+
+    def drop():
+        fenced.close()
+        for node in nodes:
+            node.execute_command("ACL", "DELUSER", user)
+    return fenced, drop
 
 
-def test_it_works_under_a_learners_fenced_user(r, keys, target):
+def check_fenced(r, target, keys):
     import redis
     produce(r, keys, days=1.5)
     r.hset(keys.aggregating_state, "last_message_id", f"{T0}-0")
-    user, fenced = fenced_client(r, target, keys.namespace)
+    fenced, drop = fenced_client(r, target, keys.namespace)
     try:
         with pytest.raises(redis.exceptions.NoPermissionError):
-            fenced.keys("*")                                   # the fence is real
+            fenced.xlen("temps:20250101")                      # outside the namespace: the fence is real
         with pytest.raises(redis.exceptions.NoPermissionError):
-            fenced.xlen("temps:20250101")                      # outside the namespace
+            fenced.xadd(keys.key("temps:20250101"), {"temp_f": 1})   # and read-only
         b = B.StreamBrowser(r=fenced, keys=keys)
         names = [keys.key("temps:20250101"), keys.key("temps:20250102")]
         check_partitions(r, b, names)
@@ -214,8 +230,24 @@ def test_it_works_under_a_learners_fenced_user(r, keys, target):
         b.widget                                                # the widget too
         assert names[1] in b._widget.table.value
     finally:
-        fenced.close()
-        r.execute_command("ACL", "DELUSER", user)
+        drop()
+
+
+def test_it_works_under_a_learners_fenced_user(r, keys, target):
+    check_fenced(r, target, keys)
+
+
+@pytest.mark.cluster
+def test_it_works_under_a_fenced_user_on_a_cluster(redis_cluster):
+    from labkit.servers import connection
+    t = connection.Target(redis_cluster.url, embedded=False)
+    r = connection.connect(t)
+    keys = keys_for(r, Keys("cf" + uuid.uuid4().hex[:8]))
+    try:
+        check_fenced(r, t, keys)
+    finally:
+        delete_namespace(r, keys)
+        r.close()
 
 
 # ---------------------------------------------------------------- a cluster
