@@ -30,7 +30,7 @@ import redis
 from ..core.keys import Keys
 from ..core.keyspace import list_partitions
 from ..core.partition import DAY_MS, day_start_ms, id_ms, is_partition, parse_partition
-from ..core.replies import text
+from ..servers.replies import text
 from ..errors import LabkitError
 from ..servers.connection import is_cluster, node_client
 

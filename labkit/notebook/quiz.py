@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import redis
 
 from ..core import progress
-from ..core.replies import text
+from ..servers.replies import text
 from ..errors import LabkitError
 from ..servers.connection import node_client, pooled_connection
 from .exercises import solutions_mode
