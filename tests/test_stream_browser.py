@@ -179,6 +179,31 @@ def test_the_widget_pages_with_its_buttons(r, keys):
     assert box is b.widget
 
 
+def test_the_table_can_refresh_itself_and_leaves_the_page_alone(r, keys):
+    import time
+    produce(r, keys, days=1)
+    b = B.StreamBrowser(r=r, keys=keys)
+    b.widget
+    w = b._widget
+    day1, day2 = keys.key("temps:20250101"), keys.key("temps:20250102")
+    paged = list(b.next()["id"])
+    b.auto_refresh(0.05)
+    assert w.auto_box.value and w._thread.is_alive()
+    produce(r, keys, start="2025-01-02", days=1)
+    deadline = time.monotonic() + 60               # a deadline for a loaded machine, not a speed check
+    while day2 not in w.table.value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert day2 in w.table.value and day2 in w.chooser.options
+    assert list(b.frame["id"]) == paged and w.chooser.value == day1      # the page stayed where it was
+    w.auto_box.value = False                                             # the checkbox stops it too
+    w._thread.join(timeout=30)
+    assert not w._thread.is_alive() and w._stop is None
+    b.auto_refresh(0.05)
+    b.close()
+    w._thread.join(timeout=30)
+    assert not w._thread.is_alive() and not w.auto_box.value
+
+
 # ---------------------------------------------------------------- a learner's fenced user
 
 ALLOWED = ["scan", "xlen", "ttl", "pttl", "memory|usage", "xrange", "xrevrange", "hgetall"]

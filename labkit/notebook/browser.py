@@ -22,6 +22,7 @@ import datetime as dt
 import html
 import re
 import shlex
+import threading
 from dataclasses import dataclass
 
 import pandas as pd
@@ -38,6 +39,7 @@ PAGE = 20
 PARTITION_COLUMNS = ["partition", "entries", "ttl_s", "memory_bytes", "first_id", "last_id"]
 ENTRY_COLUMNS = ["id", "time", "temp_f"]
 STATE = "state hashes"          # the dropdown's choice for the two consumers' state hashes
+AUTO_S = 5.0                    # the auto-refresh's period
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 
 
@@ -238,8 +240,7 @@ class StreamBrowser:
 
     def _read(self, page: Page) -> pd.DataFrame:
         try:
-            reply = self.r.execute_command(*page.args()) if not is_cluster(self.r) else \
-                node_client(self.r, page.key).execute_command(*page.args())
+            reply = node_client(self.r, page.key).execute_command(*page.args())   # its master, on a cluster
         except redis.ResponseError as exc:
             if str(exc).upper().startswith("WRONGTYPE"):
                 raise LabkitError(f"{page.key} is not a stream", "choose a partition or temps:averages") from None
@@ -303,6 +304,19 @@ class StreamBrowser:
         if self._widget is not None:
             self._widget.refresh()
 
+    def auto_refresh(self, every_s: float | None = AUTO_S) -> None:
+        """Re-read the partitions table every ``every_s`` seconds in a background thread (``None``: stop).
+
+        The page shown stays where you paged to; only the table (and the stream list) follows the server.
+        """
+        self.widget
+        self._widget.auto(every_s)
+
+    def close(self) -> None:
+        """Stop the auto-refresh thread, if any."""
+        if self._widget is not None:
+            self._widget.auto(None)
+
     def _draw(self) -> None:
         if self._widget is not None:
             self._widget.draw()
@@ -347,6 +361,11 @@ class _Widget:
         self.next_button = W.Button(description="Next", icon="arrow-right")
         self.clock = W.Text(placeholder="HH:MM (UTC)", description="Jump to", layout=W.Layout(width="220px"))
         self.jump_button = W.Button(description="Jump")
+        self.auto_box = W.Checkbox(value=False, description=f"auto-refresh every {AUTO_S:g} s", indent=False)
+        self.auto_box.observe(lambda change: self.auto(AUTO_S if change["new"] else None), names="value")
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()          # the auto-refresh thread and the buttons take turns
         self.status = W.HTML()
         self.page = W.HTML()
         self.page_cmd = W.HTML()
@@ -359,7 +378,7 @@ class _Widget:
         from .panel import panel_css
         self.box = W.VBox([
             W.HTML(_STYLE + panel_css()),
-            W.HBox([W.HTML("<b>Partitions</b>"), self.refresh_button]), self.table, self.table_cmd,
+            W.HBox([W.HTML("<b>Partitions</b>"), self.refresh_button, self.auto_box]), self.table, self.table_cmd,
             W.HBox([self.chooser, self.prev_button, self.next_button, self.clock, self.jump_button]),
             self.status, self.page, self.page_cmd])
         self.box.add_class("labkit-browser")
@@ -367,13 +386,35 @@ class _Widget:
 
     def _safely(self, action) -> None:
         try:
-            action()
+            with self._lock:
+                action()
         except LabkitError as exc:
             self.status.value = f'<span class="labkit-bad">{html.escape(str(exc))}</span>'
         except redis.RedisError as exc:
             self.status.value = f'<span class="labkit-bad">Redis said: {html.escape(str(exc).splitlines()[0])}</span>'
 
-    def refresh(self) -> None:
+    def auto(self, every_s: float | None) -> None:
+        """Start (or, with ``None``, stop) the thread that refreshes the table."""
+        if self._stop is not None:
+            self._stop.set()
+            self._stop = None
+        if every_s:
+            stop = self._stop = threading.Event()
+
+            def tick():
+                while not stop.wait(every_s):
+                    try:
+                        with self._lock:
+                            self.refresh(page=False)
+                    except (LabkitError, redis.RedisError) as exc:   # said in the widget; the thread goes on
+                        self.status.value = f'<span class="labkit-bad">{html.escape(str(exc).splitlines()[0])}</span>'
+            self._thread = threading.Thread(target=tick, name="labkit-browser", daemon=True)
+            self._thread.start()
+        if self.auto_box.value != bool(every_s):
+            self.auto_box.value = bool(every_s)
+
+    def refresh(self, page: bool = True) -> None:
+        """Read the partitions again; with ``page`` also the page shown (the auto-refresh leaves it alone)."""
         frame = self.b.partitions()
         shown = frame.assign(first=[None if i is None else _when(id_ms(i))[:-4] for i in frame["first_id"]],
                              last=[None if i is None else _when(id_ms(i))[:-4] for i in frame["last_id"]])
@@ -384,11 +425,13 @@ class _Widget:
         keep = self.b.key if self.b.key in options else options[0]
         self._filling = True                     # setting the options must not read a page on its own
         try:
-            self.chooser.options = options
+            if list(self.chooser.options) != options:
+                self.chooser.options = options
             self.chooser.value = keep
         finally:
             self._filling = False
-        self.b.show(keep)
+        if page or self.b.key != keep:
+            self.b.show(keep)
 
     def _chosen(self, change) -> None:
         if change["new"] and not self._filling:
