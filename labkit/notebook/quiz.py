@@ -24,6 +24,7 @@ import html
 from dataclasses import dataclass, field
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from ..core import progress
 from ..servers.replies import text
@@ -325,7 +326,7 @@ class Quiz:
         if self.r is not None and self.keys is not None:
             try:
                 before = progress.read(self.r, self.keys).entries.get(("quiz", self.spec.name))
-            except redis.RedisError:
+            except (redis.RedisError, RedisClusterException):     # best effort, as progress.record is
                 before = None
             if before is not None:
                 best = max(best, int(before.detail.get("best", 0)))
