@@ -70,15 +70,6 @@ def _group(item, used: set[str]) -> str | None:
     return None
 
 
-@pytest.fixture(autouse=True)
-def _detach_learner():
-    """Tests that run a notebook's set-up in this process attach a client for progress records (closed
-    afterwards); detach it, so a later test's exercise check does not write through it."""
-    yield
-    from labkit.core import progress
-    progress._attached = None
-
-
 @pytest.fixture(scope="session")
 def lab_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("labkit-home")
@@ -144,6 +135,14 @@ def keys(r):
     k = keys_for(r, Keys("t" + uuid.uuid4().hex[:10]))   # hash-tagged when REDIS_URL names a cluster
     yield k
     _delete_namespace(r, k)
+
+
+@pytest.fixture(autouse=True)
+def _no_attached_learner():
+    """A notebook set-up call in one test attaches its learner for progress records; the next test starts without."""
+    yield
+    from labkit.core import progress
+    progress.attach(None, None)
 
 
 @pytest.fixture

@@ -48,6 +48,11 @@ class Keys:
         server with their own namespaces never collide."""
         return cls(f"{cls.from_env().namespace or 'labkit'}-{tool}")
 
+    def companion(self, lab: str) -> "Keys":
+        """A companion lab's private namespace under this one: ``alice.groups07``, or ``groups07`` without a
+        namespace; never equal to this one, so a companion lab cannot touch the main lab's keys."""
+        return Keys(f"{self.namespace}.{lab}" if self.namespace else lab)
+
     def key(self, name: str) -> str:
         """``name`` under this namespace (unchanged when there is none)."""
         return f"{self.namespace}:{name}" if self.namespace else name
@@ -60,11 +65,6 @@ class Keys:
     def with_averages(self, name: str) -> str:
         """``name`` for a key committed together with ``temps:averages``: in its hash slot on a cluster."""
         return self.with_key(self.averages, name)
-
-    @property
-    def averages_tag(self) -> str:
-        """The prefix of every key hash-tagged into ``temps:averages``' slot (cluster only)."""
-        return f"{{{self.averages}}}"
 
     @property
     def partition_prefix(self) -> str:
