@@ -9,7 +9,8 @@ keys are deleted afterwards: no FLUSHDB, ever.
 
 Every test gets exactly one kind marker from the fixtures it uses (see
 :data:`KINDS`), so CI selects by kind (``-m integration``) and a new test file
-needs no list edited anywhere.
+needs no list edited anywhere.  The workers take whole files (``--dist
+loadfile``), so a module's shared set-up and its tests' order hold.
 """
 
 from __future__ import annotations
@@ -38,13 +39,12 @@ KINDS = {
     "notebooks": {"kernel_dir"},                                      # executes a notebook in a kernel
     "integration": {"target", "own_server"},                          # a real server: the suite's or its own
 }
-#: Session-scoped clusters: under pytest-xdist the tests that share one run in one worker, which forms it once.
-SHARED_CLUSTERS = {"redis_cluster", "one_node_cluster"}
+#: Fixtures whose keys every client of a server shares: the course's own key names.
+SHARED_NAMES = {"course_keys"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark each test with its kind, and (under pytest-xdist) keep together the tests that share set-up."""
-    grouping = config.pluginmanager.hasplugin("xdist")
+    """Mark each test with its kind (and with what CI must know besides)."""
     for item in items:
         used = set(item.fixturenames)
         if not any(item.get_closest_marker(kind) for kind in (*KINDS, "unit")):
@@ -52,22 +52,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(kind)
         if "own_server" in used:
             item.add_marker("own_server")
-        if grouping and not item.get_closest_marker("xdist_group"):
-            group = _group(item, used)
-            if group:
-                item.add_marker(pytest.mark.xdist_group(group))
-
-
-def _group(item, used: set[str]) -> str | None:
-    """Which tests must run in one worker (``--dist loadgroup``), one after the other."""
-    if used & SHARED_CLUSTERS:
-        return "shared-clusters"
-    if "course_keys" in used:        # the course's own key names: one set per server (test_bad_input says so too)
-        return "course-names"
-    defs = item._fixtureinfo.name2fixturedefs
-    if any(defs[n][-1].scope in ("module", "class", "package") for n in used if n in defs):
-        return item.nodeid.split("::")[0]   # a module's shared set-up; its tests may rely on their order
-    return None
+        if used & SHARED_NAMES:
+            item.add_marker("server_wide")
 
 
 @pytest.fixture(scope="session")

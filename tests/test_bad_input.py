@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import _delete_namespace
 
-# The module's dataset is under the course's own key names: with the other tests that use them, one at a time.
-pytestmark = pytest.mark.xdist_group("course-names")
+# The module's dataset is under the course's own key names, which every client of a server shares.
+pytestmark = pytest.mark.server_wide
 
 
 def snapshot(r):

@@ -145,7 +145,6 @@ def test_quiz_runs_unanswered_and_with_the_reference_answers(path, solutions, ru
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.xdist_group("lab-as-shipped")     # in lab order, in one namespace, in one worker
 @pytest.mark.parametrize("path", LAB, ids=[p.stem for p in LAB])
 def test_lab_notebook_runs_top_to_bottom_as_shipped(path, run_notebook, lab_namespace):
     nb, seconds = run_notebook(path, lab_namespace)
@@ -165,7 +164,6 @@ def test_lab_notebook_runs_top_to_bottom_as_shipped(path, run_notebook, lab_name
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.xdist_group("lab-with-solutions")
 @pytest.mark.parametrize("path", LAB, ids=[p.stem for p in LAB])
 def test_lab_notebook_runs_with_solutions_after_a_longer_run(path, run_notebook, longer_run_namespace):
     nb, seconds = run_notebook(path, longer_run_namespace, env={"LABKIT_SOLUTIONS": "1"})
