@@ -73,8 +73,15 @@ def run_notebook(target, lab_home, kernel_dir):
 
 
 def stream_text(nb) -> str:
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    """What the cells printed, and what they displayed as text (the final checks are displayed: nbk.Checks)."""
+    parts = []
+    for c in nb.cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            if o.get("output_type") == "stream":
+                parts.append(o.get("text", ""))
+            elif o.get("output_type") == "display_data":
+                parts.append(o.get("data", {}).get("text/plain", "") + "\n")
+    return "".join(parts)
 
 
 def result_texts(nb) -> list[str]:

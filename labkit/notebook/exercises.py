@@ -68,6 +68,16 @@ class Outcome:
         mark = {"solved": "✓ right", "wrong": "✗ not right yet", "unsolved": "… not solved yet"}[self.status]
         return f"{head}\n{mark}: {self.detail}"
 
+    def _repr_html_(self) -> str:
+        """The same two lines, with ✓/✗ in colour and wrapped between words."""
+        import html
+        from .panel import status_css
+        head, rest = repr(self).split("\n", 1)
+        mark, detail = rest.split(": ", 1)
+        cls = {"solved": "labkit-ok", "wrong": "labkit-bad"}.get(self.status, "")
+        return (f'{status_css()}<div class="labkit-check"><b>{html.escape(head)}</b>\n'
+                f'<b class="{cls}">{html.escape(mark)}</b>: {html.escape(detail)}</div>')
+
 
 @dataclass(frozen=True)
 class Exercise:

@@ -470,9 +470,12 @@ def start_unless_started(panel, timeout: float = 600) -> Started:
     unless ``LABKIT_AUTORUN=0``.
     """
     if panel.handle is not None:
-        start = panel.started_from or _first_average_partition(panel) or panel.dropdown.value
+        start = run_start(panel) or panel.dropdown.value
         how = "Start" if panel.started_from else "Resume"
         by_hand, note = True, f"you pressed {how} yourself (run from {start}): leaving your run alone"
+        if not panel.running:              # stopped or crashed by hand: nothing to wait for
+            why = "crashed" if panel.last_status.get("crashed") else "stopped"
+            return Started(start, True, False, f"{note}; the consumers are {why} (press Resume to go on)")
     elif not autorun():
         return Started(None, False, False, "LABKIT_AUTORUN=0: nothing started. Press Start in the panel above, "
                                            "then run this cell again")
@@ -486,6 +489,52 @@ def start_unless_started(panel, timeout: float = 600) -> Started:
     idle = panel.wait_idle(1.0, timeout=timeout)
     note += "; both consumers have caught up" if idle else "; the consumers did not settle (see the panel)"
     return Started(start, by_hand, idle, note)
+
+
+def run_start(panel) -> str | None:
+    """The partition the panel's last run started at: its last Start, or (a Resume only) the first average's day."""
+    return panel.started_from or _first_average_partition(panel)
+
+
+@dataclass
+class Settled:
+    """Whether the panel's consumers are done with what there is to read: :func:`settle`."""
+
+    ok: bool
+    note: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return self.note
+
+
+def settle(panel, timeout: float = 120) -> Settled:
+    """Wait (up to ``timeout`` s) until the panel's consumers are idle, and say whether they read everything.
+
+    Running and caught up is settled; stopped or crashed before the end of the
+    data is not (Resume finishes the run), nor is still busy after ``timeout``.
+    """
+    if panel.handle is None:
+        return Settled(False, "nothing ran in this panel")
+    if panel.running and not panel.wait_idle(1.0, timeout=timeout):
+        if panel.running:
+            return Settled(False, f"still busy after {timeout:g} s")
+    st = panel.update()
+    if st.get("error"):
+        return Settled(False, f"stopped by an error: {st['error']}")
+    state = AggregatingState.load(panel.r, panel.keys)
+    if state is None:
+        return Settled(False, f"there is no saved state ({panel.keys.aggregating_state})")
+    chain = consumer_chain(panel.r, panel.keys, state.stream)
+    tail = panel.r.xrevrange(chain[-1], count=1)
+    end = tail[0][0].decode() if tail else "0-0"
+    if state.stream != chain[-1] or id_ms(state.last_id) < id_ms(end):
+        how = "crashed" if st.get("crashed") else "stopped"
+        return Settled(False, f"they {how} at {state.stream} {describe_id(state.last_id)}, before the end of the "
+                              f"data ({chain[-1]} {describe_id(end)})")
+    return Settled(True, "caught up" + ("" if panel.running else " and stopped"))
 
 
 def _first_average_partition(panel) -> str | None:

@@ -270,10 +270,22 @@ def panel_css() -> str:
         f".labkit-log .jp-RenderedText pre .ansi-yellow-fg {{ color: {PALETTE['avg'][0]}; }}",
         f"{dark} .labkit-log .jp-RenderedText pre .ansi-yellow-fg {{ color: {PALETTE['avg'][1]}; }}",
     ]
+    return "<style>\n" + "\n".join(rules + _status_rules()) + "\n</style>"
+
+
+def _status_rules() -> list[str]:
+    dark = 'body[data-jp-theme-light="false"]'
+    rules = [".labkit-check { white-space: pre-wrap; word-break: normal; overflow-wrap: break-word; "
+             "font-family: var(--jp-code-font-family); font-size: var(--jp-code-font-size); }"]
     for name in ("ok", "bad"):
         rules.append(f".labkit-{name} {{ color: {PALETTE[name][0]}; }}")
         rules.append(f"{dark} .labkit-{name} {{ color: {PALETTE[name][1]}; }}")
-    return "<style>\n" + "\n".join(rules) + "\n</style>"
+    return rules
+
+
+def status_css() -> str:
+    """The ✓/✗ colours (:data:`PALETTE`, AA in both themes) and word-wise wrapping, for checks and exercises."""
+    return "<style>\n" + "\n".join(_status_rules()) + "\n</style>"
 
 
 #: What a saved notebook shows for the panel when the live widget cannot be drawn (e.g. after a reload).
