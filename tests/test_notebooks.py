@@ -397,3 +397,34 @@ def test_nbstripout_cleans_a_notebook_the_way_the_hygiene_test_wants(tmp_path):
         test_notebook_is_stored_clean(dirty)
     subprocess.run([sys.executable, "-m", "nbstripout", str(dirty)], check=True)
     test_notebook_is_stored_clean(dirty)
+
+def test_the_pandas_plot_of_06_puts_the_series_and_the_difference_on_their_own_axes():
+    """06's ``DataFrame.plot`` cell, run on a small merged frame: two axes (°F series above, the difference
+    below, each titled for what it shows) and legends beside the data, never over it."""
+    import matplotlib
+    import numpy as np
+    import pandas as pd
+    matplotlib.use("Agg")
+    src = next(c.source for c in cells(next(p for p in LAB if p.name.startswith("06-")))
+               if c.cell_type == "code" and "merged[[\"mean\", \"average_temp_f\"]].plot(" in c.source)
+    when = pd.date_range("2025-01-01", periods=36, freq="h", tz="UTC")
+    mean = 50 + 10 * np.sin(np.arange(36) / 5)
+    merged = pd.DataFrame({"mean": mean, "average_temp_f": mean.round(2)}, index=when)
+    merged["difference"] = merged["average_temp_f"] - merged["mean"]
+    from labkit import notebook as nbk
+    scope = {"merged": merged, "nbk": nbk}
+    exec(src, scope)
+    fig = scope.get("fig") or scope["ax"].figure
+    axes = [a for a in fig.axes if a.get_visible()]
+    assert len(axes) == 2, [a.get_title() for a in axes]
+    top, bottom = sorted(axes, key=lambda a: -a.get_position().y0)
+    assert "difference" not in top.get_title() and "−" in bottom.get_title()
+    assert top.get_ylim()[0] > 1, "the temperatures' axes does not reach down to the difference's 0"
+    assert max(abs(v) for v in bottom.get_ylim()) < 1, "the difference has an axes of its own"
+    fig.canvas.draw()
+    for ax in axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            box, area = legend.get_window_extent(), ax.get_window_extent()
+            overlap = min(box.x1, area.x1) - max(box.x0, area.x0) > 0 and min(box.y1, area.y1) - max(box.y0, area.y0) > 0
+            assert not overlap, f"the legend of {ax.get_title()!r} covers the data"

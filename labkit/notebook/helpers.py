@@ -169,8 +169,7 @@ class Lab:
         where = f"namespace {self.keys.namespace!r}" if self.keys.namespace else "the course's own key names"
         info = self.r.info("server")
         return [
-            ("lab.r", "the connection (redis-py)",
-             f"{self.target} · {info.get('server_name', 'redis')} {info.get('redis_version')}"),
+            ("lab.r", "the connection (redis-py)", f"{self.target} · {server_label(info)}"),
             ("lab.keys", "key names", f"{where}: {self.keys.partition_prefix}YYYYMMDD, {self.keys.averages}, …"),
             ("lab.data", "the dataset (LABKIT_DAYS)",
              f"{self.data.days:g} days from {_utc(self.data.start_ms):%Y-%m-%d}, {self.data.count:,} readings"),
@@ -238,6 +237,17 @@ def setup_companion(name: str, max_days: float | None = 1) -> Lab:
 
 # ---------------------------------------------------------------- server
 
+def server_label(info: dict) -> str:
+    """The server's name and real version, and the Redis version it is compatible with when that differs:
+    ``Valkey 9.1.2 (Redis 7.2.4 compatible)``, ``Redis 7.0.15``."""
+    redis_version = info.get("redis_version", "?")
+    name = str(info.get("server_name") or ("valkey" if "valkey_version" in info else "redis"))
+    own = info.get(f"{name}_version")
+    if name == "redis" or not own or str(own) == str(redis_version):
+        return f"{name.capitalize()} {redis_version}"
+    return f"{name.capitalize()} {own} (Redis {redis_version} compatible)"
+
+
 def server_description(r: redis.Redis, target: connection.Target) -> dict:
     """Which server labkit talks to, and what it is."""
     info = r.info("server")
@@ -246,8 +256,7 @@ def server_description(r: redis.Redis, target: connection.Target) -> dict:
         "labkit uses": "the embedded server" if target.embedded else "REDIS_URL",
         "address": connection.mask(target.url),
         "redis_version": info.get("redis_version"),
-        "server": ("valkey " + str(info["valkey_version"])) if "valkey_version" in info
-        else info.get("server_name", "redis"),
+        "server": server_label(info),
         "memory used": mem.get("used_memory_human"),
         "python": f"{platform.python_version()} ({sys.executable})",
         "redis-py": redis.__version__,
@@ -492,7 +501,10 @@ def start_unless_started(panel, timeout: float = 600) -> Started:
 
 
 def run_start(panel) -> str | None:
-    """The partition the panel's last run started at: its last Start, or (a Resume only) the first average's day."""
+    """The partition the panel's last run started at: its last Start, or (a Resume only) the first average's day;
+    None if nothing ran in this panel."""
+    if panel.handle is None:
+        return None
     return panel.started_from or _first_average_partition(panel)
 
 
