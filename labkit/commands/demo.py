@@ -15,10 +15,14 @@ from ..servers import connection
 
 
 def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet: bool = False) -> int:
+    """Produce, consume, verify and plot in a namespace of the demo's own (:meth:`Keys.for_tool`), so the
+    notebooks, which use ``LABKIT_NAMESPACE`` (or none), find only their own data afterwards."""
     out = TerminalSink()
-    keys = Keys.from_env()
+    keys = Keys.for_tool("demo")
     t = connection.target()
     out(LogLine("demo", f"Redis: {t}"))
+    out(LogLine("demo", f"the demo's data goes to namespace {keys.namespace} ({keys.partition_prefix}YYYYMMDD, "
+                        f"{keys.averages}, …), apart from the notebooks' keys"))
     r = connection.connect(t)
     keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
     data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
@@ -56,6 +60,8 @@ def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet:
     ]
     if plot_path:
         lines.append(f"plot saved to {plot_path}")
+    lines.append(f"the data stays in namespace {keys.namespace}: to look at it, set LABKIT_NAMESPACE={keys.namespace} "
+                 f"(e.g. LABKIT_NAMESPACE={keys.namespace} python -m labkit verify)")
     ok = rep.ok and rep.matched == expected
     lines.append(f"{rep.matched}/{expected} hours verified" + ("" if ok else " -- FAILED"))
     for l in lines:
