@@ -428,3 +428,16 @@ def test_the_pandas_plot_of_06_puts_the_series_and_the_difference_on_their_own_a
             box, area = legend.get_window_extent(), ax.get_window_extent()
             overlap = min(box.x1, area.x1) - max(box.x0, area.x0) > 0 and min(box.y1, area.y1) - max(box.y0, area.y0) > 0
             assert not overlap, f"the legend of {ax.get_title()!r} covers the data"
+
+
+def test_04_shows_the_courses_transaction_then_the_real_loop_and_its_commit_script_read_at_run_time():
+    nb4 = next(p for p in LAB if p.name.startswith("04-"))
+    code = code_of(nb4)
+    md = "\n".join(c.source for c in cells(nb4) if c.cell_type == "markdown")
+    assert "nbk.source(AggregatingConsumer._loop)" in code and "AggregatingConsumer.run)" not in code
+    assert "nbk.source(aggregating.COMMIT)" in code and "redis.call" not in code, "the script is read, not pasted"
+    assert "nbk.source(AggregatingConsumer._commit)" in code
+    for part in ("MULTI", "second", "lease", "Lua script"):
+        assert part in md, part
+    from labkit.notebook import source
+    assert "redis.call('HSET'" in source(__import__("labkit.core.aggregating", fromlist=["COMMIT"]).COMMIT).data

@@ -555,10 +555,13 @@ def _first_average_partition(panel) -> str | None:
 
 
 def source(obj):
-    """The source code of a labkit function or class, displayed as code (to read the real thing)."""
+    """The source code of a labkit function or class, displayed as code (to read the real thing); a string is a
+    script labkit sends to Redis (e.g. :data:`labkit.core.aggregating.COMMIT`), shown as Lua."""
     import inspect
 
     from IPython.display import Code
+    if isinstance(obj, str):
+        return Code(inspect.cleandoc(obj), language="lua")
     return Code(inspect.getsource(obj), language="python")
 
 
