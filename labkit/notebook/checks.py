@@ -109,8 +109,11 @@ class Checks:
     def report(self) -> "Report":
         return Report(self)
 
-    def done(self) -> "Report":
-        """Show the lines and the final one, record the outcome; raise :class:`ChecksFailed` in CI mode."""
+    def done(self) -> None:
+        """Show the lines and the final one, record the outcome; raise :class:`ChecksFailed` in CI mode.
+
+        Returns nothing (the last line of a cell, it would otherwise be shown twice); :meth:`report` is the object.
+        """
         from .exercises import solutions_mode
         rep = self.report()
         progress.note("notebook", self.notebook, "passed" if self.ok else "failed",
@@ -124,7 +127,6 @@ class Checks:
             pass
         if not self.ok and solutions_mode():
             raise ChecksFailed("\n" + repr(rep))
-        return rep
 
 
 class Report:

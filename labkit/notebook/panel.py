@@ -466,6 +466,8 @@ class ConsumerPanel:
     def resume(self) -> Consumers:
         """Start both consumers again from their saved state (no partition: nothing is reset)."""
         with self._lock:
+            if self._crashed and self.running:      # Resume pressed right after Simulate crash: let them die first
+                self.handle.join(10)
             if self.running:
                 raise LabkitError("the consumers are already running", "press Stop or Simulate crash first")
             return self._launch(None)
