@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from ..core import keyspace, producer
+from ..core import producer
+from ..core.context import Context
 from ..core.keys import Keys
 from ..core.runner import start_consumers
 from ..core.truth import check
@@ -18,13 +19,12 @@ def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet:
     """Produce, consume, verify and plot in a namespace of the demo's own (:meth:`Keys.for_tool`), so the
     notebooks, which use ``LABKIT_NAMESPACE`` (or none), find only their own data afterwards."""
     out = TerminalSink()
-    keys = Keys.for_tool("demo")
     t = connection.target()
     out(LogLine("demo", f"Redis: {t}"))
+    ctx = Context.open(keys=Keys.for_tool("demo"), target=t)
+    r, keys = ctx.r, ctx.keys
     out(LogLine("demo", f"the demo's data goes to namespace {keys.namespace} ({keys.partition_prefix}YYYYMMDD, "
                         f"{keys.averages}, …), apart from the notebooks' keys"))
-    r = connection.connect(t)
-    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
     data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
     timings = {}
 
@@ -34,7 +34,7 @@ def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet:
     partitions = data.partitions(keys)
 
     t0 = time.perf_counter()
-    handle = start_consumers(partitions[0], averages_maxlen=0, sink=null_sink if quiet else out, keys=keys, target=t)
+    handle = start_consumers(partitions[0], averages_maxlen=0, sink=null_sink if quiet else out, context=ctx)
     idle = handle.wait_idle(0.5, timeout=600)
     handle.stop()
     if handle.error or not idle:
