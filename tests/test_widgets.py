@@ -520,3 +520,15 @@ def test_a_status_error_is_cleared_once_redis_answers_again(panel, monkeypatch):
     p._show_error("the consumers are not running (hint: press Start or Resume first)")
     p.update()
     assert "not running" in p.message.value
+
+
+def test_a_lost_server_named_in_code_does_not_blame_redis_url(monkeypatch):
+    """13's own cluster is named in code, not in REDIS_URL: the red line must not say to unset REDIS_URL."""
+    import redis
+    from labkit.servers import connection
+    t = connection.Target("redis://127.0.0.1:1", embedded=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    err = str(connection.explain(redis.ConnectionError("Connection refused"), t))
+    assert "REDIS_URL" not in err and "is that server running?" in err, err
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1")
+    assert "unset REDIS_URL" in str(connection.explain(redis.ConnectionError("Connection refused"), t))
