@@ -21,11 +21,12 @@ while later days exist: each is named in the log and in the dead-letter
 stream, the partial hour is never published as if it were whole, and the
 consumer moves on.  While a partition may still arrive, it waits and says for what.
 
-**Fast, with the same results.**  On a single server each batch is asked for
-one batch ahead (the server prepares batch N+1 while this one is folded) and
-folded in bulk (:mod:`labkit.core.fastfold`); a batch with anything unusual in it
-goes to the plain fold, which stays the definition.  ``fast=False`` runs the
-plain path, as on a cluster.
+**Fast, with the same results.**  Each batch is asked for one batch ahead
+(the server prepares batch N+1 while this one is folded; on a cluster, the
+partition's master does) and folded in bulk (:mod:`labkit.core.fastfold`); a
+batch with anything unusual in it goes to the plain fold, which stays the
+definition.  ``fast=False`` runs the plain path (redis-py's XREAD, one reading
+at a time).
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class AggregatingConsumer:
                  batch: int = BATCH, block_ms: int = BLOCK_MS, lease: Lease | None = None, fast: bool = True):
         self.r, self.keys, self.sink = r, keyspace.keys_for(r, keys), sink
         self.cluster = connection.is_cluster(r)
-        self.fast = fast        # the fast path (single server only): read-ahead and the bulk fold
+        self.fast = fast        # the fast path: read-ahead and the bulk fold
         self.maxlen, self.batch, self.block_ms = averages_maxlen, batch, block_ms
         self.lease = lease
         self._commit_script = r.register_script(COMMIT)
@@ -177,10 +178,14 @@ class AggregatingConsumer:
                 reader.close()  # a read still in flight (stop, crash, error) closes its connection
 
     def _reader(self) -> BatchReader | None:
-        """The fast path's reader, on a single server: each batch asked for with the partition's manifest
-        record and whether it exists, in that order in one pipeline, one batch ahead."""
-        if not self.fast or self.cluster:
+        """The fast path's reader: each batch asked for with the partition's manifest record and whether it
+        exists, in that order, one batch ahead.  On one server all three go in one pipeline; on a cluster the
+        manifest (in another slot) is read first, then the partition's master gets the other two."""
+        if not self.fast:
             return None
+        if self.cluster:
+            return BatchReader(self.r, self.batch, first=lambda stream: [self.r.hget(self.keys.manifest, stream)],
+                               before=lambda stream: [("EXISTS", stream)])
         return BatchReader(self.r, self.batch,
                            before=lambda stream: [("HGET", self.keys.manifest, stream), ("EXISTS", stream)])
 
@@ -234,11 +239,11 @@ class AggregatingConsumer:
 
         The manifest is read *before* the batch: if it says "complete", the
         batch read after it saw everything the partition will hold.  On one
-        server a pipeline keeps that order in one round trip (the fast path's
-        :class:`~labkit.core.fastfold.BatchReader` sends the same pipeline, one batch
-        ahead, and hands back the raw entries); a cluster
+        server a pipeline keeps that order in one round trip; a cluster
         pipeline sends to its nodes in parallel, so there the manifest gets a
         round trip of its own first, then the partition's node answers both of its reads.
+        The fast path's :class:`~labkit.core.fastfold.BatchReader` keeps the same order
+        (see :meth:`_reader`), one batch ahead, and hands back the raw entries.
         """
         if reader is not None:
             (rec_raw, exists), entries = reader.read(s.stream, s.last_id)
