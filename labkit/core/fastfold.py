@@ -10,11 +10,15 @@ it (a bad or oddly spelled value, an extra field, a reading outside its
 partition's day, IDs of mixed widths) is handed to the plain fold whole, so
 every rule lives in one place.
 
-:class:`BatchReader` reads a stream over one dedicated connection and asks for
-batch N+1 before handing over batch N, so the server prepares the next batch
-while the caller folds this one.
+:func:`tally_raw` is ground truth's bulk path: the exact sum and count per
+hour of a batch's valid readings, order aside, as the pandas
+:func:`labkit.core.truth.hourly_truth` computes them (``verify`` uses it).
 
-The fold is pure; only :class:`BatchReader` talks to Redis.
+:class:`BatchReader` reads a stream over one dedicated connection (on a
+cluster, to the stream's master) and asks for batch N+1 before handing over
+batch N, so the server prepares the next batch while the caller folds this one.
+
+The fold and the tally are pure; only :class:`BatchReader` talks to Redis.
 """
 
 from __future__ import annotations
