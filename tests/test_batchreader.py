@@ -85,7 +85,8 @@ def test_reads_ahead_and_still_answers_any_position(r, keys):
     produce(r, keys, days=0.1, interval_ms=1000)      # 8,640 readings
     name = keys.partition_prefix + "20250101"
     seen = []
-    reader = BatchReader(r, 1000, before=lambda stream: [("XLEN", stream), ("EXISTS", stream + "x")])
+    # "before" may name only keys of the stream's slot (on a cluster it goes to the stream's master)
+    reader = BatchReader(r, 1000, before=lambda stream: [("XLEN", stream), ("EXISTS", "{%s}x" % stream)])
     try:
         replies, first = reader.read(name, "0")
         assert replies == [8640, 0] and len(first) == 1000
