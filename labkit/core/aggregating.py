@@ -250,11 +250,11 @@ class AggregatingConsumer:
 
         The manifest is read *before* the batch: if it says "complete", the
         batch read after it saw everything the partition will hold.  On one
-        server a pipeline keeps that order in one round trip; a cluster
+        server a pipeline keeps that order in one round trip (the fast path's
+        :class:`~labkit.core.fastfold.BatchReader` sends the same pipeline, one batch
+        ahead, and hands back the raw entries); a cluster
         pipeline sends to its nodes in parallel, so there the manifest gets a
         round trip of its own first, then the partition's node answers both of its reads.
-        The fast path's :class:`~labkit.core.fastfold.BatchReader` keeps the same order
-        (see :meth:`_reader`), one batch ahead, and hands back the raw entries.
         """
         if reader is not None:
             (rec_raw, exists), entries = reader.read(s.stream, s.last_id)

@@ -137,68 +137,6 @@ def fold_raw(window: HourlyWindow, raw, day: tuple[int, int] | None = None
     return fold(window, as_entries(raw), day)
 
 
-class Tally(NamedTuple):
-    """Exact per-hour totals of a batch's valid readings (hour starts in ms, not necessarily distinct or in
-    order across batches), and the IDs of the entries that count in no hour."""
-
-    hours: np.ndarray
-    sums: np.ndarray
-    counts: np.ndarray
-    invalid: list
-
-
-def reading_value(pairs) -> int | None:
-    """The reading of an entry's raw field list by ground truth's rule, or ``None`` if it is invalid.
-
-    Valid: exactly one field, ``temp_f`` (a repeated ``temp_f`` is not valid), whose value matches
-    :data:`~labkit.core.window.TEMP_PATTERN` as bytes (so ASCII only: bytes that are not UTF-8 never
-    match), within :data:`~labkit.core.window.PLAUSIBLE_F`.
-    """
-    if pairs is None or len(pairs) != 2 or pairs[0] != _FIELD or not isinstance(pairs[1], bytes):
-        return None
-    if not _TEMP_BYTES.fullmatch(pairs[1]):
-        return None
-    value = int(pairs[1])
-    return value if PLAUSIBLE_F[0] <= value <= PLAUSIBLE_F[1] else None
-
-
-def tally_raw(raw, day: tuple[int, int]) -> Tally:
-    """Ground truth of one raw batch of a partition whose UTC day is ``day``: per hour the exact sum and
-    count of its valid readings (:func:`reading_value`, time inside ``day``), and the IDs of the rest.
-
-    What :func:`labkit.core.truth.hourly_truth` computes with pandas, in bulk: a clean batch (see
-    :func:`parse_raw`) is summed per hour with numpy in int64, anything else entry by entry.  Unlike the
-    fold, order plays no part: a reading counts in its own hour wherever it stands.
-    """
-    lo, hi = day
-    p = parse_raw(raw)
-    if p is not None:
-        ms, temps, invalid = p.ms, p.temps, []
-        inside = (ms >= lo) & (ms < hi)
-        if not inside.all():
-            invalid = [raw[i][0] for i in np.flatnonzero(~inside)]
-            ms, temps = ms[inside], temps[inside]
-        if not len(ms):
-            return Tally(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), invalid)
-        hours = ms - ms % HOUR_MS          # ascending, like the IDs
-        starts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1]])
-        return Tally(hours[starts], np.add.reduceat(temps, starts), np.diff(np.r_[starts, len(ms)]), invalid)
-    per_hour: dict[int, list[int]] = {}
-    invalid = []
-    for eid, pairs in raw:
-        ms = int(eid[:eid.index(b"-")])
-        value = reading_value(pairs) if lo <= ms < hi else None
-        if value is None:
-            invalid.append(eid)
-            continue
-        acc = per_hour.setdefault(ms - ms % HOUR_MS, [0, 0])
-        acc[0] += value
-        acc[1] += 1
-    hours = sorted(per_hour)
-    return Tally(np.array(hours, np.int64), np.array([per_hour[h][0] for h in hours], np.int64),
-                 np.array([per_hour[h][1] for h in hours], np.int64), invalid)
-
-
 @contextmanager
 def paused_gc():
     """Pause Python's cyclic garbage collector inside the block (restoring it after, if it was on).
@@ -299,3 +237,65 @@ class BatchReader:
             self.conn.disconnect()
             self.ahead = None
         self._release()
+
+
+class Tally(NamedTuple):
+    """Exact per-hour totals of a batch's valid readings (hour starts in ms, not necessarily distinct or in
+    order across batches), and the IDs of the entries that count in no hour."""
+
+    hours: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+    invalid: list
+
+
+def reading_value(pairs) -> int | None:
+    """The reading of an entry's raw field list by ground truth's rule, or ``None`` if it is invalid.
+
+    Valid: exactly one field, ``temp_f`` (a repeated ``temp_f`` is not valid), whose value matches
+    :data:`~labkit.core.window.TEMP_PATTERN` as bytes (so ASCII only: bytes that are not UTF-8 never
+    match), within :data:`~labkit.core.window.PLAUSIBLE_F`.
+    """
+    if pairs is None or len(pairs) != 2 or pairs[0] != _FIELD or not isinstance(pairs[1], bytes):
+        return None
+    if not _TEMP_BYTES.fullmatch(pairs[1]):
+        return None
+    value = int(pairs[1])
+    return value if PLAUSIBLE_F[0] <= value <= PLAUSIBLE_F[1] else None
+
+
+def tally_raw(raw, day: tuple[int, int]) -> Tally:
+    """Ground truth of one raw batch of a partition whose UTC day is ``day``: per hour the exact sum and
+    count of its valid readings (:func:`reading_value`, time inside ``day``), and the IDs of the rest.
+
+    What :func:`labkit.core.truth.hourly_truth` computes with pandas, in bulk: a clean batch (see
+    :func:`parse_raw`) is summed per hour with numpy in int64, anything else entry by entry.  Unlike the
+    fold, order plays no part: a reading counts in its own hour wherever it stands.
+    """
+    lo, hi = day
+    p = parse_raw(raw)
+    if p is not None:
+        ms, temps, invalid = p.ms, p.temps, []
+        inside = (ms >= lo) & (ms < hi)
+        if not inside.all():
+            invalid = [raw[i][0] for i in np.flatnonzero(~inside)]
+            ms, temps = ms[inside], temps[inside]
+        if not len(ms):
+            return Tally(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), invalid)
+        hours = ms - ms % HOUR_MS          # ascending, like the IDs
+        starts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1]])
+        return Tally(hours[starts], np.add.reduceat(temps, starts), np.diff(np.r_[starts, len(ms)]), invalid)
+    per_hour: dict[int, list[int]] = {}
+    invalid = []
+    for eid, pairs in raw:
+        ms = int(eid[:eid.index(b"-")])
+        value = reading_value(pairs) if lo <= ms < hi else None
+        if value is None:
+            invalid.append(eid)
+            continue
+        acc = per_hour.setdefault(ms - ms % HOUR_MS, [0, 0])
+        acc[0] += value
+        acc[1] += 1
+    hours = sorted(per_hour)
+    return Tally(np.array(hours, np.int64), np.array([per_hour[h][0] for h in hours], np.int64),
+                 np.array([per_hour[h][1] for h in hours], np.int64), invalid)
