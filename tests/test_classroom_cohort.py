@@ -1,0 +1,99 @@
+"""The instructor's view (``python -m labkit cohort``) and resetting one learner, with learners working as their
+own fenced ACL users on the test server (a cluster too when REDIS_URL names one)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from labkit.classroom import cohort, fence
+from labkit.core import keyspace, progress
+from labkit.core.keys import Keys
+from labkit.core.lease import Holder
+from labkit.core.progress import Progress, Entry
+
+pytestmark = pytest.mark.classroom
+
+
+def test_a_row_from_what_was_read():
+    prog = Progress({("exercise", "a"): Entry("exercise", "a", "solved", 1_000, {}),
+                     ("exercise", "b"): Entry("exercise", "b", "wrong", 2_000, {}),
+                     ("verify", "last"): Entry("verify", "last", "failed", 3_000, {})}, 3_000)
+    row = cohort.row_of("alice", 3, Holder("aggregating consumer", since_ms=0), 48, prog, 12)
+    assert (row.partitions, row.hours_published, row.verified, row.exercises_solved, row.exercises_total) == (3, 48, False, 1, 12)
+    assert row.consumer.startswith("aggregating consumer") and row.consumer_since == "1970-01-01T00:00:00Z"
+    assert row.last_activity == "1970-01-01T00:00:03Z" and row.verified_at == row.last_activity
+    empty = cohort.row_of("bob", 0, None, 0, Progress({}, None), 12)
+    assert (empty.consumer, empty.verified, empty.last_activity) == (None, None, None)
+    text = cohort.table([row, empty])
+    assert "alice" in text and "FAILED" in text and "1/12" in text and "0/12" in text
+
+
+@pytest.fixture
+def two_learners(r, target):
+    tag = uuid.uuid4().hex[:6]
+    names = [f"alice{tag}", f"bob{tag}"]
+    urls = {n: fence.learner_url(target.url, n, fence.ensure_learner(r, n)) for n in names}
+    yield urls
+    for n in names:
+        fence.remove_learner(r, n)
+        keyspace.delete_keys(r, cohort.learner_names(r, n))
+
+
+def test_cohort_shows_each_learner_and_reset_removes_exactly_one(r, cli, two_learners):
+    (alice, a_url), (bob, b_url) = two_learners.items()
+    for ns, url in two_learners.items():
+        env = {"REDIS_URL": url}
+        run = cli("produce", "--days", "0.25", "--no-progress", namespace=ns, env=env)
+        assert run.returncode == 0, run.stderr
+    run = cli("consume", f"{alice}:temps:20250101", "--idle-exit", "1", namespace=alice, env={"REDIS_URL": a_url})
+    assert run.returncode == 0, run.stderr
+    run = cli("verify", namespace=alice, env={"REDIS_URL": a_url})
+    assert run.returncode == 0, run.stdout + run.stderr
+    progress.record(r, keyspace.keys_for(r, Keys(alice)), "exercise", "partition_of", "solved")
+    progress.record(r, keyspace.keys_for(r, Keys(alice)), "verify", "last", "ok")
+
+    run = cli("cohort", "--json")
+    assert run.returncode == 0, run.stderr
+    rows = {row["namespace"]: row for row in json.loads(run.stdout)}
+    assert {alice, bob} <= set(rows)
+    a, b = rows[alice], rows[bob]
+    for field in ("namespace", "partitions", "consumer", "hours_published", "verified", "exercises_solved",
+                  "exercises_total", "last_activity"):
+        assert field in a
+    assert (a["partitions"], a["hours_published"], a["verified"], a["exercises_solved"]) == (1, 6, True, 1)
+    assert a["exercises_total"] == cohort.exercises_total() > 1 and a["last_activity"].endswith("Z")
+    assert (b["partitions"], b["hours_published"], b["verified"], b["exercises_solved"], b["consumer"]) == (1, 0, None, 0, None)
+    assert alice in cli("cohort").stdout
+
+    run = cli("cohort", "reset", bob)  # no terminal to ask on
+    assert run.returncode != 0 and "--yes" in run.stderr and cohort.learner_names(r, bob)
+    run = cli("cohort", "reset", bob, "--yes")
+    assert run.returncode == 0, run.stderr
+    assert not cohort.learner_names(r, bob)
+    after = cohort.read_row(r, alice)
+    assert (after.partitions, after.hours_published, after.verified) == (1, 6, True)
+    assert bob in fence.learners(r)  # the user stays: bob can start again
+
+
+def test_reset_refuses_while_the_consumer_holds_its_lease(r, two_learners):
+    from labkit.core.lease import Lease
+    alice = next(iter(two_learners))
+    keys = keyspace.keys_for(r, Keys(alice))
+    r.xadd(keys.partition_prefix + "20250101", {"temp_f": "1"})
+    lease = Lease(r, keys.aggregating_lease, Holder("aggregating consumer")).acquire("busy")
+    try:
+        with pytest.raises(Exception, match="consumer is running"):
+            cohort.reset(r, alice)
+        assert cohort.read_row(r, alice).consumer.startswith("aggregating consumer")
+        assert cohort.reset(r, alice, force=True) >= 2
+        assert not cohort.learner_names(r, alice)
+    finally:
+        lease.release()
+
+
+def test_reset_refuses_what_is_not_a_learner(cli):
+    run = cli("cohort", "reset", "a.b", "--yes")
+    assert run.returncode == 2 and "not a learner namespace" in run.stderr and "Traceback" not in run.stderr
