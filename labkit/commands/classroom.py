@@ -53,6 +53,39 @@ def _reset(r, args) -> int:
     return 0
 
 
+def cmd_class(args) -> int:
+    from ..classroom import local
+    out = TerminalSink()
+    if args.action != "start" and (args.learners or args.port is not None or args.password):
+        raise LabkitError("--learners, --port and --password go with class start", "drop them")
+    if args.action == "start":
+        if not args.learners:
+            raise LabkitError("class start needs its learners", "e.g. python -m labkit class start --learners alice,bob")
+        if args.port is not None and not 0 < args.port < 65536:
+            raise LabkitError(f"--port {args.port} is out of range", "e.g. --port 8000")
+        info, started = local.start(local.parse_learners(args.learners), args.port, args.password)
+        out(LogLine("", f"{'started' if started else 'already running'}: the class hub at {info['url']} "
+                        f"(learners: {', '.join(info['learners'])}; Redis {info['redis']})"))
+        out(LogLine("", f"learners open {info['url']}, log in with their name and the class password: "
+                        f"{info['password']}"))
+        out(LogLine("", f"instructor: python -m labkit cohort; API token and PIDs in {local.info_path()}; "
+                        "python -m labkit class stop ends it"))
+        return 0
+    if args.action == "stop":
+        pids = local.stop()
+        out(LogLine("", f"stopped the class (pids {', '.join(map(str, pids))})" if pids else "no class is running"))
+        return 0
+    st = local.status()
+    if st is None:
+        out(LogLine("", "no class is running (python -m labkit class start --learners alice,bob)"))
+        return 1
+    out(LogLine("", f"class hub {st['url']}: {'answering' if st['answers'] else 'NOT answering'}; "
+                    + ", ".join(f"{k} pid {st['pids'][k]} {'running' if ok else 'gone'}" for k, ok in st['alive'].items())))
+    out(LogLine("", f"learners: {', '.join(st['learners'])}; servers running: "
+                    + (", ".join(f"{n} (pid {p})" for n, p in sorted(st['servers'].items())) or "none")))
+    return 0 if st["answers"] else 1
+
+
 def add_parsers(sub) -> None:
     """The instructor's subcommands, added to the CLI's parser."""
     s = sub.add_parser("cohort", help="the instructor's view of a class; reset one learner; simulate a class")
@@ -64,3 +97,10 @@ def add_parsers(sub) -> None:
     s.add_argument("--learners", type=int, default=10, help="with simulate: how many learners (default 10)")
     s.add_argument("--days", type=float, default=1, help="with simulate: days each learner produces (default 1)")
     s.set_defaults(func=cmd_cohort)
+
+    s = sub.add_parser("class", help="a class on this machine: a local JupyterHub, each learner fenced in Redis")
+    s.add_argument("action", choices=["start", "status", "stop"])
+    s.add_argument("--learners", default="", help="with start: the learners' names, e.g. alice,bob")
+    s.add_argument("--port", type=int, default=None, help="with start: the hub's port on 127.0.0.1 (default: free)")
+    s.add_argument("--password", default=None, help="with start: the class password (default: random)")
+    s.set_defaults(func=cmd_class)
