@@ -166,3 +166,11 @@ def test_the_same_fence_on_a_3_master_cluster(redis_cluster):
             for ns in (n, f"{n}.groups07", f"{n}-chaos"):
                 delete_namespace(admin, Keys(ns, cluster=True))
         admin.close()
+
+
+def test_a_notebook_says_what_the_class_setting_allows():
+    assert fence.in_class("redis://labkit-alice:pw@h:1/0") and not fence.in_class("redis://:pw@h:1/0")
+    assert not fence.in_class("redis://default:pw@h:1") and not fence.in_class("")
+    line = fence.skipped("CONFIG SET maxmemory", url="redis://labkit-alice:pw@h:1/0")
+    assert "class" in line and "CONFIG SET maxmemory" in line and "\n" not in line
+    assert fence.skipped("CONFIG", url="redis://h:1") == "CONFIG is not available on this server: skipping this demo."

@@ -19,6 +19,7 @@ and a restarted server forgets them until the learner's next spawn.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -134,3 +135,21 @@ def learners(r) -> list[str]:
             if u.startswith(USER_PREFIX):
                 found.add(u[len(USER_PREFIX):])
     return sorted(found)
+
+
+# ---------------------------------------------------------------- in a learner's notebook
+
+def in_class(url: str | None = None) -> bool:
+    """Whether this kernel works as a class learner (``REDIS_URL``'s user is a learner's ACL user) (pure)."""
+    from urllib.parse import unquote
+    user = urlsplit(os.environ.get("REDIS_URL", "") if url is None else url).username or ""
+    return unquote(user).startswith(USER_PREFIX)
+
+
+def skipped(command: str, part: str = "this demo", url: str | None = None) -> str:
+    """The one line a notebook prints when the server refuses an admin command: in a class it says what the
+    class setting allows, elsewhere that the server does not offer it."""
+    if in_class(url):
+        return (f"In a class your Redis user may not run {command} (it would change the server every learner "
+                f"shares): {part} is skipped. On a server of your own (unset REDIS_URL) it runs.")
+    return f"{command} is not available on this server: skipping {part}."
