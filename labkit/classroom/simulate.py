@@ -3,7 +3,8 @@
 N learners (``learner01`` … ``learnerNN``, each its own fenced ACL user on the class Redis) run the lab's
 pipeline at once, each in its own processes as a learner's kernel would: produce D days, consume them, verify.
 It prints each learner's exactness and time, the total time, and the server memory each learner's data takes
-(MEMORY USAGE of their keys, and the growth of ``used_memory`` over all masters divided by N).  Their keys
+(MEMORY USAGE of their keys, and the growth of ``used_memory`` over all masters divided by N), and the CPU time
+the server spent (on one core: a single Redis server runs commands on one thread).  Their keys
 and users are deleted before and after.  Exit 0 only if every learner is exact.
 """
 
@@ -47,11 +48,18 @@ def _script(days: float) -> str:
             f" && {sys.executable} -m labkit verify")
 
 
+def _masters(r) -> list:
+    return [r] if not connection.is_cluster(r) else [r.get_redis_connection(n) for n in r.get_primaries()]
+
+
 def used_memory(r) -> int:
     """``used_memory`` summed over the masters."""
-    if not connection.is_cluster(r):
-        return int(r.info("memory")["used_memory"])
-    return sum(int(r.get_redis_connection(n).info("memory")["used_memory"]) for n in r.get_primaries())
+    return sum(int(m.info("memory")["used_memory"]) for m in _masters(r))
+
+
+def cpu_seconds(r) -> float:
+    """The server's CPU time so far (user + system), summed over the masters."""
+    return sum(float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in (m.info("cpu") for m in _masters(r)))
 
 
 def learner_bytes(r, namespace: str) -> int:
@@ -74,7 +82,7 @@ def run_simulation(n: int, days: float, out=None) -> int:
     r = connection.connect(t)
     learners = names(n)
     _clean(r, learners)
-    before = used_memory(r)
+    before, cpu_before = used_memory(r), cpu_seconds(r)
     urls = {ns: fence.learner_url(t.url, ns, fence.ensure_learner(r, ns)) for ns in learners}
     out(LogLine("", f"simulate: {n} learners, {days:g} days each, on {connection.mask(t.url)}"))
     base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LABKIT_NAMESPACE")}
@@ -93,7 +101,7 @@ def run_simulation(n: int, days: float, out=None) -> int:
             outcomes.append(Outcome(ns, p.returncode == 0, time.monotonic() - started, summary))
         total = time.monotonic() - t0
         per_learner = [learner_bytes(r, ns) for ns in learners]
-        grown = used_memory(r) - before
+        grown, cpu = used_memory(r) - before, cpu_seconds(r) - cpu_before
         for o, b in zip(outcomes, per_learner):
             out(LogLine("", f"{o.namespace}: {'exact' if o.exact else 'NOT EXACT'} in {o.seconds:.1f} s, "
                             f"{b / 2**20:.1f} MiB: {o.summary}"))
@@ -101,7 +109,9 @@ def run_simulation(n: int, days: float, out=None) -> int:
         mean = sum(per_learner) / n
         out(LogLine("", f"simulate: {exact} of {n} learners exact; total {total:.1f} s; memory per learner "
                         f"{mean / 2**20:.1f} MiB by MEMORY USAGE ({mean / 2**20 / days:.1f} MiB per day produced), "
-                        f"used_memory grew {grown / 2**20 / n:.1f} MiB per learner"))
+                        f"used_memory grew {grown / 2**20 / n:.1f} MiB per learner; the server's CPU {cpu:.1f} s "
+                        f"({cpu / total:.0%} of one core); learners took {min(o.seconds for o in outcomes):.1f}-"
+                        f"{max(o.seconds for o in outcomes):.1f} s"))
         return 0 if exact == n else 1
     finally:
         for _, p in procs.values():
