@@ -17,13 +17,13 @@ import subprocess
 import sys
 import time
 
-from ..core import keyspace, producer
+from ..core import producer
+from ..core.context import Context
 from ..core.keys import Keys
 from ..core.partition import id_ms
 from ..core.runner import delete_namespace
 from ..core.truth import check
 from ..log import LogLine, TerminalSink
-from ..servers import connection
 
 
 def _consume(env: dict, *args: str) -> subprocess.Popen:
@@ -36,15 +36,13 @@ def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namesp
     out = out or TerminalSink()
     seed = int(time.time()) if seed is None else seed
     rnd = random.Random(seed)
-    keys = Keys(namespace) if namespace else Keys.for_tool("chaos")
-    t = connection.target()
-    r = connection.connect(t)
-    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
+    ctx = Context.open(Keys(namespace) if namespace else Keys.for_tool("chaos"))
+    r, keys = ctx.r, ctx.keys
     env = dict(os.environ, LABKIT_NAMESPACE=keys.namespace)
-    if t.embedded:
+    if ctx.target.embedded:
         env.pop("REDIS_URL", None)
     else:
-        env["REDIS_URL"] = t.url
+        env["REDIS_URL"] = ctx.target.url
     t0 = time.monotonic()
     try:
         data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)

@@ -25,10 +25,12 @@ A writer may add fields of its own after these (the consumer-group pool adds
 
 from __future__ import annotations
 
-from .replies import text
+from ..servers.replies import text
 
 REASON_MAX = 300
 PAYLOAD_MAX = 500
+#: The pipeline's dead-letter stream is capped near this many entries (``MAXLEN ~``).
+MAXLEN = 10_000
 
 
 def payload(fields: dict | None) -> str:

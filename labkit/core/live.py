@@ -22,7 +22,7 @@ from ..errors import LabkitError
 from ..log import LogLine, Sink, null_sink
 from ..servers import connection
 from ..servers.connection import RECONNECT_S
-from . import keyspace, manifest
+from . import manifest
 from .keys import Keys
 from .partition import DAY_MS, day_of, day_start_ms, id_ms, partition_name
 from .producer import (
@@ -114,7 +114,6 @@ def run_live(r: redis.Redis, keys: Keys = Keys(), rate: float = 1.0, duration: f
         raise LabkitError(f"retention_days {retention_days:g} is out of range", "use at least 1 day",
                           "retention_days")
     stop = stop or threading.Event()
-    keys = keyspace.keys_for(r, keys)
     walk = Walk(seed)
     start_ms = int(clock() * 1000)
     lease = acquire_producer_lease(r, keys, partition_name(day_of(start_ms), keys.partition_prefix), None)

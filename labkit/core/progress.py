@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from ..servers.replies import text
 from .keys import Keys
 
 KINDS = ("exercise", "notebook", "verify", "quiz")
@@ -53,8 +54,7 @@ def decode(fields: dict) -> Progress:
     entries: dict[tuple[str, str], Entry] = {}
     last = None
     for f, v in fields.items():
-        f = f.decode() if isinstance(f, bytes) else f
-        v = v.decode(errors="replace") if isinstance(v, bytes) else v
+        f, v = text(f), text(v, errors="replace")
         if f == LAST_ACTIVITY:
             last = int(v) if v.isdigit() else None
             continue

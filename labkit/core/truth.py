@@ -214,11 +214,10 @@ def load_start_ms(r: redis.Redis, keys: Keys) -> int | None:
 def check(r: redis.Redis, keys: Keys, partitions: list[str] | None = None) -> tuple[Report, pd.DataFrame, pd.DataFrame]:
     """Verify ``keys.averages`` against ground truth from ``partitions`` (default: all that exist).
 
-    Returns the report, the published averages and the ground truth.
+    Returns the report, the published averages and the ground truth.  ``keys`` are named for ``r``'s
+    server (see :class:`labkit.core.context.Context`).
     """
-    from .keyspace import keys_for
     from .runner import list_partitions
-    keys = keys_for(r, keys)
     averages, trimmed = load_averages(r, keys)
     names = list_partitions(r, keys) if partitions is None else partitions
     truth = hourly_truth(load_readings(r, names, prefix=keys.partition_prefix))
