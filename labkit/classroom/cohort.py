@@ -15,7 +15,7 @@ import redis
 
 from ..core import keyspace, progress
 from ..core.keys import Keys
-from ..core.lease import Holder, holder_of
+from ..core.lease import Holder
 from ..errors import LabkitError
 from . import fence
 
@@ -67,7 +67,7 @@ def read_row(r, namespace: str, total: int | None = None) -> Row:
         hours = int(r.xinfo_stream(keys.averages).get("entries-added", 0))
     except redis.ResponseError:  # no such key
         hours = 0
-    return row_of(namespace, len(keyspace.list_partitions(r, keys)), holder_of(r, keys.aggregating_lease), hours,
+    return row_of(namespace, len(keyspace.list_partitions(r, keys)), Holder.decode(r.get(keys.aggregating_lease)), hours,
                   progress.read(r, keys), exercises_total() if total is None else total)
 
 
@@ -112,7 +112,7 @@ def reset(r, namespace: str, force: bool = False) -> int:
     keys = keyspace.keys_for(r, Keys(namespace))
     fence.key_patterns(namespace)  # refuses what is not a learner namespace, before anything is read
     for lease_key, what in ((keys.aggregating_lease, "consumer"), (keys.producer_lease, "producer")):
-        h = holder_of(r, lease_key)
+        h = Holder.decode(r.get(lease_key))
         if h and not force:
             raise LabkitError(f"{namespace}'s {what} is running: {h.describe()}",
                               "wait until it stops, or add --force (it then fails at its next step)")

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import redis
 
 from ..errors import LabkitError
+from ..servers.replies import parse_nodes, text
 
 USER_PREFIX = "labkit-"
 _PLAIN = re.compile(r"[a-z0-9_]{1,40}")
@@ -98,13 +99,12 @@ def nodes(r) -> list[redis.Redis]:
     pool = first.connection_pool
     kwargs = dict(pool.connection_kwargs)
     out = []
-    for line in first.execute_command("CLUSTER", "NODES").decode().splitlines():
-        parts = line.split()
-        if len(parts) < 8 or {"fail", "noaddr", "handshake"} & set(parts[2].split(",")):
+    for node in parse_nodes(first.execute_command("CLUSTER", "NODES")):
+        if node["flags"] & {"fail", "noaddr", "handshake"}:
             continue
-        host, _, port = parts[1].split("@")[0].rpartition(":")
         out.append(redis.Redis(connection_pool=redis.ConnectionPool(
-            connection_class=pool.connection_class, **{**kwargs, "host": host or kwargs.get("host"), "port": int(port)})))
+            connection_class=pool.connection_class,
+            **{**kwargs, "host": node["host"] or kwargs.get("host"), "port": node["port"]})))
     return out
 
 
@@ -130,8 +130,7 @@ def learners(r) -> list[str]:
     """The learner namespaces that have an ACL user (on any node)."""
     found: set[str] = set()
     for c in nodes(r):
-        for u in c.execute_command("ACL", "USERS"):
-            u = u.decode() if isinstance(u, bytes) else u
+        for u in map(text, c.execute_command("ACL", "USERS")):
             if u.startswith(USER_PREFIX):
                 found.add(u[len(USER_PREFIX):])
     return sorted(found)
