@@ -143,6 +143,7 @@ def _log_in(base: str, user: str, password: str):
 
 
 @pytest.mark.slow
+@pytest.mark.jupyterhub
 def test_a_class_of_two_on_jupyterhub(r, cli, lab_home):
     from labkit.classroom import local
     tag = uuid.uuid4().hex[:4]
@@ -218,3 +219,15 @@ def test_class_flags_and_names_are_checked_in_one_line(cli):
                        (["class", "start", "--learners", "a,a"], "twice")):
         run = cli(*args)
         assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
+
+
+def test_the_hub_configuration_is_python_with_the_hook_and_allow_root_only_as_root(tmp_path):
+    from labkit.classroom import local
+    kw = dict(port=8000, hub_port=8081, proxy_api_port=8001, password="pw", api_token="tok", learners=["alice", "bob"],
+              admin_url="redis://:a@127.0.0.1:6379/0", homes=tmp_path, python="/v/bin/python", proxy="/usr/bin/chp")
+    root, user = local.hub_config(as_root=True, **kw), local.hub_config(as_root=False, **kw)
+    for cfg in (root, user):
+        compile(cfg, "jupyterhub_config.py", "exec")
+        assert 'bind_url = "http://127.0.0.1:8000"' in cfg and 'authenticator_class = "dummy"' in cfg
+        assert "hook_for('redis://:a@127.0.0.1:6379/0')" in cfg and 'spawner_class = "simple"' in cfg
+    assert "c.Spawner.args = ['--allow-root']" in root and "c.Spawner.args = []" in user

@@ -77,7 +77,7 @@ def namespaces(r) -> list[str]:
     found = set(fence.learners(r))
     for name in keyspace.scan_keys(r, "*" + suffix):
         ns = name[:-len(suffix)].lstrip("{")
-        if fence._PLAIN.fullmatch(ns):
+        if fence.is_learner_namespace(ns):
             found.add(ns)
     return sorted(found)
 

@@ -49,6 +49,11 @@ def namespace_for(username: str) -> str:
     return f"{plain}_{hashlib.sha256(name.encode()).hexdigest()[:6]}"
 
 
+def is_learner_namespace(namespace: str) -> bool:
+    """Whether ``namespace`` can be a learner's: 1-40 of ``[a-z0-9_]`` (pure)."""
+    return bool(_PLAIN.fullmatch(namespace or ""))
+
+
 def acl_user(namespace: str) -> str:
     """The ACL user of a learner namespace (pure)."""
     _check(namespace)
@@ -81,7 +86,7 @@ def learner_url(server_url: str, namespace: str, password: str) -> str:
 
 
 def _check(namespace: str) -> None:
-    if not _PLAIN.fullmatch(namespace or ""):
+    if not is_learner_namespace(namespace):
         raise LabkitError(f"{namespace!r} is not a learner namespace",
                           "use 1-40 lower-case letters, digits or '_' (namespace_for maps a hub user name)")
 

@@ -81,7 +81,7 @@ def parse_learners(text: str) -> list[str]:
 
 
 def hub_config(*, port: int, hub_port: int, proxy_api_port: int, password: str, api_token: str,
-               learners: list[str], admin_url: str, homes: Path, as_root: bool, python: str) -> str:
+               learners: list[str], admin_url: str, homes: Path, as_root: bool, python: str, proxy: str) -> str:
     """The hub's jupyterhub_config.py (pure)."""
     singleuser = str(Path(python).parent / "jupyterhub-singleuser")
     return f'''# Written by python -m labkit class start; rewritten at every start.
@@ -91,7 +91,7 @@ c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {hub_port}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.ConfigurableHTTPProxy.command = [{proxy_command()!r}]
+c.ConfigurableHTTPProxy.command = [{proxy!r}]
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = {password!r}
 c.Authenticator.allowed_users = {set(learners)!r}
@@ -146,12 +146,14 @@ def start(learners: list[str], port: int | None = None, password: str | None = N
         if not home.exists() and NOTEBOOKS.is_dir():
             shutil.copytree(NOTEBOOKS, home / "notebooks")
         home.mkdir(parents=True, exist_ok=True)
-    port = server._free_port(port) if port is None or port == 0 else port
+    if port and server._free_port(port) != port:
+        raise LabkitError(f"port {port} on 127.0.0.1 is in use", "choose another --port, or omit it for a free one")
+    port = port or server._free_port()
     password = password or secrets.token_urlsafe(9)
     api_token = secrets.token_hex(32)
     cfg = hub_config(port=port, hub_port=server._free_port(), proxy_api_port=server._free_port(),
                      password=password, api_token=api_token, learners=learners, admin_url=t.url, homes=homes,
-                     as_root=os.geteuid() == 0, python=sys.executable)
+                     as_root=os.geteuid() == 0, python=sys.executable, proxy=proxy_command())
     server._write_private(d / "jupyterhub_config.py", cfg)
     log = d / "jupyterhub.log"
     with open(log, "ab") as out:

@@ -36,7 +36,7 @@ def _reset(r, args) -> int:
     if not args.name:
         raise LabkitError("cohort reset needs a learner's name", "e.g. python -m labkit cohort reset alice")
     ns = args.name.strip()
-    if not fence._PLAIN.fullmatch(ns):
+    if not fence.is_learner_namespace(ns):
         raise LabkitError(f"{ns!r} is not a learner namespace", "python -m labkit cohort lists them")
     names = cohort.learner_names(r, ns)
     if not names:
