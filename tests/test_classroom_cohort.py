@@ -4,6 +4,7 @@ own fenced ACL users on the test server (a cluster too when REDIS_URL names one)
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -97,3 +98,42 @@ def test_reset_refuses_while_the_consumer_holds_its_lease(r, two_learners):
 def test_reset_refuses_what_is_not_a_learner(cli):
     run = cli("cohort", "reset", "a.b", "--yes")
     assert run.returncode == 2 and "not a learner namespace" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_the_view_table_in_html():
+    from labkit.classroom.view import html_table
+    row = cohort.row_of("<alice>", 2, None, 24, Progress({("verify", "last"): Entry("verify", "last", "failed", 0, {})}, 0), 12)
+    page = html_table([row], 0)
+    assert "&lt;alice&gt;" in page and "failed" in page and "0 of 12" in page and "1 learner, read at 00:00:00 UTC" in page
+
+
+def test_the_refreshing_view_shows_a_new_learner_without_being_asked(r, two_learners):
+    from labkit.classroom.view import CohortView
+    alice, bob = two_learners
+    view = CohortView(r, interval=0.2)
+    try:
+        assert {alice, bob} <= {row.namespace for row in view.rows} and alice in view.widget.value
+        progress.record(r, keyspace.keys_for(r, Keys(bob)), "exercise", "partition_of", "solved")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = {row.namespace: row for row in view.rows}
+            if rows[bob].exercises_solved == 1:
+                break
+            time.sleep(0.1)
+        assert rows[bob].exercises_solved == 1 and view.running and view.error is None
+    finally:
+        view.close()
+    assert not view.running
+
+
+@pytest.mark.slow
+def test_the_instructor_notebook_shows_the_class(two_learners, target, lab_home, kernel_dir):
+    from pathlib import Path
+    from tests.helpers import execute_notebook
+    path = Path(__file__).resolve().parents[1] / "instructor" / "cohort.ipynb"
+    nb, _ = execute_notebook(path, target, lab_home, kernel_dir, "", "1", 120)
+    out = "".join(o.get("text", "") + o.get("data", {}).get("text/html", "")
+                  for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    for ns in two_learners:
+        assert ns in out
+    assert "refreshing every 5 s" in out and "last read failed" not in out
