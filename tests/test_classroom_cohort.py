@@ -137,3 +137,13 @@ def test_the_instructor_notebook_shows_the_class(two_learners, target, lab_home,
     for ns in two_learners:
         assert ns in out
     assert "refreshing every 5 s" in out and "last read failed" not in out
+
+
+def test_cohort_with_a_learners_url_says_it_needs_the_admin(cli, r, two_learners):
+    (alice, url), (bob, _) = two_learners.items()
+    r.set(f"{bob}:x", "1")
+    for args in (["cohort"], ["cohort", "reset", bob, "--yes"]):
+        run = cli(*args, env={"REDIS_URL": url})
+        assert run.returncode == 2 and "needs the class Redis as an admin user" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+    assert r.get(f"{bob}:x") == b"1"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+import redis
+
 from ..errors import LabkitError
 from ..log import LogLine, TerminalSink
 from ..servers import connection
@@ -17,12 +19,17 @@ def cmd_cohort(args) -> int:
             raise LabkitError(f"cohort simulate takes no name ({args.name!r})", "e.g. cohort simulate --learners 10 --days 2")
         from ..classroom.simulate import run_simulation
         return run_simulation(args.learners, args.days)
-    r = connection.connect()
-    if args.action == "reset":
-        return _reset(r, args)
-    if args.name or args.yes or args.force:
+    if args.action != "reset" and (args.name or args.yes or args.force):
         raise LabkitError("a name, --yes and --force go with cohort reset", "e.g. cohort reset alice --yes")
-    rows = cohort.read_cohort(r)
+    r = connection.connect()
+    try:
+        if args.action == "reset":
+            return _reset(r, args)
+        rows = cohort.read_cohort(r)
+    except redis.exceptions.NoPermissionError as exc:
+        raise LabkitError(f"the cohort needs the class Redis as an admin user ({str(exc).splitlines()[0]})",
+                          "run it where the class runs with REDIS_URL unset, or with the admin URL "
+                          "(LABKIT_CLASS_REDIS_URL), never a learner's") from None
     if args.json:
         print(json.dumps([row.as_json() for row in rows], indent=1))
     else:
