@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from ..servers.replies import text
 from .keys import Keys
@@ -75,7 +76,7 @@ def record(r, keys: Keys, kind: str, name: str, status: str, **detail) -> bool:
     f, v = encode(kind, name, status, now, **detail)
     try:
         r.hset(keys.progress, mapping={f: v, LAST_ACTIVITY: str(now)})
-    except redis.RedisError:
+    except (redis.RedisError, RedisClusterException):   # the latter is not a RedisError (a closed cluster client)
         return False
     return True
 
@@ -89,10 +90,10 @@ def read(r, keys: Keys) -> Progress:
 _attached: tuple | None = None     # (client, keys) of the learner this kernel works for
 
 
-def attach(r, keys: Keys) -> None:
-    """Record this kernel's progress in ``keys``' namespace (the notebooks' set-up call does it)."""
+def attach(r, keys: Keys | None) -> None:
+    """Record this kernel's progress in ``keys``' namespace (the notebooks' set-up call does it); None detaches."""
     global _attached
-    _attached = (r, keys)
+    _attached = (r, keys) if r is not None else None
 
 
 def note(kind: str, name: str, status: str, **detail) -> bool:
