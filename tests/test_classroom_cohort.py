@@ -21,11 +21,14 @@ pytestmark = pytest.mark.classroom
 def test_a_row_from_what_was_read():
     prog = Progress({("exercise", "a"): Entry("exercise", "a", "solved", 1_000, {}),
                      ("exercise", "b"): Entry("exercise", "b", "wrong", 2_000, {}),
-                     ("verify", "last"): Entry("verify", "last", "failed", 3_000, {})}, 3_000)
+                     ("verify", "last"): Entry("verify", "last", "failed", 3_000, {}),
+                     ("notebook", "02-x"): Entry("notebook", "02-x", "passed", 500, {"passed": 5, "total": 5}),
+                     ("notebook", "03-x"): Entry("notebook", "03-x", "failed", 600, {"passed": 4, "total": 5})}, 3_000)
     row = cohort.row_of("alice", 3, Holder("aggregating consumer", since_ms=0), 48, prog, 12)
     assert (row.partitions, row.hours_published, row.verified, row.exercises_solved, row.exercises_total) == (3, 48, False, 1, 12)
     assert row.consumer.startswith("aggregating consumer") and row.consumer_since == "1970-01-01T00:00:00Z"
     assert row.last_activity == "1970-01-01T00:00:03Z" and row.verified_at == row.last_activity
+    assert row.notebooks_passed == 1
     empty = cohort.row_of("bob", 0, None, 0, Progress({}, None), 12)
     assert (empty.consumer, empty.verified, empty.last_activity) == (None, None, None)
     text = cohort.table([row, empty])

@@ -1,4 +1,4 @@
-"""Every notebook (00-13) runs top to bottom as a class learner: ``LABKIT_NAMESPACE`` and the ``REDIS_URL`` of
+"""Every notebook (00-13, the quizzes too) runs top to bottom as a class learner: ``LABKIT_NAMESPACE`` and the ``REDIS_URL`` of
 the learner's own fenced ACL user, in lab order, one learner for the whole course as in a class.  Where a
 notebook needs an admin command (CONFIG, SLOWLOG, a cluster's own nodes) it must say what the class setting
 allows and go on, never stop on NOPERM."""
@@ -46,7 +46,7 @@ def output_text(nb) -> str:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("path", ALL, ids=[p.stem[:2] for p in ALL])
+@pytest.mark.parametrize("path", ALL, ids=[p.stem.split("-")[0] for p in ALL])
 def test_notebook_runs_as_a_fenced_learner(path, learner, target, lab_home, kernel_dir, r_module):
     ns, url = learner
     nb, _ = execute_notebook(path, target, lab_home, kernel_dir, ns, DAYS, 300, {"REDIS_URL": url})
@@ -56,7 +56,7 @@ def test_notebook_runs_as_a_fenced_learner(path, learner, target, lab_home, kern
     if path.stem.startswith("13"):   # never the shared cluster's failover: a cluster of the learner's own
         assert ("so this notebook started a cluster of your own" if clustered else
                 "REDIS_URL names a single server, not a cluster, so this notebook started its own") in text
-    for line in SAYS.get(path.stem[:2], []):   # the admin parts: one line on what the class setting allows
+    for line in SAYS.get(path.stem.split("-")[0], []):   # the admin parts: one line on what the class setting allows
         assert line in text, line
 
 

@@ -32,6 +32,7 @@ class Row:
     exercises_solved: int
     exercises_total: int
     last_activity: str | None
+    notebooks_passed: int = 0       # notebooks whose final checks all passed (their latest run)
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -57,7 +58,8 @@ def row_of(namespace: str, partitions: int, holder: Holder | None, hours: int, p
                hours,
                None if last_verify is None else last_verify.status == "ok",
                _iso(last_verify.at_ms) if last_verify else None,
-               solved, total, _iso(max(times)) if times else None)
+               solved, total, _iso(max(times)) if times else None,
+               sum(1 for e in prog.of("notebook") if e.status == "passed"))
 
 
 def read_row(r, namespace: str, total: int | None = None) -> Row:
@@ -89,12 +91,12 @@ def read_cohort(r) -> list[Row]:
 
 def table(rows: list[Row]) -> str:
     """The rows as a plain-text table (pure)."""
-    head = ("learner", "days", "consumer", "hours", "verify", "exercises", "last activity")
+    head = ("learner", "days", "consumer", "hours", "verify", "exercises", "notebooks", "last activity")
     body = [(row.namespace, str(row.partitions),
              f"running since {row.consumer_since[11:19]}" if row.consumer else "-",
              str(row.hours_published),
              "-" if row.verified is None else ("ok" if row.verified else "FAILED") + f" {row.verified_at[11:16]}",
-             f"{row.exercises_solved}/{row.exercises_total}",
+             f"{row.exercises_solved}/{row.exercises_total}", str(row.notebooks_passed),
              (row.last_activity or "-").replace("T", " ").replace("Z", " UTC"))
             for row in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]

@@ -12,14 +12,15 @@ from . import cohort
 
 def html_table(rows: list[cohort.Row], at_ms: int) -> str:
     """The rows as an HTML table, with when they were read (pure)."""
-    head = ("learner", "days", "consumer", "hours published", "last verify", "exercises", "last activity")
+    head = ("learner", "days", "consumer", "hours published", "last verify", "exercises", "notebooks passed",
+            "last activity")
     body = []
     for row in rows:
         failed = '<b style="color:#b00">failed</b>'
         verify = "-" if row.verified is None else f"{'ok' if row.verified else failed} {row.verified_at[11:19]}"
         cells = (html.escape(row.namespace), str(row.partitions),
                  f"running since {row.consumer_since[11:19]}" if row.consumer else "-", str(row.hours_published),
-                 verify, f"{row.exercises_solved} of {row.exercises_total}",
+                 verify, f"{row.exercises_solved} of {row.exercises_total}", str(row.notebooks_passed),
                  (row.last_activity or "-").replace("T", " ").replace("Z", ""))
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     when = time.strftime("%H:%M:%S UTC", time.gmtime(at_ms / 1000))
