@@ -34,6 +34,13 @@ def printed(h, n: int, deadline: float) -> int:
     return h.status()["averages_printed"]
 
 
+def idle(h, deadline: float) -> bool:
+    """Whether the aggregating consumer has gone idle (blocked with nothing to read) before ``deadline``."""
+    while h.agg.idle_since is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return h.agg.idle_since is not None
+
+
 def test_two_days_every_hour_exact_including_the_final_one(r, keys, target):
     produce(r, keys, days=2)
     first = keys.partition_prefix + "20250101"
@@ -117,8 +124,7 @@ def test_the_final_hour_closes_soon_after_its_partition_is_marked_complete(r, ke
     try:
         deadline = time.monotonic() + 15
         assert printed(h, 23, deadline) == 23         # the final hour stays open while the day is written
-        time.sleep(0.3)
-        assert h.agg.idle_since is not None
+        assert idle(h, deadline)
         t = time.monotonic()
         manifest.mark_complete(r, keys, day, "run1", len(ids), ids[-1])
         assert printed(h, 24, deadline) == 24
@@ -137,7 +143,7 @@ def test_waits_for_the_next_partition_and_wakes_when_it_appears(r, keys, target)
     try:
         deadline = time.monotonic() + 15
         assert printed(h, 24, deadline) == 24
-        assert h.agg.idle_since is not None  # blocked on the next partition (one stream: no cross-slot XREAD)
+        assert idle(h, deadline)  # blocked on the next partition (one stream: no cross-slot XREAD)
         t = time.monotonic()
         produce(r, keys, start="2025-01-02", days=1, interval_ms=60_000)   # the next day arrives
         assert printed(h, 48, deadline) == 48

@@ -75,7 +75,7 @@ def _recv(sock) -> bytes:
 def _xadd_trip(key: bytes, ms, temps) -> tuple[bytes, bytes]:
     """The producer's encoding of ``XADD key <ms>-0 temp_f <t>`` for each reading, and the replies
     (each entry's ID) the server will send."""
-    return producer._encode_xadds(key, ms, temps)
+    return producer.encode_xadds(key, ms, temps)
 
 
 def xadd_ceiling(r: redis.Redis, key: str, ms, temps) -> float:
@@ -126,7 +126,7 @@ def read_ceiling(r: redis.Redis, partitions: list[str], count: int = READ_COUNT,
         t0 = time.perf_counter()
         for key in partitions:
             sock = socks[id(nodes[key])]
-            sock.sendall(producer._cmd(b"XRANGE", key.encode(), b"-", b"+", b"COUNT", b"%d" % count))
+            sock.sendall(producer.encode_command(b"XRANGE", key.encode(), b"-", b"+", b"COUNT", b"%d" % count))
             while True:
                 reader = hiredis.Reader()
                 with paused_gc() if pause_gc else contextlib.nullcontext():
@@ -136,7 +136,7 @@ def read_ceiling(r: redis.Redis, partitions: list[str], count: int = READ_COUNT,
                         raise redis.ResponseError(str(reply))
                     got = len(reply)
                     if got == count:    # ask for the next batch before this one is freed
-                        sock.sendall(producer._cmd(b"XRANGE", key.encode(), b"(" + reply[-1][0], b"+",
+                        sock.sendall(producer.encode_command(b"XRANGE", key.encode(), b"(" + reply[-1][0], b"+",
                                                    b"COUNT", b"%d" % count))
                     del reply
                 n += got

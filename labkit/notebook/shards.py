@@ -224,7 +224,7 @@ class ClusterLab(Lab):
         if info is None:
             return back
         for n in info.nodes:
-            if not server._alive(n.pid):
+            if not server.is_alive(n.pid):
                 cluster.restart_node(info, n.port)
                 back.append(n.port)
         self.killed = [p for p in self.killed if p not in back]
@@ -250,7 +250,7 @@ class ClusterLab(Lab):
 
     def still_running(self) -> list[int]:
         """PIDs of nodes this notebook started that are still alive (none after :meth:`stop`)."""
-        return [n.pid for own in self.started for n in own.info.nodes if server._alive(n.pid)]
+        return [n.pid for own in self.started for n in own.info.nodes if server.is_alive(n.pid)]
 
 
 class Failover:
@@ -319,9 +319,9 @@ def stop_leftovers(labkit_home: Path) -> int:
     for d in sorted((Path(labkit_home) / OWN_DIR).glob("*")):
         info = cluster.read_info(d)
         if info:
-            pids = [n.pid for n in info.nodes if server._alive(n.pid)]
+            pids = [n.pid for n in info.nodes if server.is_alive(n.pid)]
             alive += len(pids)
-            cluster._stop_pids(pids, timeout=5)
+            cluster.stop_pids(pids, timeout=5)
         shutil.rmtree(d, ignore_errors=True)
     return alive
 
@@ -342,7 +342,7 @@ def _start_own(shards: int, replicas: int) -> OwnCluster:
 
 
 def _stop_own(own: OwnCluster) -> None:
-    cluster._stop_pids([n.pid for n in own.info.nodes], timeout=5)
+    cluster.stop_pids([n.pid for n in own.info.nodes], timeout=5)
     shutil.rmtree(own.home, ignore_errors=True)
 
 
