@@ -200,8 +200,8 @@ def test_a_class_of_two_on_jupyterhub(r, cli, lab_home):
             fence.remove_learner(r, ns)
             r.delete(f"{ns}:hello")
     assert stop.returncode == 0, stop.stderr
-    from labkit.servers.embedded import _alive   # a zombie not yet reaped by init counts as gone
-    assert not [pid for pid in pids if _alive(pid)]
+    from labkit.servers.embedded import is_alive   # a zombie not yet reaped by init counts as gone
+    assert not [pid for pid in pids if is_alive(pid)]
     assert local.read_info(lab_home) is None
 
 

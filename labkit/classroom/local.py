@@ -131,7 +131,7 @@ def start(learners: list[str], port: int | None = None, password: str | None = N
     """Start the class (or find it running).  Returns ``(class.json's content, started)``."""
     h = h or server.home()
     running = read_info(h)
-    if running and server._alive(running["pids"]["hub"]):
+    if running and server.is_alive(running["pids"]["hub"]):
         return running, False
     check_extras()
     t = connection.target()                      # REDIS_URL, or the embedded server (started if need be)
@@ -146,15 +146,15 @@ def start(learners: list[str], port: int | None = None, password: str | None = N
         if not home.exists() and NOTEBOOKS.is_dir():
             shutil.copytree(NOTEBOOKS, home / "notebooks")
         home.mkdir(parents=True, exist_ok=True)
-    if port and server._free_port(port) != port:
+    if port and server.free_port(port) != port:
         raise LabkitError(f"port {port} on 127.0.0.1 is in use", "choose another --port, or omit it for a free one")
-    port = port or server._free_port()
+    port = port or server.free_port()
     password = password or secrets.token_urlsafe(9)
     api_token = secrets.token_hex(32)
-    cfg = hub_config(port=port, hub_port=server._free_port(), proxy_api_port=server._free_port(),
+    cfg = hub_config(port=port, hub_port=server.free_port(), proxy_api_port=server.free_port(),
                      password=password, api_token=api_token, learners=learners, admin_url=t.url, homes=homes,
                      as_root=os.geteuid() == 0, python=sys.executable, proxy=proxy_command())
-    server._write_private(d / "jupyterhub_config.py", cfg)
+    server.write_private(d / "jupyterhub_config.py", cfg)
     log = d / "jupyterhub.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(d / "jupyterhub_config.py")],
@@ -171,7 +171,7 @@ def start(learners: list[str], port: int | None = None, password: str | None = N
     info = {"url": url, "learners": learners, "password": password, "api_token": api_token,
             "redis": connection.mask(t.url), "log": str(log),
             "pids": {"hub": proc.pid, "proxy": _proxy_pid(d)}}
-    server._write_private(info_path(h), json.dumps(info, indent=1) + "\n")
+    server.write_private(info_path(h), json.dumps(info, indent=1) + "\n")
     return info, True
 
 
@@ -202,10 +202,10 @@ def status(h: Path | None = None) -> dict | None:
     info = read_info(h)
     if info is None:
         return None
-    alive = {k: bool(p) and server._alive(p) for k, p in info["pids"].items()}
+    alive = {k: bool(p) and server.is_alive(p) for k, p in info["pids"].items()}
     return {**info, "alive": alive,
             "answers": _get(f"{info['url']}/hub/api/users", info["api_token"]) == 200,
-            "servers": {n: p for n, p in server_pids(h).items() if server._alive(p)}}
+            "servers": {n: p for n, p in server_pids(h).items() if server.is_alive(p)}}
 
 
 def stop(h: Path | None = None, timeout: float = 30.0) -> list[int]:
@@ -216,14 +216,14 @@ def stop(h: Path | None = None, timeout: float = 30.0) -> list[int]:
         return []
     pids = [p for p in [info["pids"].get("hub"), info["pids"].get("proxy"), _proxy_pid(class_dir(h)),
                         *server_pids(h).values()] if p]
-    pids = sorted({p for p in pids if server._alive(p)})
+    pids = sorted({p for p in pids if server.is_alive(p)})
     hub = info["pids"].get("hub")
 
     def wait(seconds: float) -> bool:
         deadline = time.monotonic() + seconds
-        while any(server._alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(server.is_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        return not any(server._alive(p) for p in pids)
+        return not any(server.is_alive(p) for p in pids)
 
     if hub in pids:
         os.kill(hub, signal.SIGTERM)   # the hub's own shutdown stops the learners' servers and the proxy
@@ -231,7 +231,7 @@ def stop(h: Path | None = None, timeout: float = 30.0) -> list[int]:
         if sig is not None:
             for p in pids:
                 with contextlib.suppress(ProcessLookupError):
-                    if server._alive(p):
+                    if server.is_alive(p):
                         os.kill(p, sig)
         if wait(timeout if sig is None else 10):
             break
