@@ -19,7 +19,6 @@ and a restarted server forgets them until the learner's next spawn.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import secrets
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -144,9 +143,13 @@ def learners(r) -> list[str]:
 # ---------------------------------------------------------------- in a learner's notebook
 
 def in_class(url: str | None = None) -> bool:
-    """Whether this kernel works as a class learner (``REDIS_URL``'s user is a learner's ACL user) (pure)."""
+    """Whether this kernel works as a class learner: ``url``'s (by default ``REDIS_URL``'s) user is a learner's."""
     from urllib.parse import unquote
-    user = urlsplit(os.environ.get("REDIS_URL", "") if url is None else url).username or ""
+    if url is None:
+        from ..servers.connection import given
+        t = given()
+        url = t.url if t else ""
+    user = urlsplit(url).username or ""
     return unquote(user).startswith(USER_PREFIX)
 
 

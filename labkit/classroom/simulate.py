@@ -85,13 +85,12 @@ def run_simulation(n: int, days: float, out=None) -> int:
     before, cpu_before = used_memory(r), cpu_seconds(r)
     urls = {ns: fence.learner_url(t.url, ns, fence.ensure_learner(r, ns)) for ns in learners}
     out(LogLine("", f"simulate: {n} learners, {days:g} days each, on {connection.mask(t.url)}"))
-    base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LABKIT_NAMESPACE")}
     t0 = time.monotonic()
     procs = {}
     try:
         for ns in learners:
             procs[ns] = (time.monotonic(), subprocess.Popen(
-                ["sh", "-c", _script(days)], env={**base, "REDIS_URL": urls[ns], "LABKIT_NAMESPACE": ns},
+                ["sh", "-c", _script(days)], env={**os.environ, "REDIS_URL": urls[ns], "LABKIT_NAMESPACE": ns},
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True))
         outcomes = []
         for ns, (started, p) in procs.items():
