@@ -367,8 +367,10 @@ def _can_fail_over(r) -> bool:
 def setup_cluster(shards: int = 3, replicas: int = 1, days: float | None = None) -> ClusterLab:
     """Notebook 13's one set-up call: a cluster (``REDIS_URL``'s, or one it starts), the key names, the dataset.
 
-    Nothing is produced here: the notebook produces the dataset itself and measures it.
+    Nothing is produced here: the notebook produces the dataset itself and measures it.  A class learner
+    (:func:`labkit.classroom.fence.in_class`) never fails the shared cluster over: they get a cluster of their own.
     """
+    from ..classroom.fence import in_class
     started: list[OwnCluster] = []
     target = connection.given()
     r, local = None, None
@@ -377,6 +379,10 @@ def setup_cluster(shards: int = 3, replicas: int = 1, days: float | None = None)
         if not connection.is_cluster(r):
             r.close()
             r, text = None, "REDIS_URL names a single server, not a cluster, so this notebook started its own"
+        elif in_class():
+            r.close()
+            r, text = None, ("in a class your Redis user may not fail the shared cluster's masters over, "
+                             "so this notebook started a cluster of your own")
         elif not _can_fail_over(r):
             r.close()
             r, text = None, ("REDIS_URL names a cluster with fewer than 2 masters, or a master without a replica, "

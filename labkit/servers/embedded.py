@@ -81,7 +81,7 @@ def is_alive(pid: int) -> bool:
     return True
 
 
-def _free_port(preferred: int | None = None) -> int:
+def free_port(preferred: int | None = None) -> int:
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: ignore TIME_WAIT
@@ -157,7 +157,7 @@ def start(h: Path | None = None, timeout: float = 15.0) -> tuple[ServerInfo, boo
         binary = server_binary()
         last_error = ""
         for _ in range(5):  # a free port can be taken between our check and the server's bind
-            port = _free_port((old or {}).get("port"))
+            port = free_port((old or {}).get("port"))
             conf = "\n".join([
                 "bind 127.0.0.1", f"port {port}", "protected-mode yes",
                 f"requirepass {password}", f'dir "{p["data"]}"',
