@@ -32,6 +32,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.helpers import need_program
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 NOTEBOOKS = ["00-start-here.ipynb", "04-running-the-consumers.ipynb", "06-hourly-averages.ipynb", "pipeline.svg",
@@ -145,10 +147,7 @@ def jupyter_lab(tmp_path_factory, target, lab_home):
 
 @pytest.fixture(scope="module")
 def chromium():
-    path = shutil.which("chromium")
-    if not path:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    return path
+    return need_program("chromium", "apt-get install chromium")
 
 
 @pytest.fixture(scope="module")
