@@ -44,7 +44,7 @@ from .keys import Keys
 from .lease import Holder, Lease
 from .partition import DAY_MS, day_start_ms, id_ms, next_partition, parse_partition
 from .state import AggregatingState, data_gone
-from .fastfold import BatchReader, fold_raw, paused_gc
+from .fastfold import BatchReader, as_entries, fold_raw, paused_gc, xrange_raw
 from .window import HourAverage, HourlyWindow, fold
 
 DEFAULT_MAXLEN = 120
@@ -236,26 +236,18 @@ class AggregatingConsumer:
         batch read after it saw everything the partition will hold.  On one
         server a pipeline keeps that order in one round trip (the fast path's
         :class:`~labkit.core.fastfold.BatchReader` sends the same pipeline, one batch
-        ahead, and hands back the raw entries); a cluster
-        pipeline sends to its nodes in parallel, so there the manifest gets a
-        round trip of its own first, then the partition's node answers both of its reads.
+        ahead, and hands back the raw entries); the plain path reads the three in
+        that order, one round trip each (a cluster pipeline would send to its nodes in parallel).
         """
         if reader is not None:
             (rec_raw, exists), entries = reader.read(s.stream, s.last_id)
             return rec_raw, exists, entries
-        if not self.cluster:
-            p = self.r.pipeline(transaction=False)
-            p.hget(self.keys.manifest, s.stream)
-            p.exists(s.stream)
-            p.xread({s.stream: s.last_id}, count=self.batch)
-            rec_raw, exists, resp = p.execute()
-        else:
-            rec_raw = self.r.hget(self.keys.manifest, s.stream)
-            p = self.r.pipeline(transaction=False)
-            p.exists(s.stream)
-            p.xread({s.stream: s.last_id}, count=self.batch)
-            exists, resp = p.execute()
-        return rec_raw, exists, resp[0][1] if resp else []
+        # The batch is read raw and made entries by as_entries, not by redis-py's parsing, whose dicts
+        # would hide a field given twice (the validity rule rejects such an entry: window.valid_temp).
+        rec_raw = self.r.hget(self.keys.manifest, s.stream)
+        exists = self.r.exists(s.stream)
+        start = "-" if s.last_id in ("0", "0-0") else "(" + s.last_id
+        return rec_raw, exists, as_entries(xrange_raw(self.r, s.stream, start, self.batch))
 
     # ------------------------------------------------------------------ decisions when a partition is drained
 

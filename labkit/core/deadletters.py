@@ -33,7 +33,14 @@ PAYLOAD_MAX = 500
 
 def payload(fields: dict | None) -> str:
     """An entry's fields as one short line of text (``{}`` for an entry that no longer exists)."""
-    return repr({text(k): text(v) for k, v in (fields or {}).items()})[:PAYLOAD_MAX]
+    if isinstance(fields, (list, tuple)):      # the raw [name, value, …] of an entry with a repeated name
+        return repr([_lenient(x) for x in fields])[:PAYLOAD_MAX]
+    return repr({_lenient(k): _lenient(v) for k, v in (fields or {}).items()})[:PAYLOAD_MAX]
+
+
+def _lenient(v) -> str:
+    """Text for a payload: bytes that are not UTF-8 shown as escapes, never an error."""
+    return v.decode(errors="backslashreplace") if isinstance(v, bytes) else str(v)
 
 
 def record(source: str, entry_id, reason: str, fields: dict | None, **extra) -> dict:

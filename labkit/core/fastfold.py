@@ -45,8 +45,14 @@ class Parsed(NamedTuple):
 
 
 def as_entries(raw) -> list[tuple]:
-    """Raw entries as redis-py hands them to :func:`~labkit.core.window.fold`: ``(id, {field: value})``."""
-    return [(e[0], dict(zip(e[1][::2], e[1][1::2])) if e[1] is not None else {}) for e in raw]
+    """Raw entries as :func:`~labkit.core.window.fold` takes them: ``(id, {field: value})``, or
+    ``(id, [field, value, …])`` when a field name repeats (a dict would keep only the last one)."""
+    out = []
+    for e in raw:
+        pairs = e[1] if e[1] is not None else []
+        d = dict(zip(pairs[::2], pairs[1::2]))
+        out.append((e[0], d if 2 * len(d) == len(pairs) else list(pairs)))
+    return out
 
 
 def parse_raw(raw) -> Parsed | None:
@@ -129,6 +135,27 @@ def fold_raw(window: HourlyWindow, raw, day: tuple[int, int] | None = None
         if closed is not None:
             return closed, []
     return fold(window, as_entries(raw), day)
+
+
+def xrange_raw(r: redis.Redis, key: str, start: bytes | str, count: int) -> list:
+    """XRANGE as the server sends it, ``[[id, [field, value, …]], …]`` (no dicts built, nothing hidden).
+    On a cluster it asks the node that serves ``key``, rereading the layout once if a failover moved it."""
+    for attempt in (1, 2):
+        node = connection.node_client(r, key)
+        conn = connection.pooled_connection(node)
+        try:
+            conn.send_command("XRANGE", key, start, "+", "COUNT", count)
+            return conn.read_response(disable_decoding=True) or []
+        except redis.ResponseError as exc:
+            if attempt == 2 or not (connection.is_cluster(r) and connection.relayout(exc)):
+                raise
+            connection.refresh(r)
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            node.connection_pool.release(conn)
+    raise AssertionError("unreachable")
 
 
 @contextmanager
