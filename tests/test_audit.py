@@ -80,3 +80,122 @@ def test_the_plain_fold_rejects_a_doubled_temp_f_it_is_handed_raw():
         w = HourlyWindow()
         _, bad = how(w)
         assert (w.total, w.count) == (40, 1) and [b[0] for b in bad] == [raw[1][0], raw[2][0]]
+
+
+# ---------------------------------------------------------------------------- 1. partitions that vanish under produce
+
+@pytest.fixture
+def own_server(tmp_path):
+    """An embedded server of this test's own (its settings and restarts touch nobody else)."""
+    from labkit.servers import connection, embedded as server
+    home = tmp_path / "home"
+    info, _ = server.start(home)
+    t = connection.Target(info.url, embedded=True)
+    r = connection.connect(t)
+    yield home, info, t, r
+    r.close()
+    server.stop(home)
+
+
+def _run_cli(t, lab_home, *args, env=None):
+    import os
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    e = {k: v for k, v in os.environ.items() if k not in ("LABKIT_NAMESPACE", "LABKIT_ALLOW_EVICTION")}
+    e.update(LABKIT_HOME=str(lab_home), PYTHONPATH=str(ROOT), REDIS_URL=t.url, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "labkit", *args], capture_output=True, text=True, env=e,
+                          timeout=120, cwd=ROOT)
+
+
+def test_a_partition_deleted_while_produce_writes_it_is_never_re_created(r, keys):
+    from labkit.core import producer
+    from labkit.errors import LabkitError
+    day1 = keys.partition_prefix + "20250101"
+    done = []
+
+    def progress(n):
+        if n > 20_000 and not done:
+            wait_for(lambda: r.exists(day1))         # created (its first transaction is in), then deleted
+            r.delete(day1)
+            done.append(n)
+    with pytest.raises(LabkitError, match=f"{day1} vanished while produce was writing it .*left incomplete"):
+        producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 2), keys, progress=progress)
+    assert done
+    assert not r.exists(day1) or r.pttl(day1) > 0            # never a partition without its expiry
+    assert manifest.read(r, keys)[day1].status == manifest.WRITING
+
+
+def test_expiry_follows_the_servers_clock_not_a_client_clock_days_behind(r, keys, monkeypatch):
+    import datetime as dt
+    import time as real_time
+    from labkit.core import producer
+
+    class Behind:                                   # the client's clock, five days late
+        def __getattr__(self, name):
+            return getattr(real_time, name)
+
+        def time(self):
+            return real_time.time() - 5 * 86400
+    monkeypatch.setattr(producer, "time", Behind())
+    today = dt.datetime.fromtimestamp(Behind().time(), dt.timezone.utc).date()
+    data = producer.Dataset(producer.parse_start(today.isoformat()), 1, 1000)
+    producer.produce(r, data, keys)
+    name = data.partitions(keys)[0]
+    assert r.xlen(name) == data.count and r.pttl(name) > 86_400_000, (r.xlen(name), r.pttl(name))
+
+
+def test_produce_exits_non_zero_naming_a_server_that_restarted_empty_under_it(own_server):
+    import shutil
+    from labkit.core import producer
+    from labkit.core.keys import Keys
+    from labkit.errors import LabkitError
+    from labkit.servers import embedded as server
+    home, info, t, r = own_server
+    restarted = []
+
+    def progress(n):
+        if n > 2 * 86_400 + 10_000 and not restarted:       # in the third of 4 partitions
+            server.stop(home)
+            shutil.rmtree(info.data_dir)                     # no persistence: it comes back empty
+            server.start(home)
+            restarted.append(n)
+    with pytest.raises(LabkitError, match=r"Redis lost labkit's keys while produce was writing .*20250103.*"
+                                          r"restarted without persistence") as exc:
+        producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 4), Keys("empty"),
+                         progress=progress, reconnect_s=30)
+    assert restarted and "suspended" not in str(exc.value)
+
+
+def test_an_evicting_server_is_refused_unless_allowed(own_server, lab_home):
+    home, info, t, r = own_server
+    r.config_set("maxmemory-policy", "allkeys-lru")
+    res = _run_cli(t, lab_home, "produce", "--days", "1", "--interval", "60", "--no-progress")
+    err = res.stderr.strip().splitlines()
+    assert res.returncode != 0 and len(err) == 1 and "maxmemory-policy is allkeys-lru" in err[0], res.stderr
+    assert "noeviction" in err[0] and "--allow-eviction" in err[0]
+    assert not r.exists("temps:20250101")
+    for cmd in (["consume", "temps:20250101", "--idle-exit", "0.5"], ["verify"]):
+        res = _run_cli(t, lab_home, *cmd)
+        assert res.returncode != 0 and "maxmemory-policy is allkeys-lru" in res.stderr, (cmd, res.stderr)
+    res = _run_cli(t, lab_home, "produce", "--days", "1", "--interval", "60", "--no-progress", "--allow-eviction")
+    assert res.returncode == 0 and "warning: maxmemory-policy is allkeys-lru" in res.stdout + res.stderr
+    res = _run_cli(t, lab_home, "consume", "temps:20250101", "--idle-exit", "0.5", env={"LABKIT_ALLOW_EVICTION": "1"})
+    assert res.returncode == 0, res.stderr
+
+
+def test_the_policy_is_read_from_info_when_config_is_refused(own_server):
+    from labkit.core import eviction
+    from labkit.log import ListSink
+    from labkit.servers import connection
+    home, info, t, r = own_server
+    r.config_set("maxmemory-policy", "volatile-lru")
+    r.execute_command("ACL", "SETUSER", "learner", "on", ">pw", "~*", "&*", "+@all", "-config")
+    r.execute_command("ACL", "SETUSER", "blind", "on", ">pw", "~*", "&*", "+@all", "-config", "-info")
+    learner = connection.connect(connection.Target(f"redis://learner:pw@127.0.0.1:{info.port}/0", False))
+    assert eviction.policy(learner) == "volatile-lru"
+    import redis
+    blind = redis.Redis.from_url(f"redis://blind:pw@127.0.0.1:{info.port}/0")     # labkit's connect asks INFO
+    sink = ListSink()
+    assert eviction.check(blind, sink) is None
+    assert any("could not read maxmemory-policy" in x for x in sink.texts())
