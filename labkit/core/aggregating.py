@@ -31,6 +31,7 @@ plain path, as on a cluster.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 
@@ -42,8 +43,8 @@ from ..servers import connection
 from . import deadletters, keyspace, manifest
 from .keys import Keys
 from .lease import Holder, Lease
-from .partition import DAY_MS, day_start_ms, id_ms, next_partition, parse_partition
-from .state import AggregatingState, data_gone
+from .partition import DAY_MS, HOUR_MS, day_start_ms, id_ms, next_partition, parse_partition
+from .state import AggregatingState, combine_caps, data_gone
 from .fastfold import BatchReader, as_entries, fold_raw, paused_gc, xrange_raw
 from .window import HourAverage, HourlyWindow, fold
 
@@ -55,8 +56,9 @@ DEADLETTER_MAXLEN = 10_000
 
 # KEYS: averages, state, lease, deadletter.
 # ARGV: token, lease ttl ms, expected stream, expected last id, maxlen (0 = none), #hours, #dead letters,
-#       new state (6 values), then 6 values per hour (id, hour, date, avg, count, sum),
-#       then 4 per dead letter (source, id, reason, payload).
+#       #state fields n, new state (n field/value pairs: AggregatingState.fields()),
+#       then 6 values per hour (id, hour, date, avg, count, sum),
+#       then 4 per dead letter (source, id, reason, payload), then the lease holder.
 # Returns {status, published, replayed, detail}; nothing is written unless status is OK or RETAKEN.
 # An empty token (a consumer driven without a lease, as in unit tests) skips the lease check.
 COMMIT = """
@@ -70,8 +72,9 @@ end
 local st = redis.call('HMGET', KEYS[2], 'current_stream_key', 'last_message_id')
 if not st[1] then return {'GONE', 0, 0, ''} end
 if st[1] ~= ARGV[3] or st[2] ~= ARGV[4] then return {'STATE', 0, 0, st[1] .. ' ' .. tostring(st[2])} end
-local nh, nb = tonumber(ARGV[6]), tonumber(ARGV[7])
-local h0, b0 = 14, 14 + 6 * nh
+local nh, nb, ns = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local h0 = 9 + 2 * ns
+local b0 = h0 + 6 * nh
 local function ms_of(id) return tonumber(string.match(id, '^(%d+)')) end
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local top_ms = top[1] and ms_of(top[1][1]) or -1
@@ -103,14 +106,12 @@ for i = 0, nb - 1 do
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', 'source', ARGV[a], 'id', ARGV[a+1],
              'reason', ARGV[a+2], 'payload', ARGV[a+3])
 end
-redis.call('HSET', KEYS[2], 'current_stream_key', ARGV[8], 'last_message_id', ARGV[9],
-           'current_hourly_total', ARGV[10], 'current_hourly_count', ARGV[11],
-           'partition_run', ARGV[12], 'start_stream_key', ARGV[13])
+redis.call('HSET', KEYS[2], unpack(ARGV, 9, 8 + 2 * ns))
 if mine then
   if ARGV[1] ~= '' then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
   return {'OK', #fresh, replayed, ''}
 end
-redis.call('SET', KEYS[3], ARGV[14 + 6 * nh + 4 * nb], 'PX', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[b0 + 4 * nb], 'PX', ARGV[2])
 return {'RETAKEN', #fresh, replayed, ''}
 """
 
@@ -125,6 +126,11 @@ def _given_up(day_end_ms: int) -> str:
     """The ``last_message_id`` that marks a partition as given up on: past every reading of its day,
     with a sequence number no producer writes."""
     return f"{day_end_ms}-{2**64 - 1}"
+
+
+def _fresh(s: AggregatingState, partition: str) -> AggregatingState:
+    """The state at the start of ``partition``, carrying what spans partitions (start, cap)."""
+    return dataclasses.replace(s, stream=partition, last_id="0", total=0, count=0, partition_run="", read=0)
 
 
 def _clock(ms: int) -> str:
@@ -164,7 +170,7 @@ class AggregatingConsumer:
         s = AggregatingState.load(self.r, self.keys)
         if s is None:
             raise data_gone(self.keys, self.keys.aggregating_state)
-        self.state = s
+        s = self.state = dataclasses.replace(s, cap=combine_caps(s.cap, self.maxlen or 0))
         window = s.window()
         self.log(f"Starting aggregating consumer in stream {s.stream} at message {s.last_id}.")
         self.started.set()
@@ -199,7 +205,8 @@ class AggregatingConsumer:
                 last = entries[-1][0].decode() if got else s.last_id
                 del entries
             run = s.partition_run or (rec.run if rec and got else "")
-            new = AggregatingState(s.stream, last, window.total, window.count, run, s.start_stream)
+            new = dataclasses.replace(s, last_id=last, total=window.total, count=window.count, partition_run=run,
+                                      read=s.read + got if s.read >= 0 else -1)
             lost: list[tuple[str, str]] = []
             self._next = None
             if got < self.batch:
@@ -209,7 +216,7 @@ class AggregatingConsumer:
                 raise SimulatedCrash()
             changed = new != s or bool(closed or bad or lost)
             if changed or (self.lease and self.lease.due()):
-                self._commit(closed, bad + [("-", {}, why) for _, why in lost], new, s, len(lost))
+                self._commit(closed, bad, new, s, lost)
                 self.readings += got - len(bad)
                 s = self.state = new
             if changed:
@@ -262,9 +269,13 @@ class AggregatingConsumer:
         read_any = s.last_id != "0"
         if s.last_id == _given_up(day_end):
             return self._move_on(s, window, [], lost)          # given up on earlier: only move on
-        if rec and rec.complete and read_any and id_ms(s.last_id) >= rec.last_ms:
+        short = rec and rec.complete and 0 <= s.read < rec.count
+        if rec and rec.complete and read_any and id_ms(s.last_id) >= rec.last_ms and not short:
             return self._move_on(s, HourlyWindow(), [h for h in [window.close()] if h], lost)
-        if rec and rec.complete:
+        if short and id_ms(s.last_id) >= rec.last_ms:
+            why = (f"{p} lost readings: the consumer read {s.read:,} of the {rec.count:,} its producer wrote "
+                   "(deleted, or evicted, while it waited to be read)")
+        elif rec and rec.complete:
             why = (f"{p} lost readings after {self._where(s)}: it expired or was deleted while being read "
                    f"(its producer wrote up to {_clock(rec.last_ms)})")
         elif not exists and (read_any or rec):
@@ -284,10 +295,15 @@ class AggregatingConsumer:
             again = manifest.Record.decode(self.r.hget(self.keys.manifest, p))
             if again != rec or bool(self.r.exists(p)) != exists:
                 return s, window, []            # look again from the top of the loop
-            why = (f"{p} is incomplete: its producer stopped after {self._where(s)} without finishing it"
-                   if exists else f"{p} is missing") + f" (no producer is writing it, and {later[0]} exists)"
+            if rec is None and exists and not self.r.exists(self.keys.manifest):
+                why = (f"{self.keys.manifest} is gone (deleted by hand or by another tool), so nothing says {p} "
+                       f"is complete after {self._where(s)}")
+            else:
+                why = (f"{p} is incomplete: its producer stopped after {self._where(s)} without finishing it"
+                       if exists else f"{p} is missing")
+            why += f" (no producer is writing it, and {later[0]} exists)"
         self._lose(p, window, lost, why)
-        gone = AggregatingState(p, _given_up(day_end), 0, 0, s.partition_run, s.start_stream)
+        gone = dataclasses.replace(s, last_id=_given_up(day_end), total=0, count=0)
         return self._move_on(gone, HourlyWindow(), [], lost)
 
     def _move_on(self, s: AggregatingState, window: HourlyWindow, closed: list, lost: list):
@@ -297,7 +313,7 @@ class AggregatingConsumer:
         nxt = next_partition(p, self.keys.partition_prefix)
         if self.r.exists(nxt):
             self.log(f"Changing partition to consume stream: {nxt}")
-            return AggregatingState(nxt, "0", 0, 0, "", s.start_stream), HourlyWindow(), closed
+            return _fresh(s, nxt), HourlyWindow(), closed
         producer = self._producer()
         if producer and producer.covers(nxt):
             self._wait(f"Waiting for stream partition {nxt} ({producer.what} is writing it).")
@@ -321,7 +337,7 @@ class AggregatingConsumer:
         self.losses += 1
         lost.append((nxt, why))
         self.log(f"Changing partition to consume stream: {later[0]}")
-        return AggregatingState(later[0], "0", 0, 0, "", s.start_stream), HourlyWindow(), closed
+        return _fresh(s, later[0]), HourlyWindow(), closed
 
     def _lose(self, partition: str, window: HourlyWindow, lost: list, why: str) -> None:
         if window.count:
@@ -343,15 +359,36 @@ class AggregatingConsumer:
         return Holder.decode(self.r.get(self.keys.producer_lease))
 
     def _later_partitions(self, p: str) -> list[str]:
-        """Partitions after ``p`` that the manifest knows and that still exist, oldest first."""
+        """Partitions after ``p`` that the manifest knows and that still exist, oldest first (every partition
+        after ``p`` when the manifest itself is gone: one SCAN, only then)."""
         names = sorted(n for n in (k.decode() if isinstance(k, bytes) else k
                                    for k in self.r.hkeys(self.keys.manifest)) if n > p)
+        if not names and not self.r.exists(self.keys.manifest):
+            return [n for n in keyspace.list_partitions(self.r, self.keys) if n > p]
         if not names:
             return []
         pipe = self.r.pipeline(transaction=False)
         for n in names:
             pipe.exists(n)
         return [n for n, e in zip(names, pipe.execute()) if e]
+
+    def _late_reading(self, p: str, hour_id: str) -> LabkitError | None:
+        """A CONFLICT on an hour that ``p`` holds a reading for after its manifest's last one: a late reading,
+        appended after the hour was closed and published (None if that is not what happened)."""
+        rec = manifest.Record.decode(self.r.hget(self.keys.manifest, p))
+        if rec is None or not rec.complete:
+            return None
+        hour = id_ms(hour_id)
+        found = self.r.xrange(p, f"{rec.last_ms + 1}", f"{hour + HOUR_MS - 1}", count=1)
+        if not found or id_ms(found[0][0]) < hour:
+            return None
+        h = HourAverage(hour, 0, 1)
+        return LabkitError(f"{p} holds a late reading, {found[0][0].decode()} at {_clock(id_ms(found[0][0]))}, "
+                           f"for the hour {h.date} {h.hour}:00, which was already published (its producer had "
+                           f"marked {p} complete with its last reading at {_clock(rec.last_ms)}); this consumer "
+                           "stops without writing",
+                           f"that average leaves the late reading out: delete it (XDEL {p} "
+                           f"{found[0][0].decode()}) and resume, or produce the day again and start from it")
 
     def _rewritten(self, p: str) -> LabkitError:
         return LabkitError(f"{p} was rewritten by another produce run while this consumer was reading it, so "
@@ -361,20 +398,24 @@ class AggregatingConsumer:
     # ------------------------------------------------------------------ commit
 
     def _commit(self, closed: list[HourAverage], bad: list, new: AggregatingState, old: AggregatingState,
-                n_lost: int = 0) -> None:
+                lost: list = ()) -> None:
         """Publish ``closed``, dead-letter ``bad`` and save ``new`` in one atomic script (see :data:`COMMIT`)."""
         token = self.lease.token if self.lease else ""
         ttl = self.lease.ttl_ms if self.lease else 10_000
-        args: list = [token, ttl, old.stream, old.last_id, self.maxlen or 0, len(closed), len(bad)]
+        # A loss is a dead letter with ID "-" whose source is the partition lost (verify reads them back).
+        letters = ([deadletters.record(old.stream, eid, reason, fields) for eid, fields, reason in bad]
+                   + [deadletters.record(partition, "-", why, {}) for partition, why in lost])
+        args: list = [token, ttl, old.stream, old.last_id, self.maxlen or 0, len(closed), len(letters)]
         f = new.fields()
-        args += [f["current_stream_key"], f["last_message_id"], f["current_hourly_total"],
-                 f["current_hourly_count"], f["partition_run"], f["start_stream_key"]]
+        args.append(len(f))
+        for name, value in f.items():
+            args += [name, value]
         for h in closed:
             hf = h.fields()
             args += [h.entry_id, hf["hour"], hf["date"], hf["average_temp_f"], hf["num_observations"],
                      hf["sum_temp_f"]]
-        for eid, fields, reason in bad:
-            args += list(deadletters.record(old.stream, eid, reason, fields).values())
+        for letter in letters:
+            args += list(letter.values())
         args.append(self.lease.holder.encode() if self.lease else "")
         keys = [self.keys.averages, self.keys.aggregating_state, self.keys.aggregating_lease, self.keys.deadletter]
         status, published, replayed, detail = self._commit_script(keys=keys, args=args)
@@ -394,6 +435,9 @@ class AggregatingConsumer:
         if status == "GONE":
             raise data_gone(self.keys, self.keys.aggregating_state)
         if status == "CONFLICT":
+            late = self._late_reading(old.stream, detail)
+            if late:
+                raise late
             raise LabkitError(f"{self.keys.averages} already holds a different average for the hour with ID "
                               f"{detail}; this consumer stops without writing",
                               "something else writes to temps:averages: start again from a partition, "
@@ -407,7 +451,7 @@ class AggregatingConsumer:
         self.replayed += int(replayed)
         if closed and int(published):
             self.last_average = closed[-1]
-        real_bad = len(bad) - n_lost
+        real_bad = len(bad)
         if real_bad:
             self.dead_letters += real_bad
             self.log(f"Dead-lettered {real_bad} bad reading(s) from {old.stream} to {self.keys.deadletter}.")

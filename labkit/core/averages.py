@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import redis
 
-from ..errors import SimulatedCrash
+from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink
 from ..servers import connection
 from . import deadletters, keyspace
@@ -71,6 +71,8 @@ class AveragesConsumer:
             entries, added = self._snapshot(s.last_id)
             if crash.is_set():
                 raise SimulatedCrash()
+            if s.entries_read and added < s.entries_read:
+                raise self._deleted(added)
             if entries:
                 # Everything up to last_id is accounted for and everything after
                 # it is in hand, so any other entry ever added was removed unread.
@@ -99,6 +101,16 @@ class AveragesConsumer:
                 waiting, self.idle_since = True, time.monotonic()
                 self.client_id, self.blocker = connection.blocking_id(self.r, stream)
             self.r.xread({stream: s.last_id}, count=1, block=self.block_ms)
+
+    def _deleted(self, added: int) -> LabkitError:
+        """``temps:averages`` counts fewer entries ever added than this consumer has read: it was deleted
+        (and perhaps re-created) under the running consumers."""
+        s, stream = self.state, self.keys.averages
+        now = "is gone" if added == 0 else f"was re-created ({added} entries since)"
+        return LabkitError(f"{stream} {now}: it was deleted under the running consumers (by hand or by another "
+                           f"tool), and the {s.entries_read} entries this consumer had read up to {s.last_id} "
+                           "with it", "start again from a partition (python -m labkit consume temps:YYYYMMDD), "
+                           "and keep other tools off labkit's keys (or set LABKIT_NAMESPACE)")
 
     def _snapshot(self, last_id: str):
         """Everything after ``last_id`` plus the stream's counters, read atomically."""

@@ -20,7 +20,7 @@ from redis.retry import Retry
 from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink, TerminalSink
 from ..servers import connection
-from . import keyspace
+from . import eviction, keyspace
 from .aggregating import (
     BATCH,
     BLOCK_MS,
@@ -298,6 +298,7 @@ def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFA
     keys = keyspace.keys_for(r, keys)
     lease = None
     try:
+        eviction.check(r, sink or TerminalSink(), "consume")
         lease = acquire_consumer_lease(r, keys)
         prepare(r, keys, partition)
         handle = Consumers(target, keys, sink or TerminalSink(), averages_maxlen, batch, block_ms, reconnect_s,

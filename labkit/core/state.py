@@ -10,7 +10,12 @@ Two hashes, with the course's field names:
     ``partition_run`` (which producer run wrote the partition being read, from
     the manifest, so a rewrite under the consumer is noticed) and
     ``start_stream_key`` (where this run of the consumer started, so ``verify``
-    knows which hours to expect).
+    knows which hours to expect), ``partition_read`` (how many entries of the
+    current partition it has read, checked against the manifest's count before
+    the partition's last hour is closed; -1: unknown, a state from before it
+    was kept) and ``averages_maxlen`` (the smallest cap on ``temps:averages``
+    any run since the start partition used, 0 = uncapped: ``verify`` accepts
+    hours as trimmed only under a cap).
 ``averages_consumer_state``
     ``last_message_id``, plus ``entries_read`` (how many entries of
     ``temps:averages`` it has accounted for) so it can tell how many were
@@ -60,6 +65,8 @@ class AggregatingState:
     count: int = 0
     partition_run: str = ""
     start_stream: str = ""
+    read: int = 0
+    cap: int = 0
 
     def window(self) -> HourlyWindow:
         if self.count == 0:
@@ -70,7 +77,8 @@ class AggregatingState:
     def fields(self) -> dict[str, str]:
         return {"current_stream_key": self.stream, "last_message_id": self.last_id,
                 "current_hourly_total": str(self.total), "current_hourly_count": str(self.count),
-                "partition_run": self.partition_run, "start_stream_key": self.start_stream or self.stream}
+                "partition_run": self.partition_run, "start_stream_key": self.start_stream or self.stream,
+                "partition_read": str(self.read), "averages_maxlen": str(self.cap)}
 
     @classmethod
     def load(cls, r: redis.Redis, keys: Keys) -> "AggregatingState | None":
@@ -92,8 +100,21 @@ class AggregatingState:
             raise _bad(key, "current_hourly_total/count are not whole numbers") from None
         if count < 0 or (count > 0 and h["last_message_id"] == "0"):
             raise _bad(key, "current_hourly_count does not fit last_message_id")
+        try:
+            read, cap = int(h.get("partition_read", "-1")), int(h.get("averages_maxlen", "-1"))
+        except ValueError:
+            raise _bad(key, "partition_read/averages_maxlen are not whole numbers") from None
         return cls(h["current_stream_key"], h["last_message_id"], total, count,
-                   h.get("partition_run", ""), h.get("start_stream_key", h["current_stream_key"]))
+                   h.get("partition_run", ""), h.get("start_stream_key", h["current_stream_key"]), read, cap)
+
+
+def combine_caps(recorded: int, this_run: int) -> int:
+    """The cap to record once a run with ``this_run`` (0 = uncapped) has published: the smallest cap any run
+    used, 0 only if none was capped; -1 (unknown, an old state) stays unknown."""
+    if recorded < 0:
+        return -1
+    caps = [c for c in (recorded, this_run) if c > 0]
+    return min(caps) if caps else 0
 
 
 @dataclass
