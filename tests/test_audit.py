@@ -199,3 +199,164 @@ def test_the_policy_is_read_from_info_when_config_is_refused(own_server):
     sink = ListSink()
     assert eviction.check(blind, sink) is None
     assert any("could not read maxmemory-policy" in x for x in sink.texts())
+
+
+# ---------------------------------------------------------------------------- 1/3. readings lost before they were read
+
+def test_readings_gone_before_they_were_read_are_named_and_consume_exits_non_zero(r, keys, cli):
+    produce(r, keys, days=2, interval_ms=60_000)
+    day1 = keys.partition_prefix + "20250101"
+    gone = [e[0] for e in r.xrange(day1, f"{T0 + 3 * HOUR_MS}", f"{T0 + 3 * HOUR_MS + 9 * 60_000}")]
+    r.xdel(day1, *gone)                                   # 10 readings of 03:00 evicted before the consumer came
+    res = cli("consume", day1, "--averages-maxlen", "0", "--idle-exit", "1", namespace=keys.namespace)
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert f"{day1} lost readings: the consumer read 1,430 of the 1,440 its producer wrote" in res.stdout
+    assert "lost 1 partition(s)" in res.stderr
+    v = cli("verify", namespace=keys.namespace)
+    assert v.returncode == 1, v.stdout
+    assert "partial: 2025/01/01 03:00: published from 50 readings" in v.stdout, v.stdout
+    assert f"lost: 2025/01/01 23:00: not published: the consumer recorded {day1} lost readings" in v.stdout
+
+
+# ---------------------------------------------------------------------------- 2. verify audits what was promised
+
+def test_verify_names_extra_trimmed_lost_and_duplicated_hours(r, keys, cli, target):
+    produce(r, keys, days=3, interval_ms=60_000)
+    day1, day2 = keys.partition_prefix + "20250101", keys.partition_prefix + "20250102"
+    r.delete(day2)                                        # expired before the consumer got there
+    h, sink = consume_until_idle(target, keys, day1)
+    assert h.status()["losses"] == 1
+    v = cli("verify", namespace=keys.namespace)
+    assert v.returncode == 1 and "lost: 2025/01/02 00:00: not published: the consumer recorded" in v.stdout
+    assert sum(line.startswith("lost: 2025/01/02") for line in v.stdout.splitlines()) == 24
+    # a learner who has read the loss acknowledges it: then everything else is exact
+    v = cli("verify", "--accept", day2, namespace=keys.namespace)
+    assert v.returncode == 0 and "acknowledged lost: 2025/01/02 00:00" in v.stdout, v.stdout + v.stderr
+    # an average for a day never produced, the first hours deleted from an uncapped stream, a duplicate
+    fields = {"hour": "5", "date": "2025/01/09", "average_temp_f": "50.00", "num_observations": "60",
+              "sum_temp_f": "3000"}
+    r.xadd(keys.averages, fields, id=f"{T0 + 8 * DAY_MS + 5 * HOUR_MS}-0")
+    r.xadd(keys.averages, fields, id=f"{T0 + 8 * DAY_MS + 5 * HOUR_MS + 1}-0")
+    r.xdel(keys.averages, *[e[0] for e in r.xrange(keys.averages, count=2)])
+    v = cli("verify", "--accept", day2, namespace=keys.namespace)
+    out = v.stdout
+    assert v.returncode == 1
+    assert "extra: 2025/01/09 05:00: published, but no raw data was ever produced" in out, out
+    assert "duplicate: 2025/01/09 05:00: published 2 times" in out
+    assert "lost: 2025/01/01 00:00: not in" in out and "the consumer ran uncapped" in out
+    assert "lost: 2025/01/01 01:00" in out and "lost: 2025/01/01 02:00" not in out
+    from labkit.core import progress
+    last = progress.read(r, keys).entries[("verify", "last")]
+    assert last.status == "failed" and last.detail["problems"] >= 4
+
+
+def test_a_capped_run_accepts_only_what_its_cap_trimmed(r, keys, cli):
+    produce(r, keys, days=2, interval_ms=60_000)
+    res = cli("consume", keys.partition_prefix + "20250101", "--averages-maxlen", "10", "--idle-exit", "1",
+              namespace=keys.namespace)
+    assert res.returncode == 0, res.stderr
+    v = cli("verify", namespace=keys.namespace)
+    assert v.returncode == 0 and "0 problem(s)" in v.stdout, v.stdout
+    r.xtrim(keys.averages, maxlen=3, approximate=False)                     # below the cap the consumer ran with: not the cap's doing
+    v = cli("verify", namespace=keys.namespace)
+    assert v.returncode == 1 and "so not by the cap" in v.stdout, v.stdout
+
+
+# ---------------------------------------------------------------------------- 4. a live producer restarted
+
+def test_a_live_producer_restarted_continues_and_the_consumer_goes_on(r, keys, target):
+    from labkit.core.keyspace import list_partitions
+    from labkit.core.live import run_live
+    run_live(r, keys, rate=50, duration=1.0)
+    today = list_partitions(r, keys)[-1]
+    sink = ListSink()
+    h = start_consumers(today, sink=sink, keys=keys, target=target, averages_maxlen=0)
+    try:
+        assert h.wait_idle(0.3, timeout=30)
+        before = h.status()["readings"]
+        run_live(r, keys, rate=50, duration=1.0)         # killed, started again: it appends
+        wait_for(lambda: h.status()["readings"] >= before + 40 or not h.running)
+    finally:
+        h.stop()
+    assert h.error is None, h.error
+
+
+# ---------------------------------------------------------------------------- 6. keys removed by hand
+
+def test_a_deleted_manifest_does_not_leave_the_consumer_waiting(r, keys, cli):
+    produce(r, keys, days=2, interval_ms=60_000)
+    r.delete(keys.manifest)
+    res = cli("consume", keys.partition_prefix + "20250101", "--averages-maxlen", "0", "--idle-exit", "1",
+              namespace=keys.namespace, timeout=60)
+    assert res.returncode != 0 and f"{keys.manifest} is gone" in res.stdout, res.stdout + res.stderr
+    assert f"Changing partition to consume stream: {keys.partition_prefix}20250102" in res.stdout
+
+
+def test_averages_deleted_under_running_consumers_is_named(r, keys, target):
+    from labkit.errors import LabkitError
+    produce(r, keys, days=1, interval_ms=60_000)
+    sink = ListSink()
+    h = start_consumers(keys.partition_prefix + "20250101", sink=sink, keys=keys, target=target, averages_maxlen=0)
+    try:
+        assert h.wait_idle(0.3, timeout=30)
+        r.delete(keys.averages)
+        produce(r, keys, start="2025-01-02", days=1, interval_ms=60_000)
+        h.join(timeout=30)
+    finally:
+        h.stop()
+    assert isinstance(h.error, LabkitError) and f"{keys.averages} " in str(h.error) and "deleted" in str(h.error)
+
+
+# ---------------------------------------------------------------------------- 7. chaos only in its own namespace
+
+def test_chaos_refuses_a_namespace_holding_keys_it_did_not_write(r, keys):
+    from labkit.commands.chaos import run_chaos
+    from labkit.errors import LabkitError
+    r.set(keys.key("mine"), "a learner's key")
+    with pytest.raises(LabkitError, match="holds 1 key\\(s\\) chaos did not write"):
+        run_chaos(days=0.1, kills=1, namespace=keys.namespace, out=ListSink())
+    assert r.get(keys.key("mine")) == b"a learner's key"
+
+
+# ---------------------------------------------------------------------------- 8. a late reading
+
+def test_a_late_reading_for_a_published_hour_is_named_as_such(r, keys, target):
+    from labkit.errors import LabkitError
+    produce(r, keys, days=1, interval_ms=60_000)
+    day1 = keys.partition_prefix + "20250101"
+    sink = ListSink()
+    h = start_consumers(day1, sink=sink, keys=keys, target=target, averages_maxlen=0)
+    try:
+        assert h.wait_idle(0.3, timeout=30) and r.xlen(keys.averages) == 24
+        r.xadd(day1, {"temp_f": "99"}, id=f"{T0 + DAY_MS - 30_000}-0")      # 23:59:30, after the last one
+        h.join(timeout=30)
+    finally:
+        h.stop()
+    assert isinstance(h.error, LabkitError), sink.texts()
+    assert "holds a late reading" in str(h.error) and "2025/01/01 23:00" in str(h.error)
+    assert "something else writes" not in str(h.error)
+
+
+# ---------------------------------------------------------------------------- the pure audit, without Redis
+
+def test_the_audit_is_pure_and_names_each_kind():
+    import pandas as pd
+    from labkit.core.manifest import COMPLETE, Record
+    from labkit.core.truth import audit
+    from labkit.core.window import HourAverage
+    rec = Record(COMPLETE, "run", 3 * 60, T0 + 3 * HOUR_MS - 60_000, T0)        # 00:00-02:59, one a minute
+    assert rec.promised_hours() == {T0: 60, T0 + HOUR_MS: 60, T0 + 2 * HOUR_MS: 60}
+    truth = pd.DataFrame({"sum": [3000, 3000, 1500], "count": [60, 60, 30]},
+                         index=pd.Index([T0, T0 + HOUR_MS, T0 + 2 * HOUR_MS], name="hour_start_ms"))
+    truth["mean"] = truth["sum"] / truth["count"]
+    hours = [HourAverage(T0, 3000, 60), HourAverage(T0 + 2 * HOUR_MS, 1500, 30), HourAverage(T0 + DAY_MS, 1, 1)]
+    pub = pd.DataFrame([{"id": x.entry_id, "ms": x.hour_start_ms, **x.fields()} for x in hours])
+    rep = audit(truth, pub, {"temps:20250101": rec}, {}, cap=0, start="temps:20250101", present={"temps:20250101"})
+    assert [(p.hour_ms, p.kind) for p in rep.problems] == [
+        (T0 + HOUR_MS, "lost"), (T0 + 2 * HOUR_MS, "partial"), (T0 + DAY_MS, "extra")]
+    assert not rep.ok and rep.matched == 2
+    ok = audit(truth, pub.iloc[:1].assign(), {}, {}, cap=0, start="temps:20250101")
+    assert [p.kind for p in ok.problems] == ["lost", "lost"]
+    rep = audit(truth, pub.iloc[:2], {"temps:20250101": rec}, {}, cap=0, start="temps:20250101",
+                dead={T0 + 2 * HOUR_MS: 30}, accept={"temps:20250101"})
+    assert rep.ok and [p.kind for p in rep.accepted] == ["lost"]

@@ -538,7 +538,7 @@ def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, n
             # Every reading of this partition is acknowledged (and, on a cluster, replicated, so a
             # failover cannot shorten a partition marked complete): only now is it complete.
             _confirm_replicas(r, sink, job, replica_wait_ms)
-            manifest.mark_complete(r, keys, job.key.decode(), run, len(job.ms), job.ms[-1])
+            manifest.mark_complete(r, keys, job.key.decode(), run, len(job.ms), job.ms[-1], job.ms[0])
             written.append(job.key.decode())
             done += len(job.ms)
         ok = True
