@@ -360,3 +360,12 @@ def test_the_audit_is_pure_and_names_each_kind():
     rep = audit(truth, pub.iloc[:2], {"temps:20250101": rec}, {}, cap=0, start="temps:20250101",
                 dead={T0 + 2 * HOUR_MS: 30}, accept={"temps:20250101"})
     assert rep.ok and [p.kind for p in rep.accepted] == ["lost"]
+
+
+def test_soak_refuses_a_namespace_holding_keys_it_did_not_write(r, keys):
+    from labkit.commands.soak import run_soak
+    from labkit.errors import LabkitError
+    r.set(keys.key("mine"), "a learner's key")
+    with pytest.raises(LabkitError, match="holds 1 key\\(s\\) soak did not write"):
+        run_soak(rate=10, duration=6, namespace=keys.namespace, out=ListSink())
+    assert r.get(keys.key("mine")) == b"a learner's key"

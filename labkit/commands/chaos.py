@@ -24,7 +24,6 @@ from ..core.keys import Keys
 from ..core.partition import id_ms
 from ..core.runner import delete_namespace
 from ..core.truth import check
-from ..errors import LabkitError
 from ..log import LogLine, TerminalSink
 from ..servers import connection
 
@@ -32,23 +31,6 @@ from ..servers import connection
 def _consume(env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "labkit", "consume", *args, "--averages-maxlen", "0"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def marker(keys: Keys) -> str:
-    """The key that says "chaos made this namespace"."""
-    return keys.key("labkit:chaos")
-
-
-def claim(r, keys: Keys) -> None:
-    """Mark ``keys``' namespace as chaos's, or refuse (a :class:`LabkitError`) if it holds keys chaos did not
-    write: an empty namespace, or one an earlier chaos run marked (and was stopped before cleaning up), only."""
-    found = sorted({n for pattern in keys.namespace_patterns for n in keyspace.scan_keys(r, pattern)})
-    if found and marker(keys) not in found:
-        raise LabkitError(f"namespace {keys.namespace} holds {len(found)} key(s) chaos did not write "
-                          f"(e.g. {found[0]}); chaos deletes everything in its namespace, so it will not run there",
-                          "set LABKIT_NAMESPACE to another name (chaos uses <namespace>-chaos), or delete those "
-                          "keys yourself")
-    r.set(marker(keys), "made by python -m labkit chaos; deleted with the namespace when it ends")
 
 
 def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namespace: str | None = None,
@@ -66,7 +48,7 @@ def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namesp
     else:
         env["REDIS_URL"] = t.url
     t0 = time.monotonic()
-    claim(r, keys)      # before the try: a namespace that is not ours is never deleted
+    keyspace.claim_scratch(r, keys, "chaos")     # before the try: a namespace that is not ours is never deleted
     try:
         data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
         producer.produce(r, data, keys)

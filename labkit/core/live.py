@@ -38,6 +38,8 @@ from .producer import (
     Walk,
     acquire_producer_lease,
     server_ms,
+    still_ours,
+    vanished,
     wait_for_server,
 )
 
@@ -110,11 +112,21 @@ def _write_tick_cluster(r, keys: Keys, stamps: list[int], temps: list[int], expi
         r.hset(keys.manifest, mapping=records)
 
 
-def _check_landed(r: redis.Redis, vanished: list[str]) -> None:
+def _check_landed(r: redis.Redis, gone: list[str]) -> None:
     """``XADD … NOMKSTREAM`` answered nil: the partition vanished under live mode.  Stop, naming it."""
-    if vanished:
-        from .producer import _vanished
-        raise _vanished(r, vanished[0])
+    if gone:
+        raise vanished(r, gone[0])
+
+
+def _lost(r: redis.Redis, keys: Keys) -> LabkitError:
+    """The producer lease is no longer ours: a server that came back without labkit's keys, or a suspension."""
+    if not r.exists(keys.manifest) and not r.exists(keys.producer_lease):
+        return LabkitError(f"Redis lost labkit's keys while live mode was writing ({keys.manifest} and "
+                           f"{keys.producer_lease} are gone): the server restarted without persistence, or "
+                           "the keys were deleted", "make the server keep its data (appendonly yes), then start "
+                                                    "live mode again")
+    return LabkitError(f"lost {keys.producer_lease} (was the process suspended past its lease?)",
+                       "start live mode again")
 
 
 def _landed(r: redis.Redis, keys: Keys, last_ms: int) -> bool:
@@ -184,13 +196,14 @@ def _run(r, keys, rate, duration, sink, stop, walk, start_ms, retention_days, cl
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 wait_for_server(r, sink, "live", exc, reconnect_s)
+                if not still_ours(r, lease):
+                    raise _lost(r, keys) from None
                 if connection.is_cluster(r):
                     retry = True   # resend only the partitions whose part did not land, then the manifest
                 elif _landed(r, keys, stamps[-1]):
                     break   # the tick landed; only its reply was lost
         if lease.due() and not lease.renew():
-            raise LabkitError(f"lost {keys.producer_lease} (was the process suspended?)",
-                              "start live mode again")
+            raise _lost(r, keys)
         current, last_ms = partition_name(day_of(stamps[-1]), keys.partition_prefix), stamps[-1]
         written += due
         if time.monotonic() - last_report >= 10:

@@ -413,7 +413,7 @@ class _Writer:
                     self.close(False)
                     failed = exc.job if isinstance(exc, _Refused) else unfinished[0]
                     if isinstance(exc, _Vanished):
-                        raise _vanished(self.r, failed.key.decode()) from None
+                        raise vanished(self.r, failed.key.decode()) from None
                     raise _refused(exc, failed.key.decode()) from None
                 ready[:0] = self._recover(exc)
 
@@ -517,11 +517,11 @@ def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, n
     written: list[str] = []
 
     def after_reconnect(jobs: list[_Job], tops: list) -> None:
-        if not _still_ours(r, lease):
+        if not still_ours(r, lease):
             raise _server_lost(r, keys, names, written, writer.unfinished, lease)
         gone = [j.key.decode() for j, top in zip(jobs, tops) if j.created and not top]
         if gone:
-            raise _vanished(r, gone[0])
+            raise vanished(r, gone[0])
 
     writer = _Writer(r, sink, reconnect_s, after_reconnect)
     done = 0
@@ -546,8 +546,8 @@ def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, n
         writer.close(ok)
     gone = _missing(r, written)
     if gone:        # written and acknowledged, and gone since: say so rather than "Wrote …"
-        raise _server_lost(r, keys, names, written, [], lease) if not _still_ours(r, lease) else \
-            _vanished(r, gone[0], after=True)
+        raise _server_lost(r, keys, names, written, [], lease) if not still_ours(r, lease) else \
+            vanished(r, gone[0], after=True)
     seconds = time.perf_counter() - t0
     return {"readings": done, "partitions": len(names), "seconds": seconds,
             "rate": done / seconds if seconds else float("inf")}
@@ -581,7 +581,8 @@ def _missing(r: redis.Redis, names: list[str]) -> list[str]:
     return [n for n, e in zip(names, p.execute()) if not e]
 
 
-def _still_ours(r: redis.Redis, lease: Lease) -> bool:
+def still_ours(r: redis.Redis, lease: Lease) -> bool:
+    """Whether ``lease`` is in Redis and holds this holder's token."""
     held = Holder.decode(r.get(lease.key))
     return held is not None and held.token == lease.token
 
@@ -608,7 +609,8 @@ def _server_lost(r, keys: Keys, names: list[str], written: list[str], unfinished
                        "suspended past its lease?)", "run the same produce command again; it rewrites these partitions")
 
 
-def _vanished(r: redis.Redis, partition: str, after: bool = False) -> LabkitError:
+def vanished(r: redis.Redis, partition: str, after: bool = False) -> LabkitError:
+    """``partition`` is gone although this producer made it: say so, with the likely cause."""
     policy = eviction.policy(r)
     cause = (f"evicted: maxmemory-policy is {policy}" if eviction.evicting(policy) else
              "deleted by someone, or expired")
