@@ -369,3 +369,15 @@ def test_soak_refuses_a_namespace_holding_keys_it_did_not_write(r, keys):
     with pytest.raises(LabkitError, match="holds 1 key\\(s\\) soak did not write"):
         run_soak(rate=10, duration=6, namespace=keys.namespace, out=ListSink())
     assert r.get(keys.key("mine")) == b"a learner's key"
+
+
+def test_only_a_loss_can_be_acknowledged_never_a_wrong_value():
+    import pandas as pd
+    from labkit.core.truth import audit
+    from labkit.core.window import HourAverage
+    truth = pd.DataFrame({"sum": [3000], "count": [60]}, index=pd.Index([T0], name="hour_start_ms"))
+    truth["mean"] = truth["sum"] / truth["count"]
+    wrong = HourAverage(T0, 3001, 60)
+    pub = pd.DataFrame([{"id": wrong.entry_id, "ms": wrong.hour_start_ms, **wrong.fields()}])
+    rep = audit(truth, pub, {}, {}, cap=0, accept={"temps:20250101", "temps:averages"})
+    assert [p.kind for p in rep.problems] == ["mismatch"] and not rep.accepted and not rep.ok

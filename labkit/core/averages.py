@@ -108,8 +108,8 @@ class AveragesConsumer:
         s, stream = self.state, self.keys.averages
         now = "is gone" if added == 0 else f"was re-created ({added} entries since)"
         return LabkitError(f"{stream} {now}: it was deleted under the running consumers (by hand or by another "
-                           f"tool), and the {s.entries_read} entries this consumer had read up to {s.last_id} "
-                           "with it", "start again from a partition (python -m labkit consume temps:YYYYMMDD), "
+                           f"tool), so the {s.entries_read} entries this consumer had read (up to {s.last_id}) "
+                           "are gone", "start again from a partition (python -m labkit consume temps:YYYYMMDD), "
                            "and keep other tools off labkit's keys (or set LABKIT_NAMESPACE)")
 
     def _snapshot(self, last_id: str):

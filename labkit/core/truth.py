@@ -126,6 +126,8 @@ def load_averages(r: redis.Redis, keys: Keys) -> tuple[pd.DataFrame, int]:
 
 
 KINDS = ("lost", "extra", "duplicate", "mismatch", "partial", "unchecked")
+#: Losses a learner may acknowledge (``verify --accept``); a wrong, extra or repeated value never is.
+ACKNOWLEDGEABLE = ("lost", "partial", "unchecked")
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,7 @@ def audit(truth: pd.DataFrame, averages: pd.DataFrame, records: dict, losses: di
     unknown); ``trimmed``: entries ever added to ``temps:averages`` and gone;
     ``start``: the partition the consumer started from; ``present``: the
     partitions that exist; ``dead``: readings the consumer dead-lettered, per
-    hour.  A problem whose ``source`` is in ``accept`` is acknowledged, not a failure.
+    hour.  A loss (:data:`ACKNOWLEDGEABLE`) whose ``source`` is in ``accept`` is acknowledged, not a failure.
 
     Every promised hour (each complete partition's readings, by its count and
     span; every hour of raw data from ``start`` on) must be published once with
@@ -315,7 +317,9 @@ def audit(truth: pd.DataFrame, averages: pd.DataFrame, records: dict, losses: di
         if first is not None and ms < first and trimmed:
             why = (f"not in {averages_key}: {trimmed} of its oldest entries were removed, and "
                    + ("the consumer ran uncapped" if cap == 0 else
-                      f"only {len(averages)} are left under the cap of {cap}, so not by the cap") + " (deleted?)")
+                      f"only {len(averages)} are left under the cap of {cap}, so not by the cap" if not provable else
+                      f"more hours are missing before the first published one than the cap of {cap} trimmed")
+                   + " (deleted by hand or by another tool?)")
             problems.append(Problem(ms, "lost", averages_key, why))
         elif p in losses:
             problems.append(Problem(ms, "lost", p, f"not published: the consumer recorded {losses[p]}"))
@@ -326,8 +330,9 @@ def audit(truth: pd.DataFrame, averages: pd.DataFrame, records: dict, losses: di
             problems.append(Problem(ms, "lost", p, f"{p} holds readings for this hour, but no average was "
                                                    "published (is the consumer still at it?)"))
     problems.sort(key=lambda x: (x.hour_ms, x.kind))
-    rep.problems = [x for x in problems if x.source not in accept]
-    rep.accepted = [x for x in problems if x.source in accept]
+    acked = [x for x in problems if x.source in accept and x.kind in ACKNOWLEDGEABLE]
+    rep.problems = [x for x in problems if x not in acked]
+    rep.accepted = acked
     return rep
 
 
