@@ -11,23 +11,20 @@ import sys
 from typing import Callable
 
 
-def bar(total: int, desc: str, notebook: bool = False) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+def bar(total: int, desc: str, notebook: bool = False) -> tuple[Callable[[int], None], Callable[[], None]]:
     """``(update, close)`` for a bar of ``total`` readings: ``update(done)`` moves it to ``done``.
 
     On a terminal (``notebook=False``) the bar goes to stderr, only when that is
     a terminal, and leaves no line behind; in a notebook it is a widget
-    (``tqdm.auto``) that stays.  Without tqdm: ``(None, a no-op)``.
+    (``tqdm.auto``) that stays.
     """
-    try:
-        if notebook:
-            from tqdm.auto import tqdm
-            b = tqdm(total=total, unit=" readings", unit_scale=True, desc=desc)
-        else:
-            from tqdm import tqdm
-            b = tqdm(total=total, unit=" readings", unit_scale=True, desc=desc, disable=None,
-                     file=sys.stderr, leave=False)
-    except ImportError:
-        return None, lambda: None
+    if notebook:
+        from tqdm.auto import tqdm
+        b = tqdm(total=total, unit=" readings", unit_scale=True, desc=desc)
+    else:
+        from tqdm import tqdm
+        b = tqdm(total=total, unit=" readings", unit_scale=True, desc=desc, disable=None,
+                 file=sys.stderr, leave=False)
     last = [0]
 
     def update(done: int) -> None:

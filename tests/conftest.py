@@ -77,6 +77,14 @@ def keys(r):
     _delete_namespace(r, k)
 
 
+@pytest.fixture(autouse=True)
+def _no_attached_learner():
+    """A notebook set-up call in one test attaches its learner for progress records; the next test starts without."""
+    yield
+    from labkit.core import progress
+    progress.attach(None, None)
+
+
 @pytest.fixture
 def course_keys(r):
     """The course's own key names (no namespace), cleaned before and after."""

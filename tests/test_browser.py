@@ -34,9 +34,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-NOTEBOOKS = ["00-start-here.ipynb", "04-running-the-consumers.ipynb", "pipeline.svg"]
+NOTEBOOKS = ["00-start-here.ipynb", "04-running-the-consumers.ipynb", "pipeline.svg",
+             "06q-quiz-1-partitioned-streams.ipynb"]
 DAYS = "3"           # the second day is a full one: enough lines to scroll the log box
 SAVED = "saved-panel.ipynb"
+BROWSE = "stream-browser.ipynb"      # set-up and the stream browser, nothing else
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -86,6 +88,11 @@ def jupyter_lab(tmp_path_factory, target, lab_home):
                                                           "version_minor": 0},
             "text/plain": RELOAD_HINT})])]
     nbformat.write(saved, work / SAVED)
+    browse = nbformat.v4.new_notebook(metadata=saved.metadata)
+    browse.cells = [nbformat.v4.new_code_cell("from labkit import notebook as nbk\n\nlab = nbk.setup()\n"
+                                              "browser = nbk.browse(lab)\nbrowser"),
+                    nbformat.v4.new_code_cell("print('browser drawn')")]
+    nbformat.write(browse, work / BROWSE)
     namespace = "br" + uuid.uuid4().hex[:10]
     port, token = _free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LABKIT_NAMESPACE", "MPLBACKEND")}
@@ -363,3 +370,70 @@ def test_a_saved_panel_shows_the_reload_hint(browser, jupyter_lab):
         out = nb.locator(".jp-OutputArea-output").first
         expect(out).to_contain_text("run this cell again", timeout=30_000)
         assert "VBox(" not in out.inner_text()
+
+
+@pytest.mark.timeout(300)
+def test_the_stream_browser_renders_pages_and_jumps(browser, jupyter_lab):
+    """The widget draws the partitions; Next shows entries 21-40; a jump to 12:00 shows noon's readings."""
+    from playwright.sync_api import expect
+    ns, t0 = jupyter_lab["namespace"], 1735689600000
+    with new_page(browser, "browser-stream-browser-failed.png", height=1200) as page:
+        nb = open_notebook(page, jupyter_lab, BROWSE)
+        run(page, "notebook:run-all-cells")
+        wait_for_stdout(page, nb, "browser drawn", timeout=180_000)
+        widget = nb.locator(".labkit-browser")
+        expect(widget).to_be_visible(timeout=60_000)
+        parts = widget.locator("table.labkit-browser-partitions")
+        for day in ("20250101", "20250102", "20250103"):
+            expect(parts).to_contain_text(f"{ns}:temps:{day}")
+        expect(widget).to_contain_text(f"> XLEN {ns}:temps:YYYYMMDD")
+        rows = widget.locator("table.labkit-browser-page tbody tr")
+        expect(rows).to_have_count(20)
+        expect(rows.first).to_contain_text(f"{t0}-0")
+        expect(widget).to_contain_text(f"> XRANGE {ns}:temps:20250101 - + COUNT 20")
+
+        widget.locator("button", has_text="Next").click()
+        expect(rows.first).to_contain_text(f"{t0 + 20_000}-0")
+        expect(rows.last).to_contain_text(f"{t0 + 39_000}-0")
+        expect(widget).to_contain_text(f"> XRANGE {ns}:temps:20250101 ({t0 + 19_000}-0 + COUNT 20")
+        widget.locator("button", has_text="Previous").click()
+        expect(rows.first).to_contain_text(f"{t0}-0")
+
+        widget.locator("input[type=text]").fill("12:00")
+        widget.locator("button", has_text="Jump").click()
+        noon = t0 + 12 * 3_600_000
+        expect(rows.first).to_contain_text(f"{noon}-0")
+        expect(rows.first).to_contain_text("2025-01-01 12:00:00")
+        expect(widget).to_contain_text(f"> XRANGE {ns}:temps:20250101 {noon} + COUNT 20")
+
+        widget.locator("select").select_option(label=f"{ns}:temps:20250102")
+        expect(rows.first).to_contain_text(f"{t0 + 86_400_000}-0")
+        assert nb.locator(STDERR).count() == 0
+        widget.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "browser-stream-browser.png"))
+
+
+@pytest.mark.timeout(300)
+def test_a_quiz_renders_and_checks_in_the_browser(browser, jupyter_lab):
+    """Quiz 1 draws its questions; choosing an answer and pressing Check explains it, with Redis's real reply."""
+    from playwright.sync_api import expect
+    with new_page(browser, "browser-quiz-failed.png", height=1200) as page:
+        nb = open_notebook(page, jupyter_lab, "06q-quiz-1-partitioned-streams.ipynb")
+        run(page, "notebook:run-all-cells")
+        wait_for_stdout(page, nb, "quiz 1: all checks passed", timeout=120_000)
+        quiz = nb.locator(".labkit-quiz")
+        expect(quiz.locator(".widget-radio-box")).to_have_count(11)
+        quiz.locator(".widget-radio-box").nth(3).locator("label", has_text="-1").click()     # TTL, no expiry
+        quiz.locator("button", has_text="Check").nth(3).click()
+        expect(quiz).to_contain_text("✓ right.")
+        expect(quiz).to_contain_text("(integer) -1")
+        quiz.locator(".widget-radio-box").nth(0).locator("label", has_text="temps:20250103").click()
+        quiz.locator("button", has_text="Check").nth(0).click()
+        expect(quiz).to_contain_text("✗ not right.")
+        quiz.locator("button", has_text="Score").click()
+        expect(quiz).to_contain_text("1/11")
+        right, wrong = contrast_in_page(page, ".labkit-quiz .labkit-ok"), contrast_in_page(page, ".labkit-quiz .labkit-bad")
+        assert right["ratio"] >= 4.5 and wrong["ratio"] >= 4.5, (right, wrong)
+        assert nb.locator(STDERR).count() == 0
+        quiz.locator("button", has_text="Check").nth(3).scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "browser-quiz-1.png"))

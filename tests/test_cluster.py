@@ -79,15 +79,19 @@ def test_layout_gives_each_master_its_replicas():
 
 
 def test_parse_cluster_nodes():
+    from labkit.servers.replies import parse_nodes
     text = ("07c3 127.0.0.1:30004@40004 slave e7d1 0 1426238317239 4 connected\n"
             "e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 5470\n"
             "6ec2 127.0.0.1:30002@40002 master,fail - 1426238316232 1426238315000 2 disconnected "
             "5461-10922 [5463->-e7d1]\n")
-    nodes = {n["port"]: n for n in cluster.parse_nodes(text)}
+    nodes = {n["port"]: n for n in parse_nodes(text)}
     assert nodes[30004]["master"] == "e7d1" and nodes[30004]["slots"] == []
     assert nodes[30001]["slots"] == [(0, 5460), (5470, 5470)] and "myself" in nodes[30001]["flags"]
     assert "fail" in nodes[30002]["flags"] and nodes[30002]["slots"] == [(5461, 10922)]
     assert cluster.format_ranges([(0, 5460), (5470, 5470)]) == "0-5460,5470"
+    assert nodes[30004]["address"] == "127.0.0.1:30004" and parse_nodes(text.encode()) == parse_nodes(text)
+    [gone] = parse_nodes("a1b2 :0@0 master,noaddr - 0 0 0 disconnected\n")   # no address known (yet)
+    assert gone["port"] == 0 and gone["address"] == "127.0.0.1:0" and "noaddr" in gone["flags"]
 
 
 T = connection.Target("redis://:pw@127.0.0.1:7100", embedded=False)
@@ -131,6 +135,28 @@ def test_keys_are_named_for_the_server_a_client_talks_to(redis_cluster, r):
         assert keys_for(c, Keys("alice", cluster=True)).aggregating_state == "{alice:temps:averages}aggregating_consumer_state"
     finally:
         c.close()
+
+
+def test_a_masters_replica_confirms_a_write(redis_cluster):
+    c = connection.connect(connection.Target(redis_cluster.url, embedded=False))
+    key = f"confirm{os.getpid()}"
+    try:
+        c.set(key, "x")
+        assert connection.confirm_replicas(c, key, int(time.time() * 1000) + 60_000, 10_000) == (1, 1)
+    finally:
+        c.delete(key)
+        c.close()
+
+
+def test_a_context_names_the_keys_once_for_its_server(redis_cluster, target):
+    from labkit.core.context import Context
+    with Context.open(Keys("alice"), connection.Target(redis_cluster.url, embedded=False)) as ctx:
+        assert ctx.cluster and connection.is_cluster(ctx.r)
+        assert ctx.keys.aggregating_state == "{alice:temps:averages}aggregating_consumer_state"
+        assert ctx.using(Keys("bob")).keys == Keys("bob", cluster=True) and ctx.using(Keys("bob")).r is ctx.r
+    with Context.open(Keys("alice"), target) as single:
+        assert not single.cluster and single.keys == Keys("alice")
+        assert single.keys.aggregating_state == "alice:aggregating_consumer_state"
 
 
 def test_connect_returns_a_cluster_client_for_a_cluster(redis_cluster, one_node_cluster, r):

@@ -48,6 +48,7 @@ LAB = sorted(p for p in NOTEBOOKS.glob("*.ipynb") if re.match(r"0[0-6]-", p.name
 SHARDS = NOTEBOOKS / "13-partitions-across-shards.ipynb"   # the scale-out notebook: lab-style, on a cluster
 EXERCISED = LAB + [SHARDS]                                  # notebooks with exercises (07–12 have none)
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
+QUIZZES = [p for p in ALL if "quiz" in p.name]              # self-checks after 06 and 10 (06q-…, 10q-…)
 DAYS = "1.5"          # two partitions (a boundary to cross), 36 hours
 LONGER_RUN_DAYS = 3   # what an earlier, longer run left behind
 CELL_TIMEOUT = 300
@@ -111,7 +112,35 @@ def test_the_lab_has_seven_notebooks_in_order():
 
 def test_the_scale_out_notebook_comes_last():
     assert SHARDS.is_file() and ALL[-1] == SHARDS
-    assert [p.name[:2] for p in ALL] == [f"{i:02d}" for i in range(14)]
+    assert [p.name[:2] for p in ALL if p not in QUIZZES] == [f"{i:02d}" for i in range(14)]
+
+
+def test_the_quizzes_follow_06_and_10():
+    order = [p.name for p in ALL]
+    assert [p.name[:4] for p in QUIZZES] == ["06q-", "10q-"]
+    for quiz, before in zip(QUIZZES, ("06-", "10-")):
+        assert order[order.index(quiz.name) - 1].startswith(before)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("solutions", [False, True], ids=["shipped", "LABKIT_SOLUTIONS=1"])
+@pytest.mark.parametrize("path", QUIZZES, ids=[p.stem for p in QUIZZES])
+def test_quiz_runs_unanswered_and_with_the_reference_answers(path, solutions, run_notebook):
+    from labkit.notebook.quiz import load
+    env = {"LABKIT_SOLUTIONS": "1"} if solutions else {}
+    nb, seconds = run_notebook(path, "nb" + uuid.uuid4().hex[:10], env=env)
+    print(f"{path.name} ({'solutions' if solutions else 'as shipped'}): {seconds:.1f} s")
+    text = stream_text(nb)
+    n = len(load(path.name.split("-")[1] + "-" + path.name.split("-")[2]).questions)
+    assert "Traceback" not in text
+    if solutions:
+        assert re.search(rf"^quiz \d: all checks passed \({n}/{n}\)$", text, re.M), text[-2000:]
+        assert "(the reference answers, LABKIT_SOLUTIONS=1)" in text and "✗" not in text
+        assert text.count("✓ right") == n and text.count("Redis answered:") >= 3
+    else:
+        assert re.search(rf"^quiz \d: all checks passed \(0/{n}; nothing answered yet", text, re.M), text[-2000:]
+        assert text.count("not answered yet") == n + 1
 
 
 @pytest.mark.slow

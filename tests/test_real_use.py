@@ -144,6 +144,35 @@ def test_a_consumer_whose_lease_was_taken_stops_without_writing(r, keys, target)
     assert any("stopped: this consumer lost" in t for t in sink.texts("agg"))
 
 
+def test_a_field_added_to_the_state_is_committed_and_loaded_with_no_change_to_the_script(r, keys):
+    from dataclasses import dataclass, replace
+    from labkit.core.aggregating import AggregatingConsumer
+    from labkit.core.state import AggregatingState, named
+    from labkit.core.window import HourAverage
+
+    @dataclass
+    class Capped(AggregatingState):
+        cap: int = named("averages_maxlen_ran_with", 0)
+        note: str = ""
+
+    first = keys.partition_prefix + "20250101"
+    old = Capped(first, start_stream=first)
+    r.hset(keys.aggregating_state, mapping=old.fields())
+    c = AggregatingConsumer(r, keys, ListSink(), averages_maxlen=0)
+    hour = HourAverage(T0, 150, 3)
+    new = replace(old, last_id=f"{T0 + HOUR_MS}-0", cap=120, note="two words")
+    c._commit([hour], [], new, old)
+    saved = r.hgetall(keys.aggregating_state)
+    assert saved[b"averages_maxlen_ran_with"] == b"120" and saved[b"note"] == b"two words"
+    assert Capped.load(r, keys) == new
+    [(eid, fields)] = r.xrange(keys.averages)
+    assert eid == hour.entry_id.encode()
+    assert list(fields.items()) == [(k.encode(), v.encode()) for k, v in hour.fields().items()]   # in order
+    with pytest.raises(LabkitError, match=f"changed by someone else \\(now at {first} {T0 + HOUR_MS}-0\\)"):
+        c._commit([], [], new, old)                  # the saved position is no longer ``old``'s
+    assert Capped.load(r, keys) == new
+
+
 # ---------------------------------------------------------------------------- 2. partitions that vanish
 
 def test_a_partition_that_vanishes_mid_read_is_named_and_its_partial_hour_not_published(r, keys, target):

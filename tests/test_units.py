@@ -79,6 +79,15 @@ def test_a_producer_lease_covers_its_partitions_in_date_order():
     assert Holder.decode(b"not json").token == ""                       # someone else's value: never ours
 
 
+def test_a_lease_holder_names_this_process_as_a_person_would(monkeypatch):
+    import sys
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    h = Holder.here("producer", "produce", first="temps:20250101", last=None)
+    assert h.what == "python -m labkit produce" and h.first == "temps:20250101" and h.last is None
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)             # as inside a notebook kernel
+    assert Holder.here("consumers", "consume").what == "a notebook kernel's consumers"
+
+
 def test_each_module_has_one_import_path_and_the_version_is_one_number():
     """The flat layout's names (labkit 0.1) are gone: a module answers to its place in the architecture only."""
     import importlib
@@ -102,9 +111,13 @@ def test_dead_letter_record_starts_with_source_id_reason_payload_and_caps_length
 
 
 def test_replies_as_text_from_bytes_or_str():
-    from labkit.core.replies import text, text_fields
+    from labkit.servers.replies import decoded, text, text_fields
     assert text(b"0-0") == "0-0" == text("0-0") and text(7) == "7"
     assert text_fields({b"a": b"1", "b": 2}) == {"a": "1", "b": "2"}
+    assert text(b"\xff!", errors="replace") == "\ufffd!" and text_fields({b"k": b"\xff"}, "replace") == {"k": "\ufffd"}
+    with pytest.raises(UnicodeDecodeError):
+        text(b"\xff")                               # strict unless the caller says the text may be damaged
+    assert decoded(b"lag") == "lag" and decoded(3) == 3 and decoded(None) is None   # numbers stay numbers
 
 
 def test_worker_states_are_strings_for_existing_comparisons_and_display():
@@ -165,3 +178,21 @@ def test_an_exercise_check_records_its_outcome_for_the_attached_learner(r, keys,
     assert progress.read(r, keys).entries[("exercise", "partition_of")].status == "wrong"
     ex.check("partition_of", None)
     assert progress.read(r, keys).entries[("exercise", "partition_of")].status == "unsolved"
+
+
+def test_redis_url_is_read_in_one_place_and_an_error_never_starts_a_server(monkeypatch, tmp_path):
+    import pathlib
+    import re
+    from labkit.servers import connection
+    monkeypatch.setenv("REDIS_URL", "  redis://db.example:6390/0 ")
+    assert connection.given() == connection.Target("redis://db.example:6390/0", embedded=False)
+    assert connection.current_target() == connection.given() == connection.target()
+    monkeypatch.delenv("REDIS_URL")
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))      # no embedded server runs there
+    assert connection.given() is None
+    assert connection.current_target() == connection.Target("redis://127.0.0.1:0", embedded=True)
+    assert not list(tmp_path.iterdir()), "current_target() started a server"
+    package = pathlib.Path(connection.__file__).parents[1]
+    readers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                     if re.search(r"environ[^\n]*\(\s*[\"']REDIS_URL", p.read_text()))
+    assert readers == ["servers/connection.py"]

@@ -16,9 +16,8 @@ import pytest
 from labkit.core import producer
 from labkit.errors import LabkitError
 from labkit.log import LogLine
-from labkit.notebook import verify_now
 from labkit.core.runner import list_partitions
-from labkit.core.truth import hourly_truth, load_readings
+from labkit.core.truth import check, hourly_truth, load_readings
 from labkit.notebook.panel import ConsumerPanel, LogBox, OutputSink, output_text
 
 DAYS = 1.5     # two partitions (a boundary to cross), the second one half a day: 36 hours
@@ -98,7 +97,7 @@ def test_start_fills_both_outputs_and_status(r, keys, data, panel, capfd):
     assert all(t.startswith("\x1b[33mavg: ") and t.endswith("\x1b[0m\n") for t in raw)
     assert raw[0] == f"\x1b[33mavg: Starting averages consumer in stream {keys.averages} at message 0.\x1b[0m\n"
     assert avg_average_lines(p) == expected_avg_lines(r, keys, parts)
-    rep, _, _ = verify_now(r, keys, parts)            # and the published stream, to the hundredth
+    rep, _, _ = check(r, keys, parts)            # and the published stream, to the hundredth
     assert rep.ok and rep.matched == HOURS, rep.summary()
 
     st = p.update()
@@ -190,7 +189,7 @@ def test_crash_mid_hour_then_resume_loses_and_repeats_nothing(r, keys, data, pan
                f"at message {saved['last_message_id']}.")
     assert wait_for(lambda: resumed in output_text(p.agg_output)), output_text(p.agg_output)
     assert p.wait_idle(0.3, timeout=60)
-    rep, truth, averages = verify_now(r, keys, parts)
+    rep, averages, truth = check(r, keys, parts)
     assert rep.ok and rep.matched == HOURS and rep.duplicates == 0 and not rep.missing, rep.summary()
     assert len(averages) == HOURS > published_before
     assert p.last_status["hours_ever_added"] == HOURS

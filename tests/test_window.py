@@ -6,6 +6,7 @@ from fractions import Fraction
 import pandas as pd
 import pytest
 
+from labkit.core.averages import describe
 from labkit.core.partition import HOUR_MS
 from labkit.core.truth import hourly_truth, verify
 from labkit.core.window import BadReading, HourAverage, HourlyWindow, fold, parse_temp, round_half_up
@@ -26,13 +27,14 @@ def test_an_hour_closes_only_when_a_later_hour_is_seen():
     assert (w.hour_start_ms, w.total, w.count) == (T0 + HOUR_MS, 7, 1)
 
 
-def test_final_hour_closes_by_watermark_or_explicit_close():
+def test_final_hour_closes_when_time_reaches_its_end_or_by_explicit_close():
     w = HourlyWindow()
     fold(w, entries([(T0 + 5, 1), (T0 + 6, 2)]))
-    assert w.close_through(T0 + HOUR_MS - 1) is None
-    assert w.close_through(None) is None
-    assert w.close_through(T0 + HOUR_MS) == HourAverage(T0, 3, 2)
+    assert w.advance_to(T0 + HOUR_MS - 1) is None
+    assert w.advance_to(T0 + HOUR_MS) == HourAverage(T0, 3, 2)
     assert w.close() is None
+    fold(w, entries([(T0 + 7, 4)]))
+    assert w.close() == HourAverage(T0, 4, 1) and w.close() is None
 
 
 def test_gaps_skip_empty_hours_and_start_mid_hour():
@@ -89,7 +91,7 @@ def test_rounding_is_half_up_and_exact():
     assert h.fields() == {"hour": "5", "date": "2025/01/01", "average_temp_f": "50.50",
                           "num_observations": "3600", "sum_temp_f": "181799"}
     # 50.4997…: "50.50" to 2 places, but 50 whole (rounding from the exact mean, never twice)
-    assert h.average_whole == 50 and h.entry_id == f"{T0 + 5 * HOUR_MS}-0"
+    assert "was 50F" in describe(h.fields()) and h.entry_id == f"{T0 + 5 * HOUR_MS}-0"
 
 
 def test_ground_truth_and_verify_agree_with_the_fold_and_catch_errors():

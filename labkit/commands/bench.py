@@ -25,8 +25,9 @@ import time
 
 import redis
 
-from ..core import keyspace, producer
+from ..core import producer
 from ..core.aggregating import BATCH, AggregatingConsumer
+from ..core.context import Context
 from ..core.fastfold import paused_gc
 from ..core.keys import Keys
 from ..core.partition import HOUR_MS, id_ms, next_partition
@@ -181,14 +182,13 @@ class _Published:
         return self.agg.published >= self.hours or time.monotonic() > self.deadline
 
 
-def consumer_seconds(t: connection.Target, keys: Keys, first: str, hours: int, fast: bool = True
-                     ) -> tuple[AggregatingConsumer, float]:
+def consumer_seconds(ctx: Context, first: str, hours: int, fast: bool = True) -> tuple[AggregatingConsumer, float]:
     """Run the aggregating consumer (``AggregatingConsumer.run``, default batch) from ``first`` until it has
-    published ``hours``; its object and the seconds."""
-    r = connection.connect(t)
+    published ``hours``, on its own connection; its object and the seconds."""
+    r = ctx.connect()
     try:
-        prepare(r, keys, first)
-        agg = AggregatingConsumer(r, keys, null_sink, averages_maxlen=0, fast=fast)
+        prepare(r, ctx.keys, first)
+        agg = AggregatingConsumer(r, ctx.keys, null_sink, averages_maxlen=0, fast=fast)
         t0 = time.perf_counter()
         agg.run(_Published(agg, hours), threading.Event())
         seconds = time.perf_counter() - t0
@@ -217,11 +217,9 @@ def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
     def say(text: str) -> None:
         out(LogLine("bench", text))
 
-    keys = Keys.for_tool("bench")
-    t = connection.target()
-    r = connection.connect(t)
-    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
-    say(f"Redis: {t}, {server_name(r)}; keys under {keys.namespace}:")
+    ctx = Context.open(Keys.for_tool("bench"))
+    r, keys = ctx.r, ctx.keys
+    say(f"Redis: {ctx.target}, {server_name(r)}; keys under {keys.namespace}:")
     try:
         data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
         n = min(data.count, XADD_CEILING_MAX)
@@ -259,7 +257,7 @@ def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
                     | {(data.end_ms - 1) // HOUR_MS})
         runs_agg, same, fast_hours = [], True, None
         for _ in range(2):
-            runs_agg.append(consumer_seconds(t, keys, first, hours))
+            runs_agg.append(consumer_seconds(ctx, first, hours))
             got, _ = load_averages(r, keys)
             same = same and len(got) == hours and (len(runs_agg) == 1 or got.equals(fast_hours))
             fast_hours = got
@@ -269,8 +267,8 @@ def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
             f"= {agg_rate:,.0f} readings/s = {seconds / read_s:.2f}x the read time (best of {len(runs_agg)}; "
             + ", ".join(f"{x[1]:.2f} s" for x in runs_agg) + ")"
             + ("; on a cluster the consumer runs its plain path (the fast path is for one server)"
-               if connection.is_cluster(r) else ""))
-        plain, plain_s = consumer_seconds(t, keys, first, hours, fast=False)
+               if ctx.cluster else ""))
+        plain, plain_s = consumer_seconds(ctx, first, hours, fast=False)
         plain_hours, _ = load_averages(r, keys)
         same = same and plain_hours.equals(fast_hours) and plain.readings == agg.readings
         say(f"aggregate (plain path, fast=False): {plain.readings:,} readings into {plain.published} hours in "

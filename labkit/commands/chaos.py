@@ -6,7 +6,7 @@ each time restarting ``consume`` *without* a partition so it resumes from the
 state it saved.  At the end ``temps:averages`` (uncapped) must hold every hour
 exactly once, each equal to ground truth, and the averages consumer's state
 must point at the last entry.  Runs in its own namespace (``<LABKIT_NAMESPACE>-chaos``, or ``labkit-chaos``),
-and only in one it made: it marks the namespace (:func:`claim`) before writing, and refuses one that holds
+and only in one it made: it marks the namespace (:func:`~labkit.core.keyspace.claim_scratch`) before writing, and refuses one that holds
 keys it did not write, so a learner who chose that name never loses their keys.
 """
 
@@ -19,13 +19,14 @@ import subprocess
 import sys
 import time
 
-from ..core import keyspace, producer
+from ..core import producer
+from ..core.context import Context
 from ..core.keys import Keys
+from ..core.keyspace import claim_scratch
 from ..core.partition import id_ms
 from ..core.runner import delete_namespace
 from ..core.truth import check
 from ..log import LogLine, TerminalSink
-from ..servers import connection
 
 
 def _consume(env: dict, *args: str) -> subprocess.Popen:
@@ -38,17 +39,15 @@ def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namesp
     out = out or TerminalSink()
     seed = int(time.time()) if seed is None else seed
     rnd = random.Random(seed)
-    keys = Keys(namespace) if namespace else Keys.for_tool("chaos")
-    t = connection.target()
-    r = connection.connect(t)
-    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
+    ctx = Context.open(Keys(namespace) if namespace else Keys.for_tool("chaos"))
+    r, keys = ctx.r, ctx.keys
     env = dict(os.environ, LABKIT_NAMESPACE=keys.namespace)
-    if t.embedded:
+    if ctx.target.embedded:
         env.pop("REDIS_URL", None)
     else:
-        env["REDIS_URL"] = t.url
+        env["REDIS_URL"] = ctx.target.url
     t0 = time.monotonic()
-    keyspace.claim_scratch(r, keys, "chaos")     # before the try: a namespace that is not ours is never deleted
+    claim_scratch(r, keys, "chaos")     # before the try: a namespace that is not ours is never deleted
     try:
         data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
         producer.produce(r, data, keys)

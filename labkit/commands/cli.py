@@ -11,9 +11,9 @@ import time
 import redis
 
 from .. import progressbar
-from ..core import keyspace, producer
+from ..core import producer
 from ..core.aggregating import DEFAULT_MAXLEN
-from ..core.keys import Keys
+from ..core.context import Context
 from ..errors import LabkitError
 from ..log import LogLine, TerminalSink
 from ..servers import connection
@@ -36,7 +36,7 @@ def _err(text: str) -> None:
 def cmd_server(args) -> int:
     out = TerminalSink()
     if args.action == "start":
-        if os.environ.get("REDIS_URL"):
+        if connection.given():
             out(LogLine("", "note: REDIS_URL is set, so labkit uses that server, not this one"))
         info, started = server.start()
         out(LogLine("", f"{'started' if started else 'already running'}: embedded server "
@@ -44,7 +44,7 @@ def cmd_server(args) -> int:
     elif args.action == "stop":
         out(LogLine("", "stopped the embedded server" if server.stop() else "the embedded server is not running"))
     elif args.action == "status":
-        t = connection.target() if os.environ.get("REDIS_URL") else None
+        t = connection.given()
         info = server.read_info()
         emb = (f"running at {connection.mask(info.url)}, pid {info.pid}, data in {info.data_dir}"
                if info else "not running")
@@ -114,10 +114,10 @@ def cmd_cluster(args) -> int:
                 else f"replica of {n['master_port']}" if n["role"] == "replica" else "role unknown")
         out(LogLine("", f"  127.0.0.1:{n['port']}  {role}{'  FAILED' if n['failed'] else ''}  pid {n['pid']}  "
                         f"{n['keys']} keys  {n['memory']} used"))
-    using = os.environ.get("REDIS_URL", "").strip()
-    ours = using and connection.Target(using, False).address in {f"{info.host}:{n.port}" for n in info.nodes}
+    using = connection.given()
+    ours = using and using.address in {f"{info.host}:{n.port}" for n in info.nodes}
     out(LogLine("", "labkit uses: " + ("this cluster (REDIS_URL)" if ours else
-                                       f"{connection.mask(using)} (REDIS_URL)" if using else "the embedded server "
+                                       f"{connection.mask(using.url)} (REDIS_URL)" if using else "the embedded server "
                                        "(set REDIS_URL to use the cluster)")))
     return 0 if st["state"] == "ok" else 1
 
@@ -131,12 +131,10 @@ def cmd_produce(args) -> int:
     args.days = 10 if args.days is None else args.days
     args.interval = 1 if args.interval is None else args.interval
     data = producer.Dataset(producer.parse_start(args.start), args.days, _interval_ms(args.interval), args.seed)
-    keys = Keys.from_env()
-    r = connection.connect()
-    keys = keyspace.keys_for(r, keys)
+    ctx = Context.open()
     update, close = progressbar.bar(data.count, "producing") if not args.no_progress else (None, lambda: None)
     try:
-        res = producer.produce(r, data, keys, TerminalSink(), args.retention_days, update)
+        res = producer.produce(ctx.r, data, ctx.keys, TerminalSink(), args.retention_days, update)
     finally:
         close()
     print(f"Wrote {res['readings']:,} readings to {res['partitions']} partitions in {res['seconds']:.2f} s "
@@ -150,10 +148,9 @@ def _produce_live(args) -> int:
     if given:
         raise LabkitError(f"--{given[0]} does not apply to --live (readings are stamped with the current time)",
                           "drop it, or drop --live to produce a dataset")
-    keys = Keys.from_env()
-    r = connection.connect()
+    ctx = Context.open()
     try:
-        res = run_live(r, keyspace.keys_for(r, keys), 1.0 if args.rate is None else args.rate, args.duration, TerminalSink(),
+        res = run_live(ctx.r, ctx.keys, 1.0 if args.rate is None else args.rate, args.duration, TerminalSink(),
                        seed=args.seed, retention_days=args.retention_days)
     except KeyboardInterrupt as exc:
         print("live: stopped.", file=sys.stderr)
@@ -177,8 +174,9 @@ def cmd_consume(args) -> int:
     partition = None if args.partition is None else args.partition.strip()  # tolerate shell-quoting spaces
     if not 0 <= args.reconnect_seconds <= 86_400:
         raise LabkitError(f"--reconnect-seconds {args.reconnect_seconds:g} is out of range", "use 0 to 86400")
-    handle = start_consumers(partition, averages_maxlen=args.averages_maxlen, keys=Keys.from_env(),
-                             reconnect_s=args.reconnect_seconds)
+    with Context.open() as ctx:
+        handle = start_consumers(partition, averages_maxlen=args.averages_maxlen,
+                                 reconnect_s=args.reconnect_seconds, context=ctx)
     interrupted = False
     try:
         while handle.running:
@@ -202,9 +200,8 @@ def cmd_consume(args) -> int:
 def cmd_verify(args) -> int:
     from ..core import eviction, progress
     from ..core.truth import check
-    keys = Keys.from_env()
-    r = connection.connect()
-    keys = keyspace.keys_for(r, keys)
+    ctx = Context.open()
+    keys, r = ctx.keys, ctx.r
     eviction.check(r, TerminalSink(), "verify")
     rep, _, _ = check(r, keys, accept=args.accept)
     shown = 40
@@ -342,15 +339,6 @@ def _on_sigterm(signum, frame):
     raise Terminated
 
 
-def _current_target() -> connection.Target:
-    """Where labkit was talking to, for an error message (never starts a server)."""
-    url = os.environ.get("REDIS_URL", "").strip()
-    if url:
-        return connection.Target(url, embedded=False)
-    info = server.read_info()
-    return connection.Target(info.url if info else "redis://127.0.0.1:0", embedded=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -366,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         _err(str(exc.with_flag("--" + exc.param.replace("_", "-")) if exc.param else exc))
         return exc.exit_code
     except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
-        _err(str(connection.explain(exc, _current_target())))
+        _err(str(connection.explain(exc, connection.current_target())))
         return 1
     except KeyboardInterrupt as exc:
         _err("terminated" if isinstance(exc, Terminated) else "interrupted")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from ..core import keyspace, producer
-from ..core.keys import Keys
+from ..core import producer
+from ..core.context import Context
 from ..core.runner import start_consumers
 from ..core.truth import check
 from ..errors import LabkitError
@@ -16,11 +16,10 @@ from ..servers import connection
 
 def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet: bool = False) -> int:
     out = TerminalSink()
-    keys = Keys.from_env()
     t = connection.target()
     out(LogLine("demo", f"Redis: {t}"))
-    r = connection.connect(t)
-    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
+    ctx = Context.open(target=t)
+    r, keys = ctx.r, ctx.keys
     data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
     timings = {}
 
@@ -30,7 +29,7 @@ def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet:
     partitions = data.partitions(keys)
 
     t0 = time.perf_counter()
-    handle = start_consumers(partitions[0], averages_maxlen=0, sink=null_sink if quiet else out, keys=keys, target=t)
+    handle = start_consumers(partitions[0], averages_maxlen=0, sink=null_sink if quiet else out, context=ctx)
     idle = handle.wait_idle(0.5, timeout=600)
     handle.stop()
     if handle.error or not idle:

@@ -12,23 +12,21 @@ from __future__ import annotations
 import threading
 import time
 
-from ..core import keyspace
+from ..core.context import Context
 from ..core.keys import Keys
+from ..core.keyspace import claim_scratch
 from ..core.live import run_live
 from ..core.partition import HOUR_MS, id_ms, partition_for_ms
 from ..core.runner import delete_namespace, start_consumers
 from ..core.truth import check
 from ..log import LogLine, Sink, TerminalSink
-from ..servers import connection
 
 
 def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namespace: str | None = None,
              out: Sink | None = None) -> dict:
     out = out or TerminalSink()
-    keys = Keys(namespace) if namespace else Keys.for_tool("soak")
-    t = connection.target()
-    r = connection.connect(t)
-    keys = keyspace.keys_for(r, keys)   # on a cluster: the state is hash-tagged
+    ctx = Context.open(Keys(namespace) if namespace else Keys.for_tool("soak"))
+    r, keys = ctx.r, ctx.keys
     now = time.time()
     hour_end_ms = (int(now * 1000) // HOUR_MS + 1) * HOUR_MS
     offset = hour_end_ms / 1000 - lead_s - now       # the producer's clock reaches an hour's end lead_s in
@@ -41,16 +39,16 @@ def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namesp
 
     stop = threading.Event()
     result: dict = {}
-    keyspace.claim_scratch(r, keys, "soak")      # before the try: a namespace that is not ours is never deleted
+    claim_scratch(r, keys, "soak")      # before the try: a namespace that is not ours is never deleted
     try:
         producer = threading.Thread(target=lambda: result.update(run_live(
-            connection.connect(t), keys, rate, duration, stop=stop, clock=clock)), daemon=True)
+            ctx.connect(), keys, rate, duration, stop=stop, clock=clock)), daemon=True)
         producer.start()
         first = partition_for_ms(int(clock() * 1000), keys.partition_prefix)
         deadline = time.monotonic() + 10
         while not r.exists(first) and time.monotonic() < deadline:
             time.sleep(0.005)
-        h = start_consumers(first, averages_maxlen=0, sink=sink, keys=keys, target=t)
+        h = start_consumers(first, averages_maxlen=0, sink=sink, context=ctx)
         max_lag_ms, samples = 0, 0
         while producer.is_alive():
             top = r.xrevrange(partition_for_ms(int(clock() * 1000), keys.partition_prefix), count=1)

@@ -31,15 +31,16 @@ plain path, as on a cluster.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import time
+from dataclasses import replace
 
 import redis
 
 from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink
 from ..servers import connection
+from ..servers.replies import text
 from . import deadletters, keyspace, manifest
 from .keys import Keys
 from .lease import Holder, Lease
@@ -52,85 +53,89 @@ DEFAULT_MAXLEN = 120
 BATCH = 10_000          # measured as fast as 20,000 and faster than 50,000 (docs/benchmark.md)
 BLOCK_MS = 500
 WRITING_POLL_MS = 250  # longest wait on a partition that is still being written (see _loop)
-DEADLETTER_MAXLEN = 10_000
 
 # KEYS: averages, state, lease, deadletter.
-# ARGV: token, lease ttl ms, expected stream, expected last id, maxlen (0 = none), #hours, #dead letters,
-#       #state fields n, new state (n field/value pairs: AggregatingState.fields()),
-#       then 6 values per hour (id, hour, date, avg, count, sum),
-#       then 4 per dead letter (source, id, reason, payload), then the lease holder.
+# ARGV, read front to back, where a "list" is its number of pairs, then field, value, field, value, …:
+#   token, lease ttl ms, averages maxlen (0 = none), dead-letter maxlen, holder (to retake an expired lease),
+#   the state's position as saved (list), the new state (list),
+#   #hours, then per hour its entry ID and fields (list), #dead letters, then per dead letter its fields (list).
+# Field names come from Python (AggregatingState, HourAverage.fields, deadletters.record): a field added
+# there is written here unchanged.
 # Returns {status, published, replayed, detail}; nothing is written unless status is OK or RETAKEN.
 # An empty token (a consumer driven without a lease, as in unit tests) skips the lease check.
 COMMIT = """
-local lease = ARGV[1] ~= '' and redis.call('GET', KEYS[3])
-local mine = ARGV[1] == ''
+local at = 0
+local function arg() at = at + 1; return ARGV[at] end
+local function list() local t = {}; for i = 1, 2 * tonumber(arg()) do t[i] = arg() end; return t end
+local token, ttl, maxlen, dl_maxlen, holder = arg(), arg(), arg(), arg(), arg()
+local position, state = list(), list()
+local hours, dead = {}, {}
+for i = 1, tonumber(arg()) do hours[i] = {arg(), list()} end
+for i = 1, tonumber(arg()) do dead[i] = list() end
+
+local lease = token ~= '' and redis.call('GET', KEYS[3])
+local mine = token == ''
 if lease then
   local ok, h = pcall(cjson.decode, lease)
-  mine = ok and type(h) == 'table' and h['token'] == ARGV[1]
+  mine = ok and type(h) == 'table' and h['token'] == token
   if not mine then return {'LEASE', 0, 0, lease} end
 end
-local st = redis.call('HMGET', KEYS[2], 'current_stream_key', 'last_message_id')
-if not st[1] then return {'GONE', 0, 0, ''} end
-if st[1] ~= ARGV[3] or st[2] ~= ARGV[4] then return {'STATE', 0, 0, st[1] .. ' ' .. tostring(st[2])} end
-local nh, nb, ns = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local h0 = 9 + 2 * ns
-local b0 = h0 + 6 * nh
+local names, saved = {}, {}
+for i = 1, #position, 2 do names[#names + 1] = position[i] end
+local now = redis.call('HMGET', KEYS[2], unpack(names))
+if not now[1] then return {'GONE', 0, 0, ''} end
+local same = true
+for i = 1, #names do
+  saved[i] = tostring(now[i])
+  same = same and now[i] == position[2 * i]
+end
+if not same then return {'STATE', 0, 0, table.concat(saved, ' ')} end
 local function ms_of(id) return tonumber(string.match(id, '^(%d+)')) end
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local top_ms = top[1] and ms_of(top[1][1]) or -1
 local fresh, replayed = {}, 0
-for i = 0, nh - 1 do
-  local a = h0 + 6 * i
-  local id = ARGV[a]
+for _, h in ipairs(hours) do
+  local id, want = h[1], h[2]
   if ms_of(id) > top_ms then
-    fresh[#fresh + 1] = a
+    fresh[#fresh + 1] = h
   else
     local e = redis.call('XRANGE', KEYS[1], id, id)[1]
-    local want = {'hour', ARGV[a+1], 'date', ARGV[a+2], 'average_temp_f', ARGV[a+3],
-                  'num_observations', ARGV[a+4], 'sum_temp_f', ARGV[a+5]}
     local same = e ~= nil and #e[2] == #want
     if same then for j = 1, #want do if e[2][j] ~= want[j] then same = false end end end
     if not same then return {'CONFLICT', 0, 0, id} end
     replayed = replayed + 1
   end
 end
-for _, a in ipairs(fresh) do
+for _, h in ipairs(fresh) do
   local args = {'XADD', KEYS[1]}
-  if ARGV[5] ~= '0' then args[#args+1] = 'MAXLEN'; args[#args+1] = '~'; args[#args+1] = ARGV[5] end
-  for _, v in ipairs({ARGV[a], 'hour', ARGV[a+1], 'date', ARGV[a+2], 'average_temp_f', ARGV[a+3],
-                      'num_observations', ARGV[a+4], 'sum_temp_f', ARGV[a+5]}) do args[#args+1] = v end
+  if maxlen ~= '0' then args[#args+1] = 'MAXLEN'; args[#args+1] = '~'; args[#args+1] = maxlen end
+  args[#args+1] = h[1]
+  for _, v in ipairs(h[2]) do args[#args+1] = v end
   redis.call(unpack(args))
 end
-for i = 0, nb - 1 do
-  local a = b0 + 4 * i
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', 'source', ARGV[a], 'id', ARGV[a+1],
-             'reason', ARGV[a+2], 'payload', ARGV[a+3])
+for _, fields in ipairs(dead) do
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', dl_maxlen, '*', unpack(fields))
 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 9, 8 + 2 * ns))
+redis.call('HSET', KEYS[2], unpack(state))
 if mine then
-  if ARGV[1] ~= '' then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
+  if token ~= '' then redis.call('PEXPIRE', KEYS[3], ttl) end
   return {'OK', #fresh, replayed, ''}
 end
-redis.call('SET', KEYS[3], ARGV[b0 + 4 * nb], 'PX', ARGV[2])
+redis.call('SET', KEYS[3], holder, 'PX', ttl)
 return {'RETAKEN', #fresh, replayed, ''}
 """
 
 
-def consumer_holder() -> Holder:
-    import sys
-    return Holder(what="a notebook kernel's consumers" if "ipykernel" in sys.modules
-                  else "python -m labkit consume")
+def pairs(fields: dict) -> list:
+    """``fields`` as one of :data:`COMMIT`'s lists: how many pairs, then field, value, field, value, …"""
+    return [len(fields), *(x for item in fields.items() for x in item)]
+
 
 
 def _given_up(day_end_ms: int) -> str:
     """The ``last_message_id`` that marks a partition as given up on: past every reading of its day,
     with a sequence number no producer writes."""
     return f"{day_end_ms}-{2**64 - 1}"
-
-
-def _fresh(s: AggregatingState, partition: str) -> AggregatingState:
-    """The state at the start of ``partition``, carrying what spans partitions (start, cap)."""
-    return dataclasses.replace(s, stream=partition, last_id="0", total=0, count=0, partition_run="", read=0)
 
 
 def _clock(ms: int) -> str:
@@ -140,7 +145,7 @@ def _clock(ms: int) -> str:
 class AggregatingConsumer:
     def __init__(self, r: redis.Redis, keys: Keys, sink: Sink, averages_maxlen: int = DEFAULT_MAXLEN,
                  batch: int = BATCH, block_ms: int = BLOCK_MS, lease: Lease | None = None, fast: bool = True):
-        self.r, self.keys, self.sink = r, keyspace.keys_for(r, keys), sink
+        self.r, self.keys, self.sink = r, keys, sink
         self.cluster = connection.is_cluster(r)
         self.fast = fast        # the fast path (single server only): read-ahead and the bulk fold
         self.maxlen, self.batch, self.block_ms = averages_maxlen, batch, block_ms
@@ -170,7 +175,7 @@ class AggregatingConsumer:
         s = AggregatingState.load(self.r, self.keys)
         if s is None:
             raise data_gone(self.keys, self.keys.aggregating_state)
-        s = self.state = dataclasses.replace(s, cap=combine_caps(s.cap, self.maxlen or 0))
+        s = self.state = replace(s, cap=combine_caps(s.cap, self.maxlen or 0))
         window = s.window()
         self.log(f"Starting aggregating consumer in stream {s.stream} at message {s.last_id}.")
         self.started.set()
@@ -205,8 +210,8 @@ class AggregatingConsumer:
                 last = entries[-1][0].decode() if got else s.last_id
                 del entries
             run = s.partition_run or (rec.run if rec and got else "")
-            new = dataclasses.replace(s, last_id=last, total=window.total, count=window.count, partition_run=run,
-                                      read=s.read + got if s.read >= 0 else -1)
+            new = replace(s, last_id=last, total=window.total, count=window.count, partition_run=run,
+                          read=s.read + got if s.read >= 0 else -1)
             lost: list[tuple[str, str]] = []
             self._next = None
             if got < self.batch:
@@ -303,7 +308,7 @@ class AggregatingConsumer:
                        if exists else f"{p} is missing")
             why += f" (no producer is writing it, and {later[0]} exists)"
         self._lose(p, window, lost, why)
-        gone = dataclasses.replace(s, last_id=_given_up(day_end), total=0, count=0)
+        gone = replace(s, stream=p, last_id=_given_up(day_end), total=0, count=0)
         return self._move_on(gone, HourlyWindow(), [], lost)
 
     def _move_on(self, s: AggregatingState, window: HourlyWindow, closed: list, lost: list):
@@ -313,7 +318,7 @@ class AggregatingConsumer:
         nxt = next_partition(p, self.keys.partition_prefix)
         if self.r.exists(nxt):
             self.log(f"Changing partition to consume stream: {nxt}")
-            return _fresh(s, nxt), HourlyWindow(), closed
+            return replace(s, stream=nxt, last_id="0", total=0, count=0, partition_run="", read=0), HourlyWindow(), closed
         producer = self._producer()
         if producer and producer.covers(nxt):
             self._wait(f"Waiting for stream partition {nxt} ({producer.what} is writing it).")
@@ -337,7 +342,8 @@ class AggregatingConsumer:
         self.losses += 1
         lost.append((nxt, why))
         self.log(f"Changing partition to consume stream: {later[0]}")
-        return _fresh(s, later[0]), HourlyWindow(), closed
+        return (replace(s, stream=later[0], last_id="0", total=0, count=0, partition_run="", read=0), HourlyWindow(),
+                closed)
 
     def _lose(self, partition: str, window: HourlyWindow, lost: list, why: str) -> None:
         if window.count:
@@ -361,8 +367,7 @@ class AggregatingConsumer:
     def _later_partitions(self, p: str) -> list[str]:
         """Partitions after ``p`` that the manifest knows and that still exist, oldest first (every partition
         after ``p`` when the manifest itself is gone: one SCAN, only then)."""
-        names = sorted(n for n in (k.decode() if isinstance(k, bytes) else k
-                                   for k in self.r.hkeys(self.keys.manifest)) if n > p)
+        names = sorted(n for n in map(text, self.r.hkeys(self.keys.manifest)) if n > p)
         if not names and not self.r.exists(self.keys.manifest):
             return [n for n in keyspace.list_partitions(self.r, self.keys) if n > p]
         if not names:
@@ -402,25 +407,20 @@ class AggregatingConsumer:
         """Publish ``closed``, dead-letter ``bad`` and save ``new`` in one atomic script (see :data:`COMMIT`)."""
         token = self.lease.token if self.lease else ""
         ttl = self.lease.ttl_ms if self.lease else 10_000
+        holder = self.lease.holder.encode() if self.lease else ""
         # A loss is a dead letter with ID "-" whose source is the partition lost (verify reads them back).
         letters = ([deadletters.record(old.stream, eid, reason, fields) for eid, fields, reason in bad]
                    + [deadletters.record(partition, "-", why, {}) for partition, why in lost])
-        args: list = [token, ttl, old.stream, old.last_id, self.maxlen or 0, len(closed), len(letters)]
-        f = new.fields()
-        args.append(len(f))
-        for name, value in f.items():
-            args += [name, value]
+        args: list = [token, ttl, self.maxlen or 0, deadletters.MAXLEN, holder,
+                      *pairs(old.position()), *pairs(new.fields()), len(closed)]
         for h in closed:
-            hf = h.fields()
-            args += [h.entry_id, hf["hour"], hf["date"], hf["average_temp_f"], hf["num_observations"],
-                     hf["sum_temp_f"]]
+            args += [h.entry_id, *pairs(h.fields())]
+        args.append(len(letters))
         for letter in letters:
-            args += list(letter.values())
-        args.append(self.lease.holder.encode() if self.lease else "")
+            args += pairs(letter)
         keys = [self.keys.averages, self.keys.aggregating_state, self.keys.aggregating_lease, self.keys.deadletter]
         status, published, replayed, detail = self._commit_script(keys=keys, args=args)
-        status = status.decode() if isinstance(status, bytes) else status
-        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+        status, detail = text(status), text(detail, errors="replace")
         if status == "LEASE":
             held = Holder.decode(detail)
             raise LabkitError(f"this consumer lost {self.keys.aggregating_lease} to "

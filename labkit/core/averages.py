@@ -22,9 +22,9 @@ import redis
 from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink
 from ..servers import connection
-from . import deadletters, keyspace
+from . import deadletters
 from .keys import Keys
-from .replies import text, text_fields
+from ..servers.replies import text, text_fields
 from .state import AveragesState, data_gone
 from .window import round_half_up
 
@@ -44,12 +44,11 @@ def describe(fields: dict) -> str:
 
 class AveragesConsumer:
     def __init__(self, r: redis.Redis, keys: Keys, sink: Sink, block_ms: int = BLOCK_MS):
-        self.r, self.keys, self.sink, self.block_ms = r, keyspace.keys_for(r, keys), sink, block_ms
+        self.r, self.keys, self.sink, self.block_ms = r, keys, sink, block_ms
         self.state = AveragesState()
         self.printed = 0
         self.missed = 0
         self.malformed = 0
-        self.last_line = ""
         self.idle_since: float | None = None
         self.client_id: int | None = None  # of the connection that blocks, for CLIENT UNBLOCK
         self.blocker: redis.Redis | None = None  # on a cluster: the node client where that connection is
@@ -86,11 +85,11 @@ class AveragesConsumer:
                     except (KeyError, ValueError, ArithmeticError) as exc:
                         self.malformed += 1
                         self.r.xadd(self.keys.deadletter, deadletters.record(stream, eid, f"malformed average: {exc!r}",
-                                                                             fields), maxlen=10_000, approximate=True)
+                                                                             fields), maxlen=deadletters.MAXLEN,
+                                    approximate=True)
                         self.log(f"Dead-lettered malformed entry {text(eid)} of {stream} to {self.keys.deadletter}.")
                         continue
                     self.log(line)
-                    self.last_line = line
                     self.printed += 1
                 s = self.state = AveragesState(text(entries[-1][0]), max(added, s.entries_read + len(entries)))
                 self.r.hset(self.keys.averages_state, mapping=s.fields())

@@ -25,22 +25,21 @@ A writer may add fields of its own after these (the consumer-group pool adds
 
 from __future__ import annotations
 
-from .replies import text
+from ..servers.replies import text
 
 REASON_MAX = 300
 PAYLOAD_MAX = 500
+#: The pipeline's dead-letter stream is capped near this many entries (``MAXLEN ~``).
+MAXLEN = 10_000
 
 
 def payload(fields: dict | None) -> str:
     """An entry's fields as one short line of text (``{}`` for an entry that no longer exists)."""
+    # bytes that are not UTF-8 are shown as escapes, never an error
     if isinstance(fields, (list, tuple)):      # the raw [name, value, …] of an entry with a repeated name
-        return repr([_lenient(x) for x in fields])[:PAYLOAD_MAX]
-    return repr({_lenient(k): _lenient(v) for k, v in (fields or {}).items()})[:PAYLOAD_MAX]
-
-
-def _lenient(v) -> str:
-    """Text for a payload: bytes that are not UTF-8 shown as escapes, never an error."""
-    return v.decode(errors="backslashreplace") if isinstance(v, bytes) else str(v)
+        return repr([text(x, "backslashreplace") for x in fields])[:PAYLOAD_MAX]
+    return repr({text(k, "backslashreplace"): text(v, "backslashreplace")
+                 for k, v in (fields or {}).items()})[:PAYLOAD_MAX]
 
 
 def record(source: str, entry_id, reason: str, fields: dict | None, **extra) -> dict:

@@ -62,11 +62,6 @@ class Keys:
         return self.with_key(self.averages, name)
 
     @property
-    def averages_tag(self) -> str:
-        """The prefix of every key hash-tagged into ``temps:averages``' slot (cluster only)."""
-        return f"{{{self.averages}}}"
-
-    @property
     def partition_prefix(self) -> str:
         """Partitions are ``<prefix>YYYYMMDD``."""
         return self.key("temps:")

@@ -18,7 +18,7 @@ from redis.crc import key_slot
 
 from ..servers.connection import is_cluster
 from .keys import Keys
-from .replies import text
+from ..servers.replies import text
 
 #: Keys per UNLINK: large enough for few round trips, small enough not to block the server.
 CHUNK = 500

@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,12 @@ class Holder:
     since_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     first: str | None = None
     last: str | None = None
+
+    @classmethod
+    def here(cls, role: str, command: str, **where) -> "Holder":
+        """This process as a holder: ``a notebook kernel's <role>`` in a kernel, else ``python -m labkit <command>``."""
+        return cls(what=f"a notebook kernel's {role}" if "ipykernel" in sys.modules else f"python -m labkit {command}",
+                   **where)
 
     def encode(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -171,7 +178,3 @@ class Lease:
             self._release(keys=[self.key], args=[self.token])
         except redis.RedisError:
             pass  # it expires by itself within the TTL
-
-
-def holder_of(r: redis.Redis, key: str) -> Holder | None:
-    return Holder.decode(r.get(key))

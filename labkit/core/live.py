@@ -30,7 +30,7 @@ from ..errors import LabkitError
 from ..log import LogLine, Sink, null_sink
 from ..servers import connection
 from ..servers.connection import RECONNECT_S
-from . import eviction, keyspace, manifest
+from . import eviction, manifest
 from .keys import Keys
 from .partition import DAY_MS, day_of, day_start_ms, id_ms, partition_name
 from .producer import (
@@ -149,7 +149,6 @@ def run_live(r: redis.Redis, keys: Keys = Keys(), rate: float = 1.0, duration: f
         raise LabkitError(f"retention_days {retention_days:g} is out of range", "use at least 1 day",
                           "retention_days")
     stop = stop or threading.Event()
-    keys = keyspace.keys_for(r, keys)
     eviction.check(r, sink, "live")
     walk = Walk(seed)
     start_ms = int(clock() * 1000)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import redis
 
+from ..servers.replies import text
 from .keys import Keys
 from .partition import HOUR_MS
 
@@ -69,7 +70,7 @@ class Record:
         """The record, or None when there is none (or it is not one labkit wrote)."""
         if raw is None:
             return None
-        parts = (raw.decode(errors="replace") if isinstance(raw, bytes) else raw).split(" ")
+        parts = text(raw, errors="replace").split(" ")
         if len(parts) not in (4, 5) or parts[0] not in (WRITING, COMPLETE):
             return None
         try:
@@ -94,5 +95,5 @@ def read(r: redis.Redis, keys: Keys) -> dict[str, Record]:
     for k, v in r.hgetall(keys.manifest).items():
         rec = Record.decode(v)
         if rec:
-            out[k.decode() if isinstance(k, bytes) else k] = rec
+            out[text(k)] = rec
     return out

@@ -76,10 +76,6 @@ def id_ms(entry_id: str | bytes) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
-def hour_start(ms: int) -> int:
-    return ms - ms % HOUR_MS
-
-
 def partitions_between(first_ms: int, end_ms: int, prefix: str = PREFIX) -> list[str]:
     """Partitions covering readings in ``[first_ms, end_ms)``, oldest first."""
     if end_ms <= first_ms:

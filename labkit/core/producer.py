@@ -451,14 +451,9 @@ def wait_for_server(r: redis.Redis, sink: Sink, source: str, exc: Exception, sec
                           "start the server again, then rerun the same command")
 
 
-def _who() -> str:
-    import sys
-    return "a notebook kernel's producer" if "ipykernel" in sys.modules else "python -m labkit produce"
-
-
 def acquire_producer_lease(r: redis.Redis, keys: Keys, first: str | None, last: str | None) -> Lease:
     """The namespace's producer lease, or a one-line error naming the producer that holds it."""
-    return Lease(r, keys.producer_lease, Holder(what=_who(), first=first, last=last)).acquire(
+    return Lease(r, keys.producer_lease, Holder.here("producer", "produce", first=first, last=last)).acquire(
         "wait for it to finish (or stop it), or set LABKIT_NAMESPACE to write elsewhere")
 
 
@@ -482,7 +477,6 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
         raise LabkitError(f"retention_days {retention_days} is out of range",
                           "use at least 1 day, so nothing is deleted on the day it is written", "retention_days")
     retention_ms = round(retention_days * DAY_MS)
-    keys = keyspace.keys_for(r, keys)
     eviction.check(r, sink, "produce")
     now_ms = server_ms(r) if now_ms is None else now_ms
     names = data.partitions(keys)

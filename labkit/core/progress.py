@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 
 import redis
+from redis.exceptions import RedisClusterException
 
+from ..servers.replies import text
 from .keys import Keys
 
 KINDS = ("exercise", "notebook", "verify", "quiz")
@@ -53,8 +55,7 @@ def decode(fields: dict) -> Progress:
     entries: dict[tuple[str, str], Entry] = {}
     last = None
     for f, v in fields.items():
-        f = f.decode() if isinstance(f, bytes) else f
-        v = v.decode(errors="replace") if isinstance(v, bytes) else v
+        f, v = text(f), text(v, errors="replace")
         if f == LAST_ACTIVITY:
             last = int(v) if v.isdigit() else None
             continue
@@ -75,7 +76,7 @@ def record(r, keys: Keys, kind: str, name: str, status: str, **detail) -> bool:
     f, v = encode(kind, name, status, now, **detail)
     try:
         r.hset(keys.progress, mapping={f: v, LAST_ACTIVITY: str(now)})
-    except redis.RedisError:
+    except (redis.RedisError, RedisClusterException):   # the latter is not a RedisError (a closed cluster client)
         return False
     return True
 
@@ -89,10 +90,10 @@ def read(r, keys: Keys) -> Progress:
 _attached: tuple | None = None     # (client, keys) of the learner this kernel works for
 
 
-def attach(r, keys: Keys) -> None:
-    """Record this kernel's progress in ``keys``' namespace (the notebooks' set-up call does it)."""
+def attach(r, keys: Keys | None) -> None:
+    """Record this kernel's progress in ``keys``' namespace (the notebooks' set-up call does it); None detaches."""
     global _attached
-    _attached = (r, keys)
+    _attached = (r, keys) if r is not None else None
 
 
 def note(kind: str, name: str, status: str, **detail) -> bool:

@@ -20,18 +20,18 @@ from redis.retry import Retry
 from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink, TerminalSink
 from ..servers import connection
-from . import eviction, keyspace
+from . import eviction
 from .aggregating import (
     BATCH,
     BLOCK_MS,
     DEFAULT_MAXLEN,
     AggregatingConsumer,
-    consumer_holder,
 )
 from .averages import AveragesConsumer
+from .context import Context
 from .keys import Keys
 from .keyspace import delete_namespace, list_partitions  # noqa: F401 - re-exported: callers import them from here
-from .lease import Lease
+from .lease import Holder, Lease
 from .partition import parse_partition
 from .state import AggregatingState, AveragesState
 
@@ -55,7 +55,7 @@ def _check_type(r: redis.Redis, key: str, want: bytes) -> None:
 
 def acquire_consumer_lease(r: redis.Redis, keys: Keys) -> Lease:
     """The namespace's aggregating-consumer lease, or a one-line error naming who holds it."""
-    return Lease(r, keys.aggregating_lease, consumer_holder()).acquire(
+    return Lease(r, keys.aggregating_lease, Holder.here("consumers", "consume")).acquire(
         "only one pair of consumers runs per namespace: stop the other one (its panel's Stop, or Ctrl+C "
         "in its terminal), or set LABKIT_NAMESPACE to run a separate copy of the lab")
 
@@ -64,8 +64,8 @@ def prepare(r: redis.Redis, keys: Keys, partition: str | None) -> AggregatingSta
     """Validate everything, then (with a partition) reset both states and the averages stream.
 
     Nothing is changed in Redis unless every check passes.  The caller holds the lease.
+    ``keys`` are named for ``r``'s server (see :class:`labkit.core.context.Context`).
     """
-    keys = keyspace.keys_for(r, keys)
     _check_type(r, keys.averages, b"stream")
     _check_type(r, keys.aggregating_state, b"hash")
     _check_type(r, keys.averages_state, b"hash")
@@ -280,11 +280,14 @@ class Consumers:
 def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFAULT_MAXLEN,
                     sink: Sink | None = None, keys: Keys | None = None,
                     target: connection.Target | None = None, batch: int = BATCH,
-                    block_ms: int = BLOCK_MS, reconnect_s: float = RECONNECT_S) -> Consumers:
+                    block_ms: int = BLOCK_MS, reconnect_s: float = RECONNECT_S,
+                    context: Context | None = None) -> Consumers:
     """Start both consumers in background threads and return their handle.
 
     With ``partition`` both states and ``temps:averages`` are reset and the
     aggregating consumer starts there; without, both resume from saved state.
+    Where and which keys: ``context`` (its server and key names), else ``target``
+    and ``keys`` (each by default from the environment).
     """
     if not 1 <= batch <= 1_000_000 or not 1 <= block_ms <= connection.SOCKET_TIMEOUT_S * 500:
         raise LabkitError(f"batch {batch} / block {block_ms} ms out of range",
@@ -292,25 +295,23 @@ def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFA
     if averages_maxlen < 0:
         raise LabkitError(f"averages_maxlen {averages_maxlen} is negative", "use 0 for uncapped, or e.g. 120",
                           "averages_maxlen")
-    target = target or connection.target()
-    keys = keys or Keys.from_env()
-    r = connection.connect(target)
-    keys = keyspace.keys_for(r, keys)
+    ctx = context or Context.open(keys, target)
     lease = None
     try:
-        eviction.check(r, sink or TerminalSink(), "consume")
-        lease = acquire_consumer_lease(r, keys)
-        prepare(r, keys, partition)
-        handle = Consumers(target, keys, sink or TerminalSink(), averages_maxlen, batch, block_ms, reconnect_s,
-                           lease)
+        eviction.check(ctx.r, sink or TerminalSink(), "consume")
+        lease = acquire_consumer_lease(ctx.r, ctx.keys)
+        prepare(ctx.r, ctx.keys, partition)
+        handle = Consumers(ctx.target, ctx.keys, sink or TerminalSink(), averages_maxlen, batch, block_ms,
+                           reconnect_s, lease)
     except redis.RedisError as exc:
         if lease:
             lease.release()
-        raise connection.explain(exc, target) from None
+        raise ctx.explain(exc) from None
     except BaseException:
         if lease:
             lease.release()
         raise
     finally:
-        r.close()
+        if context is None:
+            ctx.close()
     return handle.start()

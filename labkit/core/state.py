@@ -6,7 +6,7 @@ Two hashes, with the course's field names:
     ``current_stream_key``, ``last_message_id``, ``current_hourly_total``,
     ``current_hourly_count``.  The open hour is the hour of ``last_message_id``
     whenever the count is above zero (the consumer closes the open hour when it
-    leaves a partition, so this always holds).  Two fields beyond the course's:
+    leaves a partition, so this always holds).  Four fields beyond the course's:
     ``partition_run`` (which producer run wrote the partition being read, from
     the manifest, so a rewrite under the consumer is noticed) and
     ``start_stream_key`` (where this run of the consumer started, so ``verify``
@@ -27,22 +27,19 @@ publishes; see :mod:`labkit.core.aggregating`.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
 from ..errors import LabkitError
+from ..servers.replies import text_fields
 from .keys import Keys
 from .partition import HOUR_MS, id_ms, is_partition
 from .window import HourlyWindow
 
 _ID = re.compile(r"(0|[0-9]{1,20}-[0-9]{1,20})")
-
-
-def _decode(h: dict) -> dict[str, str]:
-    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in h.items()}
 
 
 def _bad(key: str, why: str) -> LabkitError:
@@ -57,16 +54,39 @@ def data_gone(keys: Keys, what: str) -> LabkitError:
                        "python -m labkit consume temps:YYYYMMDD")
 
 
+def named(name: str, default=dataclasses.MISSING):
+    """A state field stored in its hash as ``name`` (the course's field name) rather than its own."""
+    return field(default=default, metadata={"hash_field": name})
+
+
+def hash_fields(state) -> dict[str, str]:
+    """A state dataclass as its hash: every field, under its hash name, as text."""
+    return {f.metadata.get("hash_field", f.name): str(getattr(state, f.name)) for f in dataclasses.fields(state)}
+
+
+def from_hash(cls, h: dict[str, str]):
+    """A state dataclass from its (decoded, validated) hash; a field the hash lacks keeps its default."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        name = f.metadata.get("hash_field", f.name)
+        if name in h:
+            values[f.name] = int(h[name]) if f.type in (int, "int") else h[name]
+    return cls(**values)
+
+
 @dataclass
 class AggregatingState:
-    stream: str
-    last_id: str = "0"
-    total: int = 0
-    count: int = 0
+    """The aggregating consumer's position and open hour.  A field added here is saved with every commit
+    and loaded back (:func:`hash_fields`, :func:`from_hash`): the commit script takes the hash as it is."""
+
+    stream: str = named("current_stream_key")
+    last_id: str = named("last_message_id", "0")
+    total: int = named("current_hourly_total", 0)
+    count: int = named("current_hourly_count", 0)
     partition_run: str = ""
-    start_stream: str = ""
-    read: int = 0
-    cap: int = 0
+    start_stream: str = named("start_stream_key", "")
+    read: int = named("partition_read", 0)
+    cap: int = named("averages_maxlen", 0)
 
     def window(self) -> HourlyWindow:
         if self.count == 0:
@@ -75,15 +95,17 @@ class AggregatingState:
         return HourlyWindow(ms - ms % HOUR_MS, self.total, self.count)
 
     def fields(self) -> dict[str, str]:
-        return {"current_stream_key": self.stream, "last_message_id": self.last_id,
-                "current_hourly_total": str(self.total), "current_hourly_count": str(self.count),
-                "partition_run": self.partition_run, "start_stream_key": self.start_stream or self.stream,
-                "partition_read": str(self.read), "averages_maxlen": str(self.cap)}
+        return hash_fields(dataclasses.replace(self, start_stream=self.start_stream or self.stream))
+
+    def position(self) -> dict[str, str]:
+        """The fields that say where it is: a commit checks the saved state still holds them."""
+        f = self.fields()
+        return {name: f[name] for name in ("current_stream_key", "last_message_id")}
 
     @classmethod
     def load(cls, r: redis.Redis, keys: Keys) -> "AggregatingState | None":
         key = keys.aggregating_state
-        h = _decode(_hgetall(r, key))
+        h = text_fields(_hgetall(r, key))
         if not h:
             return None
         need = ("current_stream_key", "last_message_id", "current_hourly_total", "current_hourly_count")
@@ -95,17 +117,18 @@ class AggregatingState:
         if not _ID.fullmatch(h["last_message_id"]):
             raise _bad(key, f"last_message_id {h['last_message_id']!r:.40} is not a stream ID")
         try:
-            total, count = int(h["current_hourly_total"]), int(h["current_hourly_count"])
+            int(h["current_hourly_total"])
+            count = int(h["current_hourly_count"])
         except ValueError:
             raise _bad(key, "current_hourly_total/count are not whole numbers") from None
         if count < 0 or (count > 0 and h["last_message_id"] == "0"):
             raise _bad(key, "current_hourly_count does not fit last_message_id")
         try:
-            read, cap = int(h.get("partition_read", "-1")), int(h.get("averages_maxlen", "-1"))
-        except ValueError:
-            raise _bad(key, "partition_read/averages_maxlen are not whole numbers") from None
-        return cls(h["current_stream_key"], h["last_message_id"], total, count,
-                   h.get("partition_run", ""), h.get("start_stream_key", h["current_stream_key"]), read, cap)
+            # A state saved before partition_read/averages_maxlen were kept: both unknown (-1).
+            return from_hash(cls, {"start_stream_key": h["current_stream_key"], "partition_read": "-1",
+                                   "averages_maxlen": "-1", **h})
+        except ValueError as exc:
+            raise _bad(key, str(exc)) from None
 
 
 def combine_caps(recorded: int, this_run: int) -> int:
@@ -128,7 +151,7 @@ class AveragesState:
     @classmethod
     def load(cls, r: redis.Redis, keys: Keys) -> "AveragesState | None":
         key = keys.averages_state
-        h = _decode(_hgetall(r, key))
+        h = text_fields(_hgetall(r, key))
         if not h:
             return None
         if not _ID.fullmatch(h.get("last_message_id", "")):

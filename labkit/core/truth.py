@@ -27,6 +27,7 @@ from ..servers.connection import (
     relayout,
 )
 from ..errors import LabkitError
+from ..servers.replies import text
 from .keys import Keys
 from .partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
 from .window import PLAUSIBLE_F, TEMP_PATTERN, round_half_up
@@ -360,9 +361,9 @@ def load_promises(r: redis.Redis, keys: Keys) -> dict:
     losses: dict[str, str] = {}
     dead: dict[int, int] = {}
     for _, f in r.xrange(keys.deadletter) if r.exists(keys.deadletter) else []:
-        source, eid = f.get(b"source", b"").decode(errors="replace"), f.get(b"id", b"").decode(errors="replace")
+        source, eid = text(f.get(b"source", b""), "replace"), text(f.get(b"id", b""), "replace")
         if eid == "-":
-            losses[source] = f.get(b"reason", b"").decode(errors="replace")
+            losses[source] = text(f.get(b"reason", b""), "replace")
             continue
         try:
             ms = int(eid.split("-")[0])
@@ -381,11 +382,10 @@ def check(r: redis.Redis, keys: Keys, partitions: list[str] | None = None, accep
     promised (:func:`audit`); ``accept``: sources (partitions, or the averages stream) whose named problems
     the learner acknowledged.
 
-    Returns the report, the published averages and the ground truth.
+    Returns the report, the published averages and the ground truth.  ``keys`` are named for ``r``'s
+    server (see :class:`labkit.core.context.Context`).
     """
-    from .keyspace import keys_for
     from .runner import list_partitions
-    keys = keys_for(r, keys)
     averages, trimmed = load_averages(r, keys)
     existing = list_partitions(r, keys)
     names = existing if partitions is None else partitions

@@ -1,10 +1,11 @@
 """The hourly window fold: readings in, exact hourly averages out.
 
 The aggregating consumer feeds readings in stream order.  An hour is *closed*
-(its average is final) when a message from a later hour arrives, when the
-consumer leaves the partition, or when the producer's watermark says no more
-readings for it can come.  The fold keeps the exact integer sum, so the mean
-is exact; rounding happens only for display (see :class:`HourAverage`).
+(its average is final) when a message from a later hour arrives, or when the
+consumer leaves the partition, which it does once the partition manifest says
+the partition is complete (see :mod:`labkit.core.aggregating`).  The fold keeps
+the exact integer sum, so the mean is exact; rounding happens only for display
+(see :class:`HourAverage`).
 
 Pure: no Redis, no clocks.
 """
@@ -127,11 +128,6 @@ class HourAverage:
         return str(round_half_up(self.mean, 2))
 
     @property
-    def average_whole(self) -> int:
-        """The console's ``…was 23F``: the exact mean rounded half-up to a whole degree."""
-        return int(round_half_up(self.mean, 0))
-
-    @property
     def entry_id(self) -> str:
         """Its ID in the averages stream: the hour's start in ms.  Makes publishing idempotent."""
         return f"{self.hour_start_ms}-0"
@@ -167,12 +163,6 @@ class HourlyWindow:
         done = HourAverage(self.hour_start_ms, self.total, self.count) if self.count else None
         self.hour_start_ms, self.total, self.count = None, 0, 0
         return done
-
-    def close_through(self, watermark_ms: int | None) -> HourAverage | None:
-        """Close the open hour if the watermark says it is complete."""
-        if watermark_ms is None:
-            return None
-        return self.advance_to(watermark_ms)
 
 
 def fold(window: HourlyWindow, entries, day: tuple[int, int] | None = None

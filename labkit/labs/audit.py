@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import redis
 
-from ..core.replies import text, text_fields
+from ..servers.replies import text, text_fields
 from .group_commands import pending_count
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import redis
 
-from ..core.replies import text
+from ..servers.replies import decoded, text
 from .names import DEFAULT_GROUP
 
 #: Entries per XPENDING / XAUTOCLAIM call.
@@ -105,7 +105,7 @@ def group_info(r: redis.Redis, stream: str, group: str) -> dict | None:
     try:
         for g in r.xinfo_groups(stream):
             if text(g["name"]) == group:
-                return {k: (text(v) if isinstance(v, bytes) else v) for k, v in g.items()}
+                return {k: decoded(v) for k, v in g.items()}
     except redis.ResponseError:
         pass
     return None

@@ -50,7 +50,7 @@ import redis
 
 from ..core import deadletters
 from ..core.keys import Keys
-from ..core.replies import text
+from ..servers.replies import text
 from ..errors import LabkitError
 from ..log import LogLine, Sink, null_sink
 from ..servers import connection

@@ -37,6 +37,7 @@ from ..core.partition import (
 from ..core import progress
 from ..core.window import HourAverage, HourlyWindow, fold
 from ..errors import LabkitError
+from ..servers.replies import text
 
 
 class NotSolved(Exception):
@@ -217,7 +218,7 @@ def _noon_readings(fn, r, partition: str, prefix: str | None = None) -> str:
         raise NotSolved("the function still returns None: write its body, then run this cell again")
     want = [e[0].decode() for e in r.xrange(partition, noon, noon + 9_000)]
     try:
-        ids = [e[0].decode() if isinstance(e[0], bytes) else str(e[0]) for e in got]
+        ids = [text(e[0]) for e in got]
     except (TypeError, IndexError, AttributeError):
         raise Wrong(f"expected the entries as XRANGE returns them, [(id, fields), …]; got {got!r:.80}") from None
     if ids != want:

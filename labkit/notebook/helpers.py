@@ -14,7 +14,6 @@ on a small one.
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import io
 import math
@@ -32,8 +31,8 @@ import redis
 from .. import progressbar
 from ..core import progress
 from ..core import producer
+from ..core.context import Context
 from ..core.keys import Keys
-from ..core.keyspace import keys_for
 from ..core.partition import HOUR_MS, id_ms, next_partition, partition_for_ms
 from ..core.runner import list_partitions
 from ..core.state import AggregatingState
@@ -42,6 +41,7 @@ from ..errors import LabkitError
 from ..labs import names as lab_names
 from ..log import null_sink
 from ..servers import connection
+from ..servers.replies import text, text_fields
 
 DEFAULT_DAYS = 10.0
 
@@ -140,6 +140,11 @@ class Lab:
     produced: bool                  # set-up wrote it just now
     others: list[str] = field(default_factory=list)
 
+    @property
+    def context(self) -> Context:
+        """Where and what as one value, e.g. for ``start_consumers(partition, context=lab.context)``."""
+        return Context(self.target, self.r, self.keys)
+
     def note(self) -> str:
         """One line: what set-up found or did (and, if it found other partitions, how to reset)."""
         span = _span(self.names)
@@ -205,9 +210,8 @@ def setup(produce_if_missing: bool = True, days: float | None = None) -> Lab:
     the dataset's own partitions (and only to rewrite them when they are
     incomplete); other partitions are reported in :meth:`Lab.note`.
     """
-    target = connection.target()
-    r = connection.connect(target)
-    keys = keys_for(r, Keys.from_env())   # on a cluster the aggregating state is hash-tagged
+    ctx = Context.open()
+    r, keys = ctx.r, ctx.keys
     data = dataset(days)
     if produce_if_missing:
         produced, present = ensure_dataset(r, data, keys), True
@@ -216,7 +220,7 @@ def setup(produce_if_missing: bool = True, days: float | None = None) -> Lab:
     names = data.partitions(keys)
     others = [p for p in list_partitions(r, keys) if p not in names]
     progress.attach(r, keys)
-    return Lab(target, r, keys, data, names, expected_hours(data), present, produced, others)
+    return Lab(ctx.target, r, keys, data, names, expected_hours(data), present, produced, others)
 
 
 def setup_companion(name: str, max_days: float | None = 1) -> Lab:
@@ -226,14 +230,14 @@ def setup_companion(name: str, max_days: float | None = 1) -> Lab:
     lab's keys); what an earlier run of the same notebook left there is deleted,
     then ``LABKIT_DAYS`` of data (at most ``max_days``) is produced into it.
     """
-    target = connection.target()
-    r = connection.connect(target)
-    keys = keys_for(r, lab_names.lab_keys(name))
-    progress.attach(r, keys_for(r, Keys.from_env()))     # progress is the learner's, not the companion lab's
+    learner = Context.open()
+    progress.attach(learner.r, learner.keys)     # progress is the learner's, not the companion lab's
+    ctx = learner.using(lab_names.lab_keys(name, learner.keys))
+    r, keys = ctx.r, ctx.keys
     lab_names.delete_keys(r, keys)
     data = dataset(max_days=max_days)
     producer.produce(r, data, keys, null_sink)
-    return Lab(target, r, keys, data, data.partitions(keys), expected_hours(data), True, True, [])
+    return Lab(ctx.target, r, keys, data, data.partitions(keys), expected_hours(data), True, True, [])
 
 
 # ---------------------------------------------------------------- server
@@ -350,10 +354,8 @@ def entries_frame(entries) -> pd.DataFrame:
     """``XRANGE``/``XREVRANGE`` replies as a table, with each ID's time in UTC."""
     rows = []
     for eid, fields in entries:
-        eid = eid.decode() if isinstance(eid, bytes) else eid
-        row = {"id": eid, "id time (UTC)": _utc(id_ms(eid))}
-        row.update({(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                    for k, v in fields.items()})
+        row = {"id": text(eid), "id time (UTC)": _utc(id_ms(eid))}
+        row.update(text_fields(fields))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -361,7 +363,6 @@ def entries_frame(entries) -> pd.DataFrame:
 def state_frame(r: redis.Redis, keys: Keys) -> pd.DataFrame:
     """Both consumers' state hashes side by side (``HGETALL`` of each)."""
     rows = []
-    keys = keys_for(r, keys)   # on a cluster the aggregating state is hash-tagged
     for key in (keys.aggregating_state, keys.averages_state):
         for f, v in sorted(r.hgetall(key).items()):
             rows.append({"hash": key, "field": f.decode(), "value": v.decode()})
@@ -376,13 +377,6 @@ def describe_id(entry_id: str) -> str:
 
 
 # ---------------------------------------------------------------- running
-
-def verify_now(r: redis.Redis, keys: Keys, partitions: list[str] | None = None):
-    """Ground truth from the raw partitions vs ``temps:averages``: a :class:`labkit.core.truth.Report`."""
-    averages, trimmed = load_averages(r, keys)
-    truth = hourly_truth(load_readings(r, partitions if partitions is not None else list_partitions(r, keys)))
-    return verify(truth, averages, trimmed), truth, averages
-
 
 def consumer_chain(r: redis.Redis, keys: Keys, start: str) -> list[str]:
     """The partitions the aggregating consumer reads from ``start``: it, then each next day's while one exists."""
@@ -512,7 +506,3 @@ def show_figure(fig, dpi: int = 100):
     """Display a matplotlib Figure in a notebook (works without ``%matplotlib``)."""
     from IPython.display import Image
     return Image(data=figure_png(fig, dpi), format="png")
-
-
-def day_of_ms(ms: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date()

@@ -32,7 +32,7 @@ from ..core import keyspace
 from ..core.aggregating import DEFAULT_MAXLEN
 from ..core.keys import Keys
 from ..core.partition import day_start_ms, id_ms, next_partition, parse_partition
-from ..core.replies import text, text_fields
+from ..servers.replies import text, text_fields
 from ..core.runner import Consumers, list_partitions, start_consumers
 from ..errors import LabkitError
 from ..log import COLOURS, RESET, ListSink, LogLine, tee

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 import shutil
 import tempfile
 import threading
@@ -29,10 +28,11 @@ from urllib.parse import urlsplit
 import pandas as pd
 import redis
 
-from ..core.keys import Keys
-from ..core.keyspace import keys_for, list_partitions
+from ..core.context import Context
+from ..core.keyspace import list_partitions
 from ..errors import LabkitError
 from ..servers import cluster, connection
+from ..servers.replies import parse_nodes, text
 from ..servers import embedded as server
 from .helpers import Lab, dataset, dataset_present, expected_hours
 
@@ -43,19 +43,9 @@ NODE_TIMEOUT_MS = 2000
 
 # ---------------------------------------------------------------- pure
 
-def _with_hosts(nodes_text: str) -> list[dict]:
-    """:func:`labkit.servers.cluster.parse_nodes`, each node with its ``address`` (``host:port``) too."""
-    hosts = {line.split()[0]: line.split()[1].split("@")[0].rsplit(":", 1)[0]
-             for line in nodes_text.splitlines() if len(line.split()) >= 8}
-    nodes = cluster.parse_nodes(nodes_text)
-    for n in nodes:
-        n["address"] = f"{hosts.get(n['id']) or '127.0.0.1'}:{n['port']}"
-    return nodes
-
-
 def nodes_table(nodes_text: str) -> pd.DataFrame:
     """``CLUSTER NODES`` as a table: one row per node, masters first, with the slots each serves."""
-    nodes = _with_hosts(nodes_text)
+    nodes = parse_nodes(nodes_text)
     by_id = {n["id"]: n for n in nodes}
     rows = []
     for n in nodes:
@@ -75,7 +65,7 @@ def nodes_table(nodes_text: str) -> pd.DataFrame:
 def slot_ranges_of(nodes_text: str) -> list[tuple[int, int, str]]:
     """``(first slot, last slot, "host:port" of its master)`` for each range a live master serves."""
     out = []
-    for n in _with_hosts(nodes_text):
+    for n in parse_nodes(nodes_text):
         if "master" in n["flags"] and not n["flags"] & {"fail", "fail?"}:
             out += [(a, b, n["address"]) for a, b in n["slots"]]
     return sorted(out)
@@ -165,8 +155,7 @@ class ClusterLab(Lab):
         """``CLUSTER NODES`` as text, from a live master (the reply a plain client gets, unparsed)."""
         for node in self.r.get_primaries():
             with contextlib.suppress(redis.RedisError):
-                reply = self.r.get_redis_connection(node).execute_command("CLUSTER", "NODES")
-                return reply.decode() if isinstance(reply, bytes) else reply
+                return text(self.r.get_redis_connection(node).execute_command("CLUSTER", "NODES"))
         raise LabkitError("no master of the cluster answered CLUSTER NODES",
                           "see python -m labkit cluster status, or restart the notebook")
 
@@ -288,16 +277,15 @@ class Failover:
         for addr in self._others:
             host, port = addr.rsplit(":", 1)
             with contextlib.suppress(redis.RedisError, OSError), contextlib.closing(self.lab._node(host, int(port))) as c:
-                reply = c.execute_command("CLUSTER", "NODES")
-                return reply.decode() if isinstance(reply, bytes) else reply
+                return text(c.execute_command("CLUSTER", "NODES"))
         return None
 
     def _watch(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = self._view()
-            if text:
-                ranges = slot_ranges_of(text)
+            view = self._view()
+            if view:
+                ranges = slot_ranges_of(view)
                 now = owner(self.slot, ranges)
                 if now in self.replicas and sum(b - a + 1 for a, b, _ in ranges) == cluster.SLOTS:
                     self.new, self.seconds = now, time.monotonic() - self._t0
@@ -370,8 +358,7 @@ def _local_info_for(url: str) -> cluster.ClusterInfo | None:
 def _can_fail_over(r) -> bool:
     """At least two masters, and a replica for each (what the notebook needs)."""
     node = r.get_primaries()[0]
-    reply = r.get_redis_connection(node).execute_command("CLUSTER", "NODES")
-    table = nodes_table(reply.decode() if isinstance(reply, bytes) else reply)
+    table = nodes_table(text(r.get_redis_connection(node).execute_command("CLUSTER", "NODES")))
     masters = set(table.loc[table["role"] == "master", "node"])
     followed = set(table.loc[table["role"] == "replica", "replica of"])
     return len(masters) >= 2 and masters <= followed
@@ -383,7 +370,7 @@ def setup_cluster(shards: int = 3, replicas: int = 1, days: float | None = None)
     Nothing is produced here: the notebook produces the dataset itself and measures it.
     """
     started: list[OwnCluster] = []
-    target = connection.target() if os.environ.get("REDIS_URL", "").strip() else None
+    target = connection.given()
     r, local = None, None
     if target is not None:
         r = connection.connect(target)
@@ -405,7 +392,7 @@ def setup_cluster(shards: int = 3, replicas: int = 1, days: float | None = None)
         started.append(own)
         r, target, local = own.r, own.target, own.info
         text += f" ({shards} masters × {replicas} replica{'s' * (replicas != 1)}, in {own.home}; stopped at the end)"
-    keys = keys_for(r, Keys.from_env())
+    keys = Context.of(target, r).keys      # on a cluster the aggregating state is hash-tagged
     data = dataset(days)
     names = data.partitions(keys)
     others = [p for p in list_partitions(r, keys) if p not in names]

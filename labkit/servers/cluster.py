@@ -36,6 +36,7 @@ import redis
 
 from ..errors import LabkitError
 from . import embedded as server
+from .replies import parse_nodes
 
 SLOTS = 16384
 DEFAULT_SHARDS, DEFAULT_REPLICAS = 3, 1
@@ -122,26 +123,6 @@ def node_conf(port: int, password: str, d: Path, node_timeout_ms: int, persist: 
     ]
     lines += ["appendonly yes", "appendfsync everysec"] if persist else ["appendonly no"]
     return "\n".join(lines) + "\n"
-
-
-def parse_nodes(text: str) -> list[dict]:
-    """CLUSTER NODES, one dict per node: id, port, flags, master (id or None), slots (ranges)."""
-    out = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 8:
-            continue
-        addr = parts[1].split("@")[0]
-        slots = []
-        for s in parts[8:]:
-            if s.startswith("["):  # a slot being migrated
-                continue
-            a, _, b = s.partition("-")
-            slots.append((int(a), int(b or a)))
-        out.append({"id": parts[0], "port": int(addr.rsplit(":", 1)[1]) if ":" in addr else 0,
-                    "flags": set(parts[2].split(",")), "master": None if parts[3] == "-" else parts[3],
-                    "link": parts[7], "slots": slots})
-    return out
 
 
 def format_ranges(ranges: list[tuple[int, int]]) -> str:

@@ -22,7 +22,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from ..core.replies import text
+from .replies import parse_nodes, text
 from ..errors import LabkitError
 
 #: Blocking reads wait at most this long, well under the socket timeout below,
@@ -54,12 +54,26 @@ class Target:
         return f"{mask(self.url)} ({kind})"
 
 
-def target() -> Target:
+def given() -> Target | None:
+    """The server ``REDIS_URL`` names, or ``None`` when it is unset: the one place labkit reads ``REDIS_URL``."""
     url = os.environ.get("REDIS_URL", "").strip()
-    if url:
-        return Target(url, embedded=False)
+    return Target(url, embedded=False) if url else None
+
+
+def target() -> Target:
+    """Where labkit's Redis is: ``REDIS_URL``'s server, else the embedded one (started if need be)."""
     from . import embedded as server
-    return Target(server.ensure().url, embedded=True)
+    return given() or Target(server.ensure().url, embedded=True)
+
+
+def current_target() -> Target:
+    """Where labkit talks to, for an error message: like :func:`target`, but never starts a server."""
+    from . import embedded as server
+    t = given()
+    if t:
+        return t
+    info = server.read_info()
+    return Target(info.url if info else "redis://127.0.0.1:0", embedded=True)
 
 
 def _check_url(url: str) -> None:
@@ -112,7 +126,7 @@ def _cluster_error(exc: Exception, msg: str, where: str) -> LabkitError | None:
                            f"({detail}): a client that is not cluster-aware was used",
                            "labkit detects clusters when it connects: rerun the command; in your own code "
                            "connect with labkit.servers.connection.connect() or redis.cluster.RedisCluster")
-    if isinstance(exc, _CROSSSLOT_ERRORS) \
+    if isinstance(exc, (redis.exceptions.ClusterCrossSlotError, redis.exceptions.CrossSlotTransactionError)) \
             or code == "CROSSSLOT" or "same slot" in low or "same key slot" in low:
         return LabkitError(f"Redis Cluster at {where} refused one command over keys in different hash slots "
                            f"(CROSSSLOT: {msg})",
@@ -147,11 +161,6 @@ def _cluster_error(exc: Exception, msg: str, where: str) -> LabkitError | None:
         return LabkitError(f"cannot use the Redis Cluster at {where} ({msg})",
                            "check it with python -m labkit cluster status (local cluster) or CLUSTER INFO")
     return None
-
-
-#: redis-py's cross-slot errors (CrossSlotTransactionError is newer than the oldest redis-py labkit supports).
-_CROSSSLOT_ERRORS = tuple(getattr(redis.exceptions, name) for name in ("ClusterCrossSlotError", "CrossSlotTransactionError")
-                          if hasattr(redis.exceptions, name))
 
 
 def explain(exc: Exception, t: Target) -> LabkitError:
@@ -212,10 +221,7 @@ def connect(t: Target | None = None, **overrides) -> redis.Redis | RedisCluster:
 
 def pooled_connection(r: redis.Redis):
     """A connection of ``r``'s pool, for raw protocol work (release it with ``r.connection_pool.release``)."""
-    try:
-        return r.connection_pool.get_connection()
-    except TypeError:  # redis-py before 5.3 requires a (never used) command name
-        return r.connection_pool.get_connection("_")
+    return r.connection_pool.get_connection()
 
 
 def node_client(r, key: str | bytes) -> redis.Redis:
@@ -241,9 +247,9 @@ def confirm_replicas(r, key: str, expire_at_ms: int, timeout_ms: int) -> tuple[i
     if not is_cluster(r):
         return 0, 0
     node = node_client(r, key)
-    table = [line.split() for line in text(node.execute_command("CLUSTER", "NODES")).splitlines()]  # raw text
-    me = next(f[0] for f in table if len(f) > 3 and "myself" in f[2])
-    wanted = sum(1 for f in table if len(f) > 3 and f[3] == me)    # its replicas, reachable or not
+    nodes = parse_nodes(node.execute_command("CLUSTER", "NODES"))
+    me = next(n["id"] for n in nodes if "myself" in n["flags"])
+    wanted = sum(1 for n in nodes if n["master"] == me)    # its replicas, reachable or not
     if wanted <= 0:
         return 0, 0
     p = node.pipeline(transaction=False)
