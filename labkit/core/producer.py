@@ -17,7 +17,8 @@ course's.
 ``XADD … NOMKSTREAM``: if the partition vanished (deleted, evicted, or expired)
 the server answers nil instead of re-creating it without its TTL and without
 its first readings, and the producer stops, naming it (it stays marked
-``writing``).  Expiry is computed from the server's clock (``TIME``), never
+``writing``).  One found gone after a reconnect (a failover to a replica
+that had not received it) is rewritten from its first reading, and the log says so.  Expiry is computed from the server's clock (``TIME``), never
 the client's, so a client clock days behind cannot set an expiry in the past.
 
 **Completeness.**  Before rewriting a partition the producer marks it
@@ -513,9 +514,10 @@ def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, n
     def after_reconnect(jobs: list[_Job], tops: list) -> None:
         if not still_ours(r, lease):
             raise _server_lost(r, keys, names, written, writer.unfinished, lease)
-        gone = [j.key.decode() for j, top in zip(jobs, tops) if j.created and not top]
-        if gone:
-            raise vanished(r, gone[0])
+        for job, top in zip(jobs, tops):
+            if job.created and not top:     # e.g. a failover to a replica that had not received it yet
+                sink(LogLine("produce", f"{job.key.decode()} is gone after the reconnect (a failover that lost "
+                                        "its writes, or it was deleted); rewriting it from its first reading"))
 
     writer = _Writer(r, sink, reconnect_s, after_reconnect)
     done = 0
