@@ -14,13 +14,13 @@ The package is laid out by architecture; each module has one import path:
 
 The pieces a script usually needs::
 
-    from labkit.servers.connection import connect
+    from labkit.core.context import Context
     from labkit.core.producer import Dataset, parse_start, produce
     from labkit.core.runner import start_consumers
 
-    r = connect()                                   # REDIS_URL, or the embedded server
-    produce(r, Dataset(parse_start("2025-01-01"), days=10))
-    handle = start_consumers("temps:20250101")      # both consumers, in background threads
+    ctx = Context.open()            # REDIS_URL or the embedded server; LABKIT_NAMESPACE's key names for it
+    produce(ctx.r, Dataset(parse_start("2025-01-01"), days=10), ctx.keys)
+    handle = start_consumers(ctx.keys.partition_prefix + "20250101", context=ctx)   # both, in threads
     handle.wait_idle(1); handle.stop()
 """
 

@@ -29,7 +29,7 @@ def _form(home, shards: int, replicas: int):
 
 def _stop(info) -> None:
     from labkit.servers import cluster
-    cluster._stop_pids([n.pid for n in info.nodes], timeout=5)
+    cluster.stop_pids([n.pid for n in info.nodes], timeout=5)
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,8 @@ def test_reads_ahead_and_still_answers_any_position(r, keys):
     produce(r, keys, days=0.1, interval_ms=1000)      # 8,640 readings
     name = keys.partition_prefix + "20250101"
     seen = []
-    reader = BatchReader(r, 1000, before=lambda stream: [("XLEN", stream), ("EXISTS", stream + "x")])
+    # "before" may name only keys of the stream's slot (on a cluster it goes to the stream's master)
+    reader = BatchReader(r, 1000, before=lambda stream: [("XLEN", stream), ("EXISTS", "{%s}x" % stream)])
     try:
         replies, first = reader.read(name, "0")
         assert replies == [8640, 0] and len(first) == 1000
@@ -129,3 +130,20 @@ def test_the_commands_before_a_read_run_ahead_of_it_also_when_read_ahead(r, keys
         reader.close()
     # Each request's XADD ran before its XRANGE: the batch read ahead holds both added entries.
     assert [e[1] for e in ahead] == [[b"temp_f", b"2"]] * 2 and replies == [ahead[1][0]]
+
+
+def test_first_runs_before_each_request_also_when_read_ahead(r, keys):
+    # On a cluster the consumer reads the manifest this way (through the cluster client, before the request
+    # goes to the partition's master): what ``first`` does must be seen by the batch it precedes.
+    name = keys.partition_prefix + "20250101"
+    for i in range(4):
+        r.xadd(name, {"temp_f": "1"}, id=f"{T0 + i}-0")
+    reader = BatchReader(r, 4, first=lambda stream: [r.xadd(stream, {"temp_f": "2"})], before=lambda s: [("XLEN", s)])
+    try:
+        replies, first = reader.read(name, "0")
+        assert len(first) == 4 and reader.ahead == (name, first[-1][0])
+        assert replies[1] == 5 and isinstance(replies[0], bytes)   # first's reply, then before's
+        replies, ahead = reader.read(name, first[-1][0])
+    finally:
+        reader.close()
+    assert [e[1] for e in ahead] == [[b"temp_f", b"2"]] * 2 and replies == [ahead[1][0], 6]

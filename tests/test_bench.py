@@ -23,9 +23,13 @@ def test_bench_reports_ratios_to_its_limits_and_cleans_only_its_own_keys(cli, r,
         assert re.search(r"aggregate: 4,320 readings into 2 hours .* = \d+\.\d\dx the read time \(best of 2; ", out), out
         assert re.search(r"aggregate \(plain path, fast=False\): 4,320 readings into 2 hours .*x the read time; "
                          r"the same averages as the fast path", out), out
+        assert re.search(r"verify: +python -m labkit verify, the whole command \(start-up included\): 2 hours, "
+                         r"all matched, in \d+\.\d\d s = \d+\.\d\dx the read time \(best of 2; .*; CPU \d+\.\d\d s, "
+                         r"\d+\.\d\d s\)", out), out
         assert "baseline:" in out
         assert re.search(r"limits: produce >= 0.9x XADD ceiling (met|NOT met); "
-                         r"aggregate <= 1.5x read time (met|NOT met)$", out, re.M), out
+                         r"aggregate <= 1.5x read time (met|NOT met); verify <= 2x read time (met|NOT met)$",
+                         out, re.M), out
         assert list(r.scan_iter(match="labkit-bench:*", count=1000)) == []
         assert r.get(keys.key("mine")) == b"kept" and r.get("labkit-bench-other:x") == b"kept"
     finally:

@@ -361,7 +361,7 @@ def cluster_cli(tmp_path):
     yield cli
     info = cluster.read_info(tmp_path)
     if info:
-        cluster._stop_pids([n.pid for n in info.nodes], timeout=5)
+        cluster.stop_pids([n.pid for n in info.nodes], timeout=5)
 
 def test_cluster_cli_start_status_stop_restart(cluster_cli, tmp_path):
     cli = cluster_cli
@@ -388,7 +388,7 @@ def test_cluster_cli_start_status_stop_restart(cluster_cli, tmp_path):
     r.close()
     pids = [n.pid for n in info.nodes]
     assert cli("stop").stdout.strip() == "stopped the local cluster"
-    assert not any(cluster.server._alive(p) for p in pids)
+    assert not any(cluster.server.is_alive(p) for p in pids)
     st = cli("status")
     assert st.returncode == 1 and st.stdout.count("down (pid") == 6
 

@@ -39,8 +39,8 @@ def _replicated(info, master: int, timeout: float = 10) -> None:
     (replica,) = cluster.masters(info)[master]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        m = cluster._info(info, master, "replication")
-        rp = cluster._info(info, replica, "replication")
+        m = cluster.node_info(info, master, "replication")
+        rp = cluster.node_info(info, replica, "replication")
         if int(rp.get("slave_repl_offset", -1)) >= int(m["master_repl_offset"]):
             return
         time.sleep(0.02)
@@ -77,7 +77,7 @@ def test_a_failover_that_loses_published_hours_and_state_ends_exact(own):
             time.sleep(0.02)
         assert r.xlen(keys.averages) == 48               # day 2 published, acknowledged, on the master only
         (replica,) = cluster.masters(info)[avg_master]
-        on_replica = cluster._client(info, replica)
+        on_replica = cluster.client_of(info, replica)
         on_replica.execute_command("READONLY")
         assert on_replica.xlen(keys.averages) in range(24, 48)   # what the failover will lose
         on_replica.close()
@@ -114,7 +114,7 @@ def test_complete_means_on_the_replicas_too_or_the_producer_says_so(own):
 
     sink = ListSink()
     producer.produce(r, data, keys, sink)
-    on_replica = cluster._client(info, replica)
+    on_replica = cluster.client_of(info, replica)
     on_replica.execute_command("READONLY")
     assert on_replica.xlen(day) == 8_640               # read at once: nothing left in flight
     on_replica.close()
@@ -209,9 +209,9 @@ def test_consumers_blocked_on_a_master_that_becomes_a_replica_carry_on(own):
         for m in {cluster.master_for(info, keys.averages), cluster.master_for(info, keys.partition_prefix + "20250102")}:
             (replica,) = cluster.masters(info)[m]
             _replicated(info, m)
-            cluster._call(info, replica, "CLUSTER", "FAILOVER")
-            cluster._wait("planned failover", lambda p=replica: cluster._info(info, p, "replication")["role"] == "master",
-                          30, "")
+            cluster.call(info, replica, "CLUSTER", "FAILOVER")
+            cluster.wait_until("planned failover",
+                               lambda p=replica: cluster.node_info(info, p, "replication")["role"] == "master", 30, "")
         cluster.wait_ok(info)
         producer.produce(r, producer.Dataset(producer.parse_start("2025-01-02"), 1, 60_000, seed=8), keys)
         deadline = time.monotonic() + 60

@@ -154,13 +154,14 @@ def test_a_field_added_to_the_state_is_committed_and_loaded_with_no_change_to_th
     class Capped(AggregatingState):
         cap: int = named("averages_maxlen_ran_with", 0)
         note: str = ""
+        rate: float = 0.0
 
     first = keys.partition_prefix + "20250101"
     old = Capped(first, start_stream=first)
     r.hset(keys.aggregating_state, mapping=old.fields())
     c = AggregatingConsumer(r, keys, ListSink(), averages_maxlen=0)
     hour = HourAverage(T0, 150, 3)
-    new = replace(old, last_id=f"{T0 + HOUR_MS}-0", cap=120, note="two words")
+    new = replace(old, last_id=f"{T0 + HOUR_MS}-0", cap=120, note="two words", rate=2.5)
     c._commit([hour], [], new, old)
     saved = r.hgetall(keys.aggregating_state)
     assert saved[b"averages_maxlen_ran_with"] == b"120" and saved[b"note"] == b"two words"
@@ -171,6 +172,9 @@ def test_a_field_added_to_the_state_is_committed_and_loaded_with_no_change_to_th
     with pytest.raises(LabkitError, match=f"changed by someone else \\(now at {first} {T0 + HOUR_MS}-0\\)"):
         c._commit([], [], new, old)                  # the saved position is no longer ``old``'s
     assert Capped.load(r, keys) == new
+    r.hset(keys.aggregating_state, "averages_maxlen_ran_with", "many")
+    with pytest.raises(LabkitError, match="is corrupt"):
+        Capped.load(r, keys)
 
 
 # ---------------------------------------------------------------------------- 2. partitions that vanish

@@ -196,3 +196,24 @@ def test_redis_url_is_read_in_one_place_and_an_error_never_starts_a_server(monke
     readers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
                      if re.search(r"environ[^\n]*\(\s*[\"']REDIS_URL", p.read_text()))
     assert readers == ["servers/connection.py"]
+
+
+def test_a_thread_reports_any_error_in_one_line_and_never_loses_it():
+    import redis
+    from labkit.servers import connection
+    t = connection.Target("redis://127.0.0.1:7999", embedded=False)
+    mine = connection.failure(LabkitError("lost the lease", "resume"), t)
+    assert mine.error.message == "lost the lease" and mine.said("stopped") == "stopped: lost the lease (hint: resume)"
+    gone = connection.failure(redis.ConnectionError("Connection refused"), t)
+    assert isinstance(gone.error, LabkitError) and not gone.unexpected
+    assert gone.said("stopped").startswith("stopped: cannot reach Redis at 127.0.0.1:7999")
+    bug = connection.failure(KeyError("x"), t)
+    assert bug.unexpected and isinstance(bug.error, KeyError)
+    assert bug.said("stopped") == "stopped by an unexpected error: KeyError: 'x'"
+
+
+def test_a_companion_lab_has_its_own_namespace_under_the_learners():
+    from labkit.core.keys import Keys
+    from labkit.labs.names import lab_keys
+    assert Keys("alice").companion("groups07") == Keys("alice.groups07") == lab_keys("groups07", Keys("alice"))
+    assert Keys().companion("groups07") == Keys("groups07") != Keys()

@@ -9,10 +9,12 @@ It measures, on the same server in the same run:
   (and with the consumer's batch size, if that is faster) over a plain
   socket, replies parsed by hiredis, no work per entry;
 
-and prints labkit's produce rate and the aggregating consumer's time as ratios
-to them, besides the course's one-message-at-a-time consumer.  The consumer
-runs twice on its fast path, then once on its plain path (``fast=False``), and
-all three must publish the same averages.  It runs in its own key namespace
+and prints labkit's produce rate, the aggregating consumer's time and the
+wall time of the whole ``python -m labkit verify`` command (start-up
+included) as ratios to them, besides the course's one-message-at-a-time
+consumer.  The consumer runs twice on its fast path, then once on its plain
+path (``fast=False``), and all three must publish the same averages; verify
+runs twice and must find every hour matched.  It runs in its own key namespace
 (``<LABKIT_NAMESPACE>-bench``, or ``labkit-bench``) and deletes only those keys afterwards, so a learner's dataset
 is untouched.
 """
@@ -20,6 +22,10 @@ is untouched.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -38,7 +44,8 @@ from ..log import LogLine, TerminalSink, null_sink
 from ..servers import connection
 
 TARGETS = {"produce": 430_000, "aggregate": 290_000, "ratio": 50}
-LIMIT_TARGETS = {"produce": 0.9, "aggregate": 1.5}   # produce/XADD ceiling at least; aggregate/read time at most
+#: produce / XADD ceiling at least; aggregate / read time and verify (the whole command) / read time at most
+LIMIT_TARGETS = {"produce": 0.9, "aggregate": 1.5, "verify": 2.0}
 XADD_PER_TRIP = 1000
 XADD_CEILING_MAX = 1_000_000     # readings written for the XADD ceiling (they are pre-encoded in memory)
 READ_COUNT = 50_000      # the issue's read ceiling: XRANGE COUNT 50000
@@ -75,7 +82,7 @@ def _recv(sock) -> bytes:
 def _xadd_trip(key: bytes, ms, temps) -> tuple[bytes, bytes]:
     """The producer's encoding of ``XADD key NOMKSTREAM <ms>-0 temp_f <t>`` for each reading, and the replies
     (each entry's ID) the server will send."""
-    return producer._encode_xadds(key, ms, temps)
+    return producer.encode_xadds(key, ms, temps)
 
 
 def xadd_ceiling(r: redis.Redis, key: str, ms, temps) -> float:
@@ -127,7 +134,7 @@ def read_ceiling(r: redis.Redis, partitions: list[str], count: int = READ_COUNT,
         t0 = time.perf_counter()
         for key in partitions:
             sock = socks[id(nodes[key])]
-            sock.sendall(producer._cmd(b"XRANGE", key.encode(), b"-", b"+", b"COUNT", b"%d" % count))
+            sock.sendall(producer.encode_command(b"XRANGE", key.encode(), b"-", b"+", b"COUNT", b"%d" % count))
             while True:
                 reader = hiredis.Reader()
                 with paused_gc() if pause_gc else contextlib.nullcontext():
@@ -137,7 +144,7 @@ def read_ceiling(r: redis.Redis, partitions: list[str], count: int = READ_COUNT,
                         raise redis.ResponseError(str(reply))
                     got = len(reply)
                     if got == count:    # ask for the next batch before this one is freed
-                        sock.sendall(producer._cmd(b"XRANGE", key.encode(), b"(" + reply[-1][0], b"+",
+                        sock.sendall(producer.encode_command(b"XRANGE", key.encode(), b"(" + reply[-1][0], b"+",
                                                    b"COUNT", b"%d" % count))
                     del reply
                 n += got
@@ -198,6 +205,25 @@ def consumer_seconds(ctx: Context, first: str, hours: int, fast: bool = True) ->
         raise LabkitError(f"the aggregating consumer published {agg.published} of {hours} hours",
                           "run python -m labkit bench again; if it repeats, report it")
     return agg, seconds
+
+
+def verify_seconds(keys: Keys, hours: int) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of ``python -m labkit verify`` in a new process (start-up
+    included), on ``keys``' namespace, the server it finds as any learner's command would (``REDIS_URL``
+    or the embedded one).  It must report ``hours`` hours compared, all matched."""
+    env = dict(os.environ, LABKIT_NAMESPACE=keys.namespace)
+    before = os.times()     # children's CPU: 0 where the platform does not count it (Windows)
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "labkit", "verify"], env=env, capture_output=True, text=True,
+                         timeout=600)
+    seconds = time.perf_counter() - t0
+    after = os.times()
+    cpu = after.children_user - before.children_user + after.children_system - before.children_system
+    if res.returncode != 0 or not re.search(rf"\b{hours} hours compared: {hours} matched\b", res.stdout):
+        last = (res.stdout.strip() or res.stderr.strip()).splitlines()[-1:] or ["no output"]
+        raise LabkitError(f"python -m labkit verify did not confirm the {hours} hours the consumer published: "
+                          f"{last[0]}", "run python -m labkit bench again; if it repeats, report it")
+    return seconds, cpu
 
 
 def _settle(r: redis.Redis, seconds: float = 10.0) -> None:
@@ -265,15 +291,20 @@ def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
         agg_rate = agg.readings / seconds
         say(f"aggregate: {agg.readings:,} readings into {agg.published} hours in {seconds:.2f} s "
             f"= {agg_rate:,.0f} readings/s = {seconds / read_s:.2f}x the read time (best of {len(runs_agg)}; "
-            + ", ".join(f"{x[1]:.2f} s" for x in runs_agg) + ")"
-            + ("; on a cluster the consumer runs its plain path (the fast path is for one server)"
-               if ctx.cluster else ""))
+            + ", ".join(f"{x[1]:.2f} s" for x in runs_agg) + ")")
         plain, plain_s = consumer_seconds(ctx, first, hours, fast=False)
         plain_hours, _ = load_averages(r, keys)
         same = same and plain_hours.equals(fast_hours) and plain.readings == agg.readings
         say(f"aggregate (plain path, fast=False): {plain.readings:,} readings into {plain.published} hours in "
             f"{plain_s:.2f} s = {plain_s / read_s:.2f}x the read time; "
             + ("the same averages as the fast path" if same else "AVERAGES DIFFER from the fast path's"))
+
+        verifies = [verify_seconds(keys, hours) for _ in range(2)]
+        verify_s = min(v[0] for v in verifies)
+        say(f"verify:    python -m labkit verify, the whole command (start-up included): {hours} hours, all matched, "
+            f"in {verify_s:.2f} s = {verify_s / read_s:.2f}x the read time (best of {len(verifies)}; "
+            + ", ".join(f"{v[0]:.2f} s" for v in verifies) + "; CPU "
+            + ", ".join(f"{v[1]:.2f} s" for v in verifies) + ")")
 
         nb = min(baseline_readings, data.count)
         base_rate = baseline(r, keys, first, nb)
@@ -285,9 +316,10 @@ def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
                "ratio": ratio >= TARGETS["ratio"]}
         say("targets (10 days): produce >= 430k/s {}, aggregate >= 290k/s {}, ratio >= 50x {}".format(
             *(_met(met[k]) for k in ("produce", "aggregate", "ratio"))))
-        say("limits: produce >= {:g}x XADD ceiling {}; aggregate <= {:g}x read time {}".format(
-            LIMIT_TARGETS["produce"], _met(produce_rate / xadd_limit >= LIMIT_TARGETS["produce"]),
-            LIMIT_TARGETS["aggregate"], _met(seconds / read_s <= LIMIT_TARGETS["aggregate"] and same)))
+        say("limits: produce >= {:g}x XADD ceiling {}; aggregate <= {:g}x read time {}; verify <= {:g}x read time {}"
+            .format(LIMIT_TARGETS["produce"], _met(produce_rate / xadd_limit >= LIMIT_TARGETS["produce"]),
+                    LIMIT_TARGETS["aggregate"], _met(seconds / read_s <= LIMIT_TARGETS["aggregate"] and same),
+                    LIMIT_TARGETS["verify"], _met(verify_s / read_s <= LIMIT_TARGETS["verify"])))
     finally:
         delete_namespace(r, keys)
     return 0

@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rate", type=float, default=1000)
     s.add_argument("--duration", type=float, default=15)
     s.set_defaults(func=cmd_soak)
+
+    from .classroom import add_parsers as add_class_parsers
+    add_class_parsers(sub)
     return p
 
 

@@ -21,11 +21,12 @@ while later days exist: each is named in the log and in the dead-letter
 stream, the partial hour is never published as if it were whole, and the
 consumer moves on.  While a partition may still arrive, it waits and says for what.
 
-**Fast, with the same results.**  On a single server each batch is asked for
-one batch ahead (the server prepares batch N+1 while this one is folded) and
-folded in bulk (:mod:`labkit.core.fastfold`); a batch with anything unusual in it
-goes to the plain fold, which stays the definition.  ``fast=False`` runs the
-plain path, as on a cluster.
+**Fast, with the same results.**  Each batch is asked for one batch ahead
+(the server prepares batch N+1 while this one is folded; on a cluster, the
+partition's master does) and folded in bulk (:mod:`labkit.core.fastfold`); a
+batch with anything unusual in it goes to the plain fold, which stays the
+definition.  ``fast=False`` runs the plain path (redis-py's XREAD, one reading
+at a time).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class AggregatingConsumer:
                  batch: int = BATCH, block_ms: int = BLOCK_MS, lease: Lease | None = None, fast: bool = True):
         self.r, self.keys, self.sink = r, keys, sink
         self.cluster = connection.is_cluster(r)
-        self.fast = fast        # the fast path (single server only): read-ahead and the bulk fold
+        self.fast = fast        # the fast path: read-ahead and the bulk fold
         self.maxlen, self.batch, self.block_ms = averages_maxlen, batch, block_ms
         self.lease = lease
         self._commit_script = r.register_script(COMMIT)
@@ -188,10 +189,14 @@ class AggregatingConsumer:
                 reader.close()  # a read still in flight (stop, crash, error) closes its connection
 
     def _reader(self) -> BatchReader | None:
-        """The fast path's reader, on a single server: each batch asked for with the partition's manifest
-        record and whether it exists, in that order in one pipeline, one batch ahead."""
-        if not self.fast or self.cluster:
+        """The fast path's reader: each batch asked for with the partition's manifest record and whether it
+        exists, in that order, one batch ahead.  On one server all three go in one pipeline; on a cluster the
+        manifest (in another slot) is read first, then the partition's master gets the other two."""
+        if not self.fast:
             return None
+        if self.cluster:
+            return BatchReader(self.r, self.batch, first=lambda stream: [self.r.hget(self.keys.manifest, stream)],
+                               before=lambda stream: [("EXISTS", stream)])
         return BatchReader(self.r, self.batch,
                            before=lambda stream: [("HGET", self.keys.manifest, stream), ("EXISTS", stream)])
 

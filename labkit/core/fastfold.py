@@ -10,11 +10,15 @@ it (a bad or oddly spelled value, an extra field, a reading outside its
 partition's day, IDs of mixed widths) is handed to the plain fold whole, so
 every rule lives in one place.
 
-:class:`BatchReader` reads a stream over one dedicated connection and asks for
-batch N+1 before handing over batch N, so the server prepares the next batch
-while the caller folds this one.
+:func:`tally_raw` is ground truth's bulk path: the exact sum and count per
+hour of a batch's valid readings, order aside, as the pandas
+:func:`labkit.core.truth.hourly_truth` computes them (``verify`` uses it).
 
-The fold is pure; only :class:`BatchReader` talks to Redis.
+:class:`BatchReader` reads a stream over one dedicated connection (on a
+cluster, to the stream's master) and asks for batch N+1 before handing over
+batch N, so the server prepares the next batch while the caller folds this one.
+
+The fold and the tally are pure; only :class:`BatchReader` talks to Redis.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import redis
 
 from ..servers import connection
 from .partition import HOUR_MS
-from .window import PLAUSIBLE_F, HourAverage, HourlyWindow, fold
+from .window import PLAUSIBLE_F, HourAverage, HourlyWindow, fold, valid_temp
 
 _FIELD = b"temp_f"
 #: The usual spelling of every valid reading (``-150`` ... ``200``).  Valid but
@@ -186,28 +190,48 @@ class BatchReader:
     is sent before the batch is returned; the next ``read`` with that
     position takes its reply, any other position throws it away.
 
+    On a Redis Cluster the connection is to the master that serves ``stream``
+    (:func:`~labkit.servers.connection.node_client`), so ``before`` may name
+    only keys of its slot; ``first(stream)`` runs before each request is sent
+    (through the cluster client: any key) and its replies come first.  A
+    redirection (a failover moved the slot) rereads the layout and is raised
+    as a lost connection, which the callers resume from.
+
     Holds at most the batch it returned and the one in flight.
     """
 
     def __init__(self, r: redis.Redis, count: int = 50_000,
-                 before: Callable[[str], list[tuple]] | None = None):
-        self.r, self.count, self.before = r, count, before
-        self.conn = connection.pooled_connection(r)
+                 before: Callable[[str], list[tuple]] | None = None,
+                 first: Callable[[str], list] | None = None):
+        self.r, self.count, self.before, self.first = r, count, before, first
+        self.node: redis.Redis | None = None      # the client whose pool ``conn`` came from
+        self.conn = None
         self.ahead: tuple[str, bytes] | None = None    # the request in flight
         self.ahead_replies = 0
+        self.ahead_first: list = []
+
+    def _connection(self, stream: str):
+        """The connection to the server of ``stream`` (on one server: always the same one)."""
+        node = connection.node_client(self.r, stream)
+        if node is not self.node:
+            self._release()
+            self.node, self.conn = node, connection.pooled_connection(node)
+        return self.conn
 
     def _send(self, stream: str, after: bytes) -> None:
+        pre = list(self.first(stream)) if self.first else []
+        conn = self._connection(stream)
         cmds = list(self.before(stream)) if self.before else []
         start = b"-" if after in (b"0", b"0-0") else b"(" + after
         cmds.append(("XRANGE", stream, start, "+", "COUNT", self.count))
-        self.conn.send_packed_command(self.conn.pack_commands(cmds), check_health=False)
-        self.ahead, self.ahead_replies = (stream, after), len(cmds)
+        conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+        self.ahead, self.ahead_replies, self.ahead_first = (stream, after), len(cmds), pre
 
     def _receive(self) -> tuple[list, list]:
         with paused_gc():
             replies = [self.conn.read_response(disable_decoding=True) for _ in range(self.ahead_replies)]
         self.ahead = None
-        return replies[:-1], replies[-1] or []
+        return self.ahead_first + replies[:-1], replies[-1] or []
 
     def read(self, stream: str, after: str | bytes) -> tuple[list, list]:
         after = after.encode() if isinstance(after, str) else after
@@ -219,14 +243,82 @@ class BatchReader:
             replies, entries = self._receive()
             if len(entries) == self.count:
                 self._send(stream, entries[-1][0])
-        except BaseException:
-            self.conn.disconnect()              # replies may be left unread: start afresh next time
+        except BaseException as exc:
+            if self.conn is not None:
+                self.conn.disconnect()          # replies may be left unread: start afresh next time
             self.ahead = None
+            if connection.is_cluster(self.r) and connection.relayout(exc):
+                raise connection.moved_to_lost(self.r, exc) from None
             raise
         return replies, entries
+
+    def _release(self) -> None:
+        if self.conn is not None:
+            self.node.connection_pool.release(self.conn)
+            self.node, self.conn = None, None
 
     def close(self) -> None:
         if self.ahead is not None:
             self.conn.disconnect()
             self.ahead = None
-        self.r.connection_pool.release(self.conn)
+        self._release()
+
+
+class Tally(NamedTuple):
+    """Exact per-hour totals of a batch's valid readings (hour starts in ms, not necessarily distinct or in
+    order across batches), and the IDs of the entries that count in no hour."""
+
+    hours: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+    invalid: list
+
+
+def reading_value(pairs) -> int | None:
+    """The reading of an entry's raw field list by ground truth's rule, or ``None`` if it is invalid.
+
+    Valid by :func:`~labkit.core.window.valid_temp`: exactly one field, ``temp_f`` (a repeated
+    ``temp_f`` is not valid), whose value is an optional minus and ASCII digits (bytes that are not UTF-8
+    never match), within :data:`~labkit.core.window.PLAUSIBLE_F`.
+    """
+    if pairs is None:
+        return None
+    value = valid_temp(pairs)       # the one rule, shared with the fold
+    return value if isinstance(value, int) else None
+
+
+def tally_raw(raw, day: tuple[int, int]) -> Tally:
+    """Ground truth of one raw batch of a partition whose UTC day is ``day``: per hour the exact sum and
+    count of its valid readings (:func:`reading_value`, time inside ``day``), and the IDs of the rest.
+
+    What :func:`labkit.core.truth.hourly_truth` computes with pandas, in bulk: a clean batch (see
+    :func:`parse_raw`) is summed per hour with numpy in int64, anything else entry by entry.  Unlike the
+    fold, order plays no part: a reading counts in its own hour wherever it stands.
+    """
+    lo, hi = day
+    p = parse_raw(raw)
+    if p is not None:
+        ms, temps, invalid = p.ms, p.temps, []
+        inside = (ms >= lo) & (ms < hi)
+        if not inside.all():
+            invalid = [raw[i][0] for i in np.flatnonzero(~inside)]
+            ms, temps = ms[inside], temps[inside]
+        if not len(ms):
+            return Tally(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), invalid)
+        hours = ms - ms % HOUR_MS          # ascending, like the IDs
+        starts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1]])
+        return Tally(hours[starts], np.add.reduceat(temps, starts), np.diff(np.r_[starts, len(ms)]), invalid)
+    per_hour: dict[int, list[int]] = {}
+    invalid = []
+    for eid, pairs in raw:
+        ms = int(eid[:eid.index(b"-")])
+        value = reading_value(pairs) if lo <= ms < hi else None
+        if value is None:
+            invalid.append(eid)
+            continue
+        acc = per_hour.setdefault(ms - ms % HOUR_MS, [0, 0])
+        acc[0] += value
+        acc[1] += 1
+    hours = sorted(per_hour)
+    return Tally(np.array(hours, np.int64), np.array([per_hour[h][0] for h in hours], np.int64),
+                 np.array([per_hour[h][1] for h in hours], np.int64), invalid)

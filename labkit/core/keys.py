@@ -48,6 +48,11 @@ class Keys:
         server with their own namespaces never collide."""
         return cls(f"{cls.from_env().namespace or 'labkit'}-{tool}")
 
+    def companion(self, lab: str) -> "Keys":
+        """A companion lab's private namespace under this one: ``alice.groups07``, or ``groups07`` without a
+        namespace; never equal to this one, so a companion lab cannot touch the main lab's keys."""
+        return Keys(f"{self.namespace}.{lab}" if self.namespace else lab)
+
     def key(self, name: str) -> str:
         """``name`` under this namespace (unchanged when there is none)."""
         return f"{self.namespace}:{name}" if self.namespace else name

@@ -160,7 +160,7 @@ def expire_at_ms(day: dt.date, first_day: dt.date, now_ms: int, retention_ms: in
     return day_end + shift + retention_ms
 
 
-def _cmd(*args: bytes) -> bytes:
+def encode_command(*args: bytes) -> bytes:
     """One command in the Redis protocol (RESP)."""
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
@@ -253,7 +253,7 @@ class _Pipe:
         self.r.connection_pool.release(self.conn)
 
 
-def _encode_xadds(key: bytes, ms: Sequence[int], temps: Sequence[int]) -> tuple[bytes, bytes]:
+def encode_xadds(key: bytes, ms: Sequence[int], temps: Sequence[int]) -> tuple[bytes, bytes]:
     """``XADD key NOMKSTREAM <ms>-0 temp_f <t>`` for each reading, as one RESP payload; and the replies
     the server sends when all goes well: each entry's ID (nil instead if the partition vanished)."""
     ids = list(map(b"%d-0".__mod__, ms))
@@ -283,21 +283,21 @@ def _payloads(key: bytes, ms: Sequence[int], temps: Sequence[int], expire_ms: in
         # The first entry and the expiry in one transaction: never a partition without a TTL.  Its
         # replies are known too, so it travels with the first batch.
         first = b"%d-0" % ms[0]
-        head = (_cmd(b"MULTI") + _cmd(b"XADD", key, first, b"temp_f", b"%d" % temps[0])
-                + _cmd(b"PEXPIREAT", key, expire) + _cmd(b"EXEC"))
+        head = (encode_command(b"MULTI") + encode_command(b"XADD", key, first, b"temp_f", b"%d" % temps[0])
+                + encode_command(b"PEXPIREAT", key, expire) + encode_command(b"EXEC"))
         head_replies = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n$%d\r\n%s\r\n:1\r\n" % (len(first), first)
         e = min(size, len(ms))
-        payload, expect = _encode_xadds(key, ms[1:e], temps[1:e]) if e > 1 else (b"", b"")
+        payload, expect = encode_xadds(key, ms[1:e], temps[1:e]) if e > 1 else (b"", b"")
         yield head + payload, head_replies + expect, 4 + e - 1, e
     else:
         # Resuming: the partition exists (its last entry was just read), so PEXPIREAT answers 1.
         e = min(start + size, len(ms))
-        payload, expect = _encode_xadds(key, ms[start:e], temps[start:e]) if e > start else (b"", b"")
-        yield _cmd(b"PEXPIREAT", key, expire) + payload, b":1\r\n" + expect, 1 + e - start, e
+        payload, expect = encode_xadds(key, ms[start:e], temps[start:e]) if e > start else (b"", b"")
+        yield encode_command(b"PEXPIREAT", key, expire) + payload, b":1\r\n" + expect, 1 + e - start, e
     while e < len(ms):
         b, size = e, min(4 * size, BATCH)
         e = min(b + size, len(ms))
-        yield (*_encode_xadds(key, ms[b:e], temps[b:e]), e - b, e)
+        yield (*encode_xadds(key, ms[b:e], temps[b:e]), e - b, e)
 
 
 @dataclass(eq=False)

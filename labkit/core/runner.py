@@ -150,17 +150,10 @@ class Consumers:
                         raise
         except SimulatedCrash:
             w.crashed = True
-        except LabkitError as exc:
-            w.error = exc
-            self.sink(LogLine(w.name, f"stopped: {exc}"))
-            self._stop.set()
-        except redis.RedisError as exc:
-            w.error = connection.explain(exc, self.target)
-            self.sink(LogLine(w.name, f"stopped: {w.error}"))
-            self._stop.set()
         except BaseException as exc:  # surfaced through .error and status(), never lost
-            w.error = exc
-            self.sink(LogLine(w.name, f"stopped by an unexpected error: {type(exc).__name__}: {exc}"))
+            failed = connection.failure(exc, self.target)
+            w.error = failed.error
+            self.sink(LogLine(w.name, failed.said("stopped")))
             self._stop.set()
 
     def _reconnect(self, w: _Worker, exc: Exception) -> bool:

@@ -64,13 +64,22 @@ def hash_fields(state) -> dict[str, str]:
     return {f.metadata.get("hash_field", f.name): str(getattr(state, f.name)) for f in dataclasses.fields(state)}
 
 
+#: The field types a state hash holds, and how each is read back from its text.
+_READ = {"int": int, "float": float, "str": str}
+
+
 def from_hash(cls, h: dict[str, str]):
-    """A state dataclass from its (decoded, validated) hash; a field the hash lacks keeps its default."""
+    """A state dataclass from its (decoded, validated) hash; a field the hash lacks keeps its default.
+
+    Fields may be ``int``, ``float`` or ``str``; a ``ValueError`` says a value does not read as its type."""
     values = {}
     for f in dataclasses.fields(cls):
         name = f.metadata.get("hash_field", f.name)
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        if kind not in _READ:
+            raise TypeError(f"{cls.__name__}.{f.name}: a state hash holds int, float or str, not {kind}")
         if name in h:
-            values[f.name] = int(h[name]) if f.type in (int, "int") else h[name]
+            values[f.name] = _READ[kind](h[name])
     return cls(**values)
 
 

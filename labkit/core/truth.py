@@ -2,11 +2,13 @@
 
 :func:`hourly_truth` computes exact hourly sums and counts straight from raw
 readings with pandas, independently of the consumer's fold, using the same
-validity rule (:data:`labkit.core.window.TEMP_PATTERN`).  :func:`verify` compares
+validity rule (:data:`labkit.core.window.TEMP_PATTERN`); :func:`load_truth`
+computes the same in bulk, straight from the server's replies (what ``verify``
+uses; tests hold it to the pandas path).  :func:`verify` compares
 what the aggregating consumer published with it, hour by hour, in exact
 arithmetic (integers and fractions, never floats).  Both are pure;
-:func:`load_readings`, :func:`load_averages` and :func:`check` are the thin
-Redis layer.
+:func:`load_readings`, :func:`load_truth`, :func:`load_averages` and
+:func:`check` are the thin Redis layer.
 """
 
 from __future__ import annotations
@@ -19,15 +21,10 @@ import numpy as np
 import pandas as pd
 import redis
 
-from ..servers.connection import (
-    is_cluster,
-    node_client,
-    pooled_connection,
-    refresh,
-    relayout,
-)
 from ..errors import LabkitError
+from ..servers.connection import is_cluster, refresh
 from ..servers.replies import text
+from .fastfold import BatchReader, Tally, paused_gc, tally_raw
 from .keys import Keys
 from .partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
 from .window import PLAUSIBLE_F, TEMP_PATTERN, round_half_up
@@ -57,26 +54,8 @@ def hourly_truth(readings: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _xrange_raw(r: redis.Redis, key: str, start: bytes | str, count: int) -> list:
-    """XRANGE as the server sends it, ``[[id, [field, value, …]], …]``, skipping redis-py's
-    per-entry dict building (this is the one bulk read of every reading).  On a cluster it asks the
-    node that serves ``key``, rereading the layout once if a failover moved it."""
-    for attempt in (1, 2):
-        node = node_client(r, key)
-        conn = pooled_connection(node)
-        try:
-            conn.send_command("XRANGE", key, start, "+", "COUNT", count)
-            return conn.read_response()
-        except redis.ResponseError as exc:
-            if attempt == 2 or not (is_cluster(r) and relayout(exc)):
-                raise
-            refresh(r)
-        except BaseException:
-            conn.disconnect()
-            raise
-        finally:
-            node.connection_pool.release(conn)
-    raise AssertionError("unreachable")
+#: Entries per XRANGE when ground truth is read (the consumer's batch: measured the fastest, docs/benchmark.md).
+READ_BATCH = 10_000
 
 
 def load_readings(r: redis.Redis, partitions: list[str], chunk: int = 100_000,
@@ -87,22 +66,45 @@ def load_readings(r: redis.Redis, partitions: list[str], chunk: int = 100_000,
     field); ``day_ms`` is the start of the partition's UTC day.
     """
     ids, temps, days = [], [], []
-    for key in partitions:
-        day = day_start_ms(parse_partition(key, prefix if prefix is not None else key[:-8]))
-        n0 = len(ids)
-        start: bytes | str = "-"
-        while True:
-            batch = _xrange_raw(r, key, start, chunk)
-            if not batch:
-                break
-            ids += [e[0] for e in batch]
-            temps += [_field(e[1], b"temp_f") for e in batch]
-            if len(batch) < chunk:
-                break
-            start = b"(" + batch[-1][0]
-        days += [day] * (len(ids) - n0)
+    reader = BatchReader(r, chunk)
+    try:
+        with paused_gc():       # a million small lists: no cycles among them (see fastfold.paused_gc)
+            for key in partitions:
+                day = _day_of(key, prefix)
+                n0 = len(ids)
+                for batch in _batches(r, reader, key):
+                    ids += [e[0] for e in batch]
+                    temps += [_field(e[1], b"temp_f") for e in batch]
+                days += [day] * (len(ids) - n0)
+    finally:
+        reader.close()
     ms = np.fromiter((int(i[:i.index(b"-")]) for i in ids), dtype="int64", count=len(ids))
     return pd.DataFrame({"ms": ms, "temp_f": temps, "day_ms": np.array(days, dtype="int64")})
+
+
+def _day_of(key: str, prefix: str | None) -> int:
+    return day_start_ms(parse_partition(key, prefix if prefix is not None else key[:-8]))
+
+
+def _batches(r: redis.Redis, reader: BatchReader, key: str):
+    """Every entry of ``key``, batch by batch as the server sends them, one batch read ahead.  On a cluster
+    a failover that moves ``key`` (read as a lost connection, see BatchReader) is survived once: the read
+    goes on from the last entry received, at the new master."""
+    after, retried = b"0", False
+    while True:
+        try:
+            batch = reader.read(key, after)[1]
+        except redis.ConnectionError:
+            if retried or not is_cluster(r):
+                raise
+            retried = True
+            refresh(r)
+            continue
+        if batch:
+            yield batch
+        if len(batch) < reader.count:
+            return
+        after = batch[-1][0]
 
 
 def _field(pairs: list, name: bytes) -> str | None:
@@ -110,6 +112,41 @@ def _field(pairs: list, name: bytes) -> str | None:
     if len(pairs) == 2 and pairs[0] == name:
         return pairs[1].decode(errors="replace")
     return None
+
+
+def load_truth(r: redis.Redis, partitions: list[str], prefix: str | None = None,
+               count: int = READ_BATCH) -> tuple[pd.DataFrame, list[tuple[str, bytes]]]:
+    """``hourly_truth(load_readings(r, partitions, prefix=prefix))``, read and summed in bulk, and the entries
+    that count in no hour, as ``(partition, id)``.
+
+    The same hours, sums and counts (exact int64) as the pandas path, without a row per reading: each
+    batch is tallied as it arrives (:func:`~labkit.core.fastfold.tally_raw`) while the server prepares the
+    next one.  This is what ``verify`` uses; the notebooks show the pandas path.
+    """
+    parts: list[Tally] = []
+    invalid: list[tuple[str, bytes]] = []
+    reader = BatchReader(r, count)
+    try:
+        with paused_gc():
+            for key in partitions:
+                day = _day_of(key, prefix)
+                for batch in _batches(r, reader, key):
+                    t = tally_raw(batch, (day, day + DAY_MS))
+                    parts.append(t)
+                    invalid += [(key, eid) for eid in t.invalid]
+                    del batch
+    finally:
+        reader.close()
+    if parts:
+        hours, where = np.unique(np.concatenate([t.hours for t in parts]), return_inverse=True)
+        sums, counts = np.zeros(len(hours), np.int64), np.zeros(len(hours), np.int64)
+        np.add.at(sums, where, np.concatenate([t.sums for t in parts]))
+        np.add.at(counts, where, np.concatenate([t.counts for t in parts]))
+    else:
+        hours = sums = counts = np.zeros(0, np.int64)
+    out = pd.DataFrame({"sum": sums, "count": counts}, index=pd.Index(hours, dtype="int64", name="hour_start_ms"))
+    out["mean"] = out["sum"] / out["count"]
+    return out, invalid
 
 
 def load_averages(r: redis.Redis, keys: Keys) -> tuple[pd.DataFrame, int]:
@@ -389,7 +426,7 @@ def check(r: redis.Redis, keys: Keys, partitions: list[str] | None = None, accep
     averages, trimmed = load_averages(r, keys)
     existing = list_partitions(r, keys)
     names = existing if partitions is None else partitions
-    truth = hourly_truth(load_readings(r, names, prefix=keys.partition_prefix))
+    truth, _ = load_truth(r, names, prefix=keys.partition_prefix)
     promises = load_promises(r, keys)
     if partitions is not None:          # a chosen set: hold only its partitions to their promises
         promises["records"] = {k: v for k, v in promises["records"].items() if k in set(partitions)}

@@ -18,8 +18,7 @@ def lab_keys(lab: str, base: Keys | None = None) -> Keys:
     nothing a companion lab writes can collide with the main lab's keys, and
     :func:`delete_keys` can remove exactly what the lab created.
     """
-    base = base if base is not None else Keys.from_env()
-    return Keys(f"{base.namespace}.{lab}" if base.namespace else lab)
+    return (base if base is not None else Keys.from_env()).companion(lab)
 
 
 def key(keys: Keys, name: str) -> str:

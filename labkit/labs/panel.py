@@ -20,6 +20,7 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 
 from ..log import LogLine, tee
+from ..servers import connection
 from .pool import Pool
 
 
@@ -143,7 +144,7 @@ class WorkersPanel:
             try:
                 self.refresh()
             except Exception as exc:  # a refresh error must not kill the view silently
-                self.sink(LogLine("panel", f"refresh failed: {type(exc).__name__}: {exc}"))
+                self.sink(LogLine("panel", f"refresh failed: {connection.failure(exc, self.pool.target).text}"))
 
     def start(self) -> "WorkersPanel":
         """Refresh the table and chart in a background thread every ``refresh_every`` seconds."""

@@ -332,14 +332,11 @@ class Pool:
             w.inbox.clear()
             self._add("killed")
             self.log(f"{w.name} killed (holding its unacknowledged entries).")
-        except redis.RedisError as exc:
-            w.state, w.error = WorkerState.ERROR, str(connection.explain(exc, self.target))
-            self.errors.append(f"{w.name}: {w.error}")
-            self.log(f"{w.name} stopped: {w.error}")
         except BaseException as exc:  # never lost: reported through status()
-            w.state, w.error = WorkerState.ERROR, f"{type(exc).__name__}: {exc}"
+            failed = connection.failure(exc, self.target)
+            w.state, w.error = WorkerState.ERROR, failed.text
             self.errors.append(f"{w.name}: {w.error}")
-            self.log(f"{w.name} stopped by an unexpected error: {w.error}")
+            self.log(f"{w.name} {failed.said('stopped')}")
         finally:
             if r is not None:
                 r.close()
@@ -414,13 +411,10 @@ class Pool:
                 with self._lock:
                     self.history.append((now - self.started_at, self.counts["done"]))
                     del self.history[:-600]
-            except redis.RedisError as exc:
-                msg = str(connection.explain(exc, self.target))
-                self.errors.append(f"supervisor: {msg}")
-                self.log(f"supervisor: {msg}")
             except Exception as exc:  # keep supervising; report it
-                self.errors.append(f"supervisor: {type(exc).__name__}: {exc}")
-                self.log(f"supervisor error: {type(exc).__name__}: {exc}")
+                failed = connection.failure(exc, self.target)
+                self.errors.append(f"supervisor: {failed.text}")
+                self.log(f"supervisor: {failed.text}")
 
     def _maintain(self, now: float) -> None:
         """Restart killed workers (same consumer name) once ``restart_after`` has passed."""

@@ -34,11 +34,10 @@ from ..core import producer
 from ..core.context import Context
 from ..core.keys import Keys
 from ..core.partition import HOUR_MS, id_ms, next_partition, partition_for_ms
-from ..core.runner import list_partitions
+from ..core.keyspace import delete_namespace, list_partitions
 from ..core.state import AggregatingState
 from ..core.truth import hourly_truth, load_averages, load_readings, verify
 from ..errors import LabkitError
-from ..labs import names as lab_names
 from ..log import null_sink
 from ..servers import connection
 from ..servers.replies import text, text_fields
@@ -226,15 +225,15 @@ def setup(produce_if_missing: bool = True, days: float | None = None) -> Lab:
 def setup_companion(name: str, max_days: float | None = 1) -> Lab:
     """The one set-up call of a companion notebook (07–12): its own namespace, emptied, and fresh data.
 
-    The namespace is :func:`labkit.labs.names.lab_keys` of ``name`` (never the main
+    The namespace is the learner's :meth:`~labkit.core.keys.Keys.companion` ``name`` (never the main
     lab's keys); what an earlier run of the same notebook left there is deleted,
     then ``LABKIT_DAYS`` of data (at most ``max_days``) is produced into it.
     """
     learner = Context.open()
     progress.attach(learner.r, learner.keys)     # progress is the learner's, not the companion lab's
-    ctx = learner.using(lab_names.lab_keys(name, learner.keys))
+    ctx = learner.using(learner.keys.companion(name))
     r, keys = ctx.r, ctx.keys
-    lab_names.delete_keys(r, keys)
+    delete_namespace(r, keys)                     # what an earlier run of this notebook left
     data = dataset(max_days=max_days)
     producer.produce(r, data, keys, null_sink)
     return Lab(ctx.target, r, keys, data, data.partitions(keys), expected_hours(data), True, True, [])

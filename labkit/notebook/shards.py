@@ -224,7 +224,7 @@ class ClusterLab(Lab):
         if info is None:
             return back
         for n in info.nodes:
-            if not server._alive(n.pid):
+            if not server.is_alive(n.pid):
                 cluster.restart_node(info, n.port)
                 back.append(n.port)
         self.killed = [p for p in self.killed if p not in back]
@@ -250,7 +250,7 @@ class ClusterLab(Lab):
 
     def still_running(self) -> list[int]:
         """PIDs of nodes this notebook started that are still alive (none after :meth:`stop`)."""
-        return [n.pid for own in self.started for n in own.info.nodes if server._alive(n.pid)]
+        return [n.pid for own in self.started for n in own.info.nodes if server.is_alive(n.pid)]
 
 
 class Failover:
@@ -319,9 +319,9 @@ def stop_leftovers(labkit_home: Path) -> int:
     for d in sorted((Path(labkit_home) / OWN_DIR).glob("*")):
         info = cluster.read_info(d)
         if info:
-            pids = [n.pid for n in info.nodes if server._alive(n.pid)]
+            pids = [n.pid for n in info.nodes if server.is_alive(n.pid)]
             alive += len(pids)
-            cluster._stop_pids(pids, timeout=5)
+            cluster.stop_pids(pids, timeout=5)
         shutil.rmtree(d, ignore_errors=True)
     return alive
 
@@ -342,7 +342,7 @@ def _start_own(shards: int, replicas: int) -> OwnCluster:
 
 
 def _stop_own(own: OwnCluster) -> None:
-    cluster._stop_pids([n.pid for n in own.info.nodes], timeout=5)
+    cluster.stop_pids([n.pid for n in own.info.nodes], timeout=5)
     shutil.rmtree(own.home, ignore_errors=True)
 
 
@@ -367,8 +367,10 @@ def _can_fail_over(r) -> bool:
 def setup_cluster(shards: int = 3, replicas: int = 1, days: float | None = None) -> ClusterLab:
     """Notebook 13's one set-up call: a cluster (``REDIS_URL``'s, or one it starts), the key names, the dataset.
 
-    Nothing is produced here: the notebook produces the dataset itself and measures it.
+    Nothing is produced here: the notebook produces the dataset itself and measures it.  A class learner
+    (:func:`labkit.classroom.fence.in_class`) never fails the shared cluster over: they get a cluster of their own.
     """
+    from ..classroom.fence import in_class
     started: list[OwnCluster] = []
     target = connection.given()
     r, local = None, None
@@ -377,6 +379,10 @@ def setup_cluster(shards: int = 3, replicas: int = 1, days: float | None = None)
         if not connection.is_cluster(r):
             r.close()
             r, text = None, "REDIS_URL names a single server, not a cluster, so this notebook started its own"
+        elif in_class():
+            r.close()
+            r, text = None, ("in a class your Redis user may not fail the shared cluster's masters over, "
+                             "so this notebook started a cluster of your own")
         elif not _can_fail_over(r):
             r.close()
             r, text = None, ("REDIS_URL names a cluster with fewer than 2 masters, or a master without a replica, "

@@ -76,7 +76,7 @@ class ClusterInfo:
     @property
     def url(self) -> str:
         """A URL for ``REDIS_URL``: a node that is running (any node leads a client to all the others)."""
-        live = [n for n in self.nodes if server._alive(n.pid)]
+        live = [n for n in self.nodes if server.is_alive(n.pid)]
         return self.url_of((live or self.nodes)[0].port)
 
     def node(self, port: int) -> Node:
@@ -139,18 +139,21 @@ def _paths(h: Path) -> dict[str, Path]:
     return {"conn": h / "cluster.json", "dir": h / "cluster"}
 
 
-def _client(info: ClusterInfo, port: int, timeout: float = 5.0) -> redis.Redis:
+def client_of(info: ClusterInfo, port: int, timeout: float = 5.0) -> redis.Redis:
+    """A plain client (decoded replies) of one node of the local cluster."""
     return redis.Redis(host=info.host, port=port, password=info.password, socket_timeout=timeout,
                        socket_connect_timeout=timeout, decode_responses=True)
 
 
-def _call(info: ClusterInfo, port: int, *args, timeout: float = 5.0):
-    with contextlib.closing(_client(info, port, timeout)) as c:
+def call(info: ClusterInfo, port: int, *args, timeout: float = 5.0):
+    """One command on one node, e.g. ``call(info, port, "CLUSTER", "NODES")``."""
+    with contextlib.closing(client_of(info, port, timeout)) as c:
         return c.execute_command(*args)
 
 
-def _info(info: ClusterInfo, port: int, section: str) -> dict:
-    with contextlib.closing(_client(info, port)) as c:
+def node_info(info: ClusterInfo, port: int, section: str) -> dict:
+    """One node's ``INFO <section>``."""
+    with contextlib.closing(client_of(info, port)) as c:
         return c.info(section)
 
 
@@ -201,33 +204,33 @@ def _launch(info: ClusterInfo, node: Node, timeout: float = 15.0) -> None:
         with contextlib.suppress(OSError, ValueError):
             node.pid = int(pidfile.read_text())
         probe = server.ServerInfo(info.host, node.port, info.password, node.pid, node.dir)
-        if node.pid and server._ping(probe, 0.5):
+        if node.pid and server.answers(probe, 0.5):
             return
-        if node.pid and not server._alive(node.pid):
+        if node.pid and not server.is_alive(node.pid):
             break
         time.sleep(0.05)
-    reason = server._tail(d / "node.log") or "it did not answer in time"
-    if node.pid and server._alive(node.pid):
+    reason = server.log_tail(d / "node.log") or "it did not answer in time"
+    if node.pid and server.is_alive(node.pid):
         os.kill(node.pid, signal.SIGKILL)
     raise LabkitError(f"cluster node on port {node.port} did not start: {reason}", f"see {d / 'node.log'}")
 
 
-def _stop_pids(pids: list[int], timeout: float = 15.0) -> None:
+def stop_pids(pids: list[int], timeout: float = 15.0) -> None:
     """SIGTERM (a node saves its data, then exits), then SIGKILL whatever is left after ``timeout``."""
-    pids = [p for p in pids if p and server._alive(p)]
+    pids = [p for p in pids if p and server.is_alive(p)]
     for p in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while any(server._alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(server.is_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     for p in pids:
-        if server._alive(p):
+        if server.is_alive(p):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
 
 
-def _wait(what: str, check, timeout: float, hint: str):
+def wait_until(what: str, check, timeout: float, hint: str):
     """Poll ``check()`` until it returns something true; :class:`LabkitError` after ``timeout``."""
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
@@ -245,46 +248,46 @@ def _wait(what: str, check, timeout: float, hint: str):
 def _form(info: ClusterInfo, roles: dict[int, int | None], timeout: float) -> None:
     """Turn freshly started, empty nodes into one cluster (see the module docstring)."""
     ports = [n.port for n in info.nodes]
-    ids = {p: _call(info, p, "CLUSTER", "MYID") for p in ports}
+    ids = {p: call(info, p, "CLUSTER", "MYID") for p in ports}
     for epoch, p in enumerate(ports, 1):
-        _call(info, p, "CLUSTER", "SET-CONFIG-EPOCH", epoch)
+        call(info, p, "CLUSTER", "SET-CONFIG-EPOCH", epoch)
     masters = [p for p in ports if roles[p] is None]
     for p, (a, b) in zip(masters, slot_ranges(len(masters))):
-        _call(info, p, "CLUSTER", "ADDSLOTSRANGE", a, b)
+        call(info, p, "CLUSTER", "ADDSLOTSRANGE", a, b)
     for p in ports[1:]:
-        _call(info, ports[0], "CLUSTER", "MEET", info.host, p)
+        call(info, ports[0], "CLUSTER", "MEET", info.host, p)
     hint = f"see the node logs under {Path(info.nodes[0].dir).parent}"
 
     def all_known():
         for p in ports:
-            known = parse_nodes(_call(info, p, "CLUSTER", "NODES"))
+            known = parse_nodes(call(info, p, "CLUSTER", "NODES"))
             if len(known) < len(ports) or any(f & {"handshake", "noaddr"} for f in (k["flags"] for k in known)):
                 return False
         return True
-    _wait("introduce its nodes to each other", all_known, timeout, hint)
+    wait_until("introduce its nodes to each other", all_known, timeout, hint)
     for p, master in roles.items():
         if master is not None:
-            _call(info, p, "CLUSTER", "REPLICATE", ids[master])
+            call(info, p, "CLUSTER", "REPLICATE", ids[master])
     wait_ok(info, timeout)
 
 
 def wait_ok(info: ClusterInfo, timeout: float = 30.0) -> None:
     """Until every running node says ``cluster_state:ok``, agrees who serves each slot, and every replica is in sync."""
-    live = [n.port for n in info.nodes if server._alive(n.pid)]
+    live = [n.port for n in info.nodes if server.is_alive(n.pid)]
 
     def ok():
         views = []
         for p in live:
-            if "cluster_state:ok" not in _call(info, p, "CLUSTER", "INFO"):
+            if "cluster_state:ok" not in call(info, p, "CLUSTER", "INFO"):
                 return False
-            nodes = parse_nodes(_call(info, p, "CLUSTER", "NODES"))
+            nodes = parse_nodes(call(info, p, "CLUSTER", "NODES"))
             views.append(sorted((n["port"], n["master"] or "", tuple(n["slots"])) for n in nodes
                                 if not n["flags"] & {"fail", "handshake", "noaddr"}))
-            repl = _info(info, p, "replication")
+            repl = node_info(info, p, "replication")
             if repl.get("role") == "slave" and repl.get("master_link_status") != "up":
                 return False
         return all(v == views[0] for v in views)
-    _wait("reach cluster_state:ok", ok, timeout, f"see the node logs under {Path(info.nodes[0].dir).parent}")
+    wait_until("reach cluster_state:ok", ok, timeout, f"see the node logs under {Path(info.nodes[0].dir).parent}")
 
 
 def read_info(h: Path | None = None) -> ClusterInfo | None:
@@ -298,7 +301,7 @@ def read_info(h: Path | None = None) -> ClusterInfo | None:
 
 
 def running(info: ClusterInfo) -> list[Node]:
-    return [n for n in info.nodes if server._alive(n.pid)]
+    return [n for n in info.nodes if server.is_alive(n.pid)]
 
 
 def start(h: Path | None = None, shards: int | None = None, replicas: int | None = None, *,
@@ -312,7 +315,7 @@ def start(h: Path | None = None, shards: int | None = None, replicas: int | None
     if not (shards is None or 1 <= shards <= MAX_SHARDS) or not (replicas is None or 0 <= replicas <= MAX_REPLICAS):
         raise LabkitError(f"--shards {shards} / --replicas {replicas} out of range",
                           f"use 1..{MAX_SHARDS} shards and 0..{MAX_REPLICAS} replicas per shard")
-    with server._locked(h, "cluster.lock"):
+    with server.locked(h, "cluster.lock"):
         old = read_info(h)
         if old and running(old):
             if fresh:
@@ -340,7 +343,7 @@ def _create(h: Path, shards: int, replicas: int, binary: str | None, node_timeou
     shutil.rmtree(p["dir"], ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         p["conn"].unlink()
-    binary = str(binary or server._binary())
+    binary = str(binary or server.server_binary())
     rng = random.Random()
     last: LabkitError | None = None
     for _ in range(3):  # a free port can be taken between our check and a node's bind
@@ -350,13 +353,13 @@ def _create(h: Path, shards: int, replicas: int, binary: str | None, node_timeou
         try:
             for n in info.nodes:
                 Path(n.dir).mkdir(mode=0o700, parents=True)
-                server._write_private(Path(n.dir) / "node.conf",
+                server.write_private(Path(n.dir) / "node.conf",
                                       node_conf(n.port, info.password, Path(n.dir), node_timeout_ms, persist))
             for n in info.nodes:
                 _launch(info, n)
             _form(info, layout(ports, shards, replicas), timeout)
         except (LabkitError, redis.RedisError) as exc:
-            _stop_pids([n.pid for n in info.nodes], timeout=5)
+            stop_pids([n.pid for n in info.nodes], timeout=5)
             shutil.rmtree(p["dir"], ignore_errors=True)
             last = exc if isinstance(exc, LabkitError) else LabkitError(
                 f"could not form the local cluster: {exc}", "try again; see python -m labkit cluster status")
@@ -378,7 +381,7 @@ def _restart(h: Path, old: ClusterInfo, shards: int | None, replicas: int | None
             _launch(old, n)
         wait_ok(old, timeout)
     except (LabkitError, redis.RedisError) as exc:
-        _stop_pids([n.pid for n in old.nodes], timeout=5)
+        stop_pids([n.pid for n in old.nodes], timeout=5)
         raise LabkitError(f"the stopped local cluster did not come back: {exc}",
                           "add --fresh to form a new one (its data is deleted)") from None
     _save(old)
@@ -388,11 +391,11 @@ def _restart(h: Path, old: ClusterInfo, shards: int | None, replicas: int | None
 def stop(h: Path | None = None) -> bool:
     """Stop every node of the local cluster (each saves its data first).  Returns whether any was running."""
     h = h or home()
-    with server._locked(h, "cluster.lock"):
+    with server.locked(h, "cluster.lock"):
         info = read_info(h)
         if info is None or not running(info):
             return False
-        _stop_pids([n.pid for n in info.nodes])
+        stop_pids([n.pid for n in info.nodes])
         return True
 
 
@@ -403,9 +406,9 @@ def status(info: ClusterInfo) -> dict:
     state = "down"
     for port in sorted(live):
         with contextlib.suppress(redis.RedisError, OSError):
-            for n in parse_nodes(_call(info, port, "CLUSTER", "NODES")):
+            for n in parse_nodes(call(info, port, "CLUSTER", "NODES")):
                 view[n["port"]] = n
-            state = "ok" if "cluster_state:ok" in _call(info, port, "CLUSTER", "INFO") else "fail"
+            state = "ok" if "cluster_state:ok" in call(info, port, "CLUSTER", "INFO") else "fail"
             break
     by_id = {n["id"]: n["port"] for n in view.values()}
     rows = []
@@ -416,7 +419,7 @@ def status(info: ClusterInfo) -> dict:
                "master_port": by_id.get(v.get("master")), "slots": v.get("slots", []),
                "failed": bool(v.get("flags", set()) & {"fail", "fail?"}), "keys": None, "memory": None}
         if row["running"]:
-            with contextlib.suppress(redis.RedisError, OSError), contextlib.closing(_client(info, node.port)) as c:
+            with contextlib.suppress(redis.RedisError, OSError), contextlib.closing(client_of(info, node.port)) as c:
                 row["keys"] = c.dbsize()
                 row["memory"] = c.info("memory").get("used_memory_human")
         rows.append(row)
@@ -427,7 +430,7 @@ def status(info: ClusterInfo) -> dict:
 
 def _save(info: ClusterInfo) -> None:
     """Write ``info`` to its cluster.json (a restarted node's new PID must be there for ``stop``)."""
-    server._write_private(_paths(Path(info.home))["conn"], info.to_json())
+    server.write_private(_paths(Path(info.home))["conn"], info.to_json())
 
 
 def masters(info: ClusterInfo) -> dict[int, list[int]]:
@@ -453,10 +456,10 @@ def master_for(info: ClusterInfo, key: str) -> int:
 def kill(info: ClusterInfo, port: int) -> None:
     """SIGKILL one node (a crash: nothing saved), and wait until it is gone."""
     node = info.node(port)
-    if server._alive(node.pid):
+    if server.is_alive(node.pid):
         os.kill(node.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while server._alive(node.pid) and time.monotonic() < deadline:
+    while server.is_alive(node.pid) and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
@@ -469,10 +472,10 @@ def cut_replication(info: ClusterInfo, master_port: int) -> list[int]:
     """
     replicas = masters(info).get(master_port, [])
     for p in replicas:
-        _call(info, p, "CONFIG", "SET", "masterauth", "labkit-replication-cut-" + secrets.token_hex(4))
-    _call(info, master_port, "CLIENT", "KILL", "TYPE", "replica")
+        call(info, p, "CONFIG", "SET", "masterauth", "labkit-replication-cut-" + secrets.token_hex(4))
+    call(info, master_port, "CLIENT", "KILL", "TYPE", "replica")
     for p in replicas:
-        _wait("cut replication", lambda p=p: _info(info, p, "replication").get("master_link_status") == "down",
+        wait_until("cut replication", lambda p=p: node_info(info, p, "replication").get("master_link_status") == "down",
               10, "see python -m labkit cluster status")
     return replicas
 
@@ -491,17 +494,17 @@ def failover(info: ClusterInfo, master_port: int, *, takeover: bool = True, time
         raise LabkitError(f"no running replica follows the master on port {master_port}",
                           "start the cluster with --replicas 1 or more")
     for p in candidates:  # undo a cut_replication: they follow the new master from now on
-        _call(info, p, "CONFIG", "SET", "masterauth", info.password)
+        call(info, p, "CONFIG", "SET", "masterauth", info.password)
     chosen = candidates[0] if takeover else None
     if chosen:
-        _call(info, chosen, "CLUSTER", "FAILOVER", "TAKEOVER")
+        call(info, chosen, "CLUSTER", "FAILOVER", "TAKEOVER")
 
     def promoted():
         for p in ([chosen] if chosen else candidates):
-            if _info(info, p, "replication").get("role") == "master":
+            if node_info(info, p, "replication").get("role") == "master":
                 return p
         return None
-    new = _wait("promote a replica", promoted, timeout, "see python -m labkit cluster status")
+    new = wait_until("promote a replica", promoted, timeout, "see python -m labkit cluster status")
     wait_ok(info, timeout)
     return new
 
@@ -509,7 +512,7 @@ def failover(info: ClusterInfo, master_port: int, *, takeover: bool = True, time
 def restart_node(info: ClusterInfo, port: int, timeout: float = 30.0) -> None:
     """Start a stopped or killed node again with its own config; it rejoins (as a replica, if it lost its slots)."""
     node = info.node(port)
-    if server._alive(node.pid):
+    if server.is_alive(node.pid):
         return
     _launch(info, node)
     _save(info)

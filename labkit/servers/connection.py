@@ -193,6 +193,29 @@ def explain(exc: Exception, t: Target) -> LabkitError:
     return LabkitError(f"Redis at {where} answered an error ({msg})", "see the README's troubleshooting section")
 
 
+@dataclass(frozen=True)
+class Failure:
+    """What a background thread reports when an error ends (or interrupts) its work: it is never lost."""
+
+    error: BaseException    # what to keep, e.g. for ``status()``: a Redis error as its one-line LabkitError
+    text: str               # one line: the error's own, or ``TypeName: message`` for an unexpected one
+    unexpected: bool        # neither a LabkitError nor a Redis error: a bug, said as such
+
+    def said(self, doing: str) -> str:
+        """``stopped: …``, or ``stopped by an unexpected error: …``."""
+        return f"{doing} by an unexpected error: {self.text}" if self.unexpected else f"{doing}: {self.text}"
+
+
+def failure(exc: BaseException, t: Target) -> Failure:
+    """``exc`` as a thread reports it: a :class:`LabkitError` as it is, a Redis error explained (:func:`explain`)."""
+    if isinstance(exc, LabkitError):
+        return Failure(exc, str(exc), False)
+    if isinstance(exc, (redis.RedisError, RedisClusterException)):
+        err = explain(exc, t)
+        return Failure(err, str(err), False)
+    return Failure(exc, f"{type(exc).__name__}: {exc}", True)
+
+
 def connect(t: Target | None = None, **overrides) -> redis.Redis | RedisCluster:
     """A checked client: reachable, authenticated, Redis 7 command set; a :class:`RedisCluster` for a cluster."""
     t = t or target()

