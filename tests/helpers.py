@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
+import pytest
+
 from labkit.core import producer
 from labkit.core.keys import Keys
 from labkit.core.truth import check as truth_check
 
 T0 = 1735689600000  # 2025-01-01 00:00 UTC
+
+
+def need_program(name: str, install: str) -> str:
+    """The path of a program a test drives (a browser, a proxy).  Missing on a developer's machine: the test is
+    skipped with the command that installs it.  Missing in CI (``CI=true``): the test fails, so a green CI
+    never hides an install step that did not run."""
+    path = shutil.which(name)
+    if path:
+        return path
+    why = f"{name} is not installed ({install})"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(why + ": CI must install it (.ci/run)")
+    pytest.skip(why)
 
 
 def produce(r, keys: Keys, start: str = "2025-01-01", days: float = 2, interval_ms: int = 1000, seed: int = 0):

@@ -32,9 +32,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.helpers import need_program
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-NOTEBOOKS = ["00-start-here.ipynb", "04-running-the-consumers.ipynb", "pipeline.svg",
+NOTEBOOKS = ["00-start-here.ipynb", "04-running-the-consumers.ipynb", "06-hourly-averages.ipynb", "pipeline.svg",
              "06q-quiz-1-partitioned-streams.ipynb"]
 DAYS = "3"           # the second day is a full one: enough lines to scroll the log box
 SAVED = "saved-panel.ipynb"
@@ -145,10 +147,7 @@ def jupyter_lab(tmp_path_factory, target, lab_home):
 
 @pytest.fixture(scope="module")
 def chromium():
-    path = shutil.which("chromium")
-    if not path:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    return path
+    return need_program("chromium", "apt-get install chromium")
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +216,17 @@ def wait_for_stdout(page, nb, text: str, timeout: float = 240_000):
     failed = nb.locator(STDERR)
     expect(done.or_(failed).first).to_be_visible(timeout=timeout)
     assert failed.count() == 0, "a cell failed:\n" + "\n".join(failed.all_inner_texts())[-3000:]
+
+
+def wait_for_output(page, nb, text: str, timeout: float = 240_000):
+    """Wait until any output (printed, or displayed as HTML like the final checks) shows ``text``, or a cell
+    fails (then fail with its error)."""
+    from playwright.sync_api import expect
+    done = nb.locator(".jp-OutputArea-output", has_text=text)
+    failed = nb.locator(STDERR)
+    expect(done.or_(failed).first).to_be_visible(timeout=timeout)
+    assert failed.count() == 0, "a cell failed:\n" + "\n".join(failed.evaluate_all(
+        "els => els.map(e => e.textContent)"))[-3000:]
 
 
 def contrast_in_page(page, selector: str) -> dict:
@@ -330,7 +340,7 @@ def test_the_learners_partition_stands_and_the_panel_reads_well(browser, jupyter
 
         # The rest of the notebook passes its checks on the learner's run.
         run(page, "notebook:run-all-below", active=start_cell + 1)
-        wait_for_stdout(page, nb, "04 running the consumers: all checks passed")
+        wait_for_output(page, nb, "04 running the consumers: all checks passed")
         expect(nb.locator(STDOUT, has_text=f"the consumers read {second} … {ns}:temps:20250104")).to_have_count(1)
 
         # The dark theme: the same lines read at AA there too.
@@ -352,7 +362,7 @@ def test_start_here_renders_and_passes(browser, jupyter_lab):
         page.wait_for_function("img => img.complete && img.naturalWidth > 500", arg=img.element_handle(),
                                timeout=30_000)
         run(page, "notebook:run-all-cells")
-        wait_for_stdout(page, nb, "00 start here: all checks passed", timeout=120_000)
+        wait_for_output(page, nb, "00 start here: all checks passed", timeout=120_000)
         assert nb.locator(STDERR).count() == 0
         link = nb.locator("a", has_text="04 · Running the consumers")
         link.scroll_into_view_if_needed()
@@ -370,6 +380,139 @@ def test_a_saved_panel_shows_the_reload_hint(browser, jupyter_lab):
         out = nb.locator(".jp-OutputArea-output").first
         expect(out).to_contain_text("run this cell again", timeout=30_000)
         assert "VBox(" not in out.inner_text()
+
+
+def last_code_cell(page) -> int:
+    return page.evaluate("""() => { const cells = window.jupyterapp.shell.currentWidget.content.widgets;
+        let i = cells.length - 1; while (i >= 0 && cells[i].model.type !== 'code') i--; return i; }""")
+
+
+def set_source(page, index: int, source: str) -> None:
+    """Type into a cell, as a learner does (the cell's model, not the keyboard: no editor auto-indent)."""
+    page.evaluate("([i, s]) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.sharedModel.setSource(s)",
+                  [index, source])
+
+
+def output_of(nb, index: int):
+    return nb.locator(".jp-Cell").nth(index).locator(".jp-OutputArea-output")
+
+
+def run_cell_and_wait(page, nb, index: int, text: str, timeout: float = 240_000):
+    """Run cell ``index`` and wait until its own output shows ``text``."""
+    from playwright.sync_api import expect
+    out = nb.locator(".jp-Cell").nth(index).locator(".jp-OutputArea")
+    page.evaluate("i => window.jupyterapp.shell.currentWidget.content.widgets[i].model.outputs.clear()", index)
+    run(page, "notebook:run-cell", active=index)
+    expect(out).to_contain_text(text, timeout=timeout)
+    return out.inner_text()
+
+
+@pytest.mark.timeout(600)
+def test_a_learner_tries_the_moves_of_04_then_the_checks(browser, jupyter_lab):
+    """The "try by hand" moves 04 invites, with the checks after each: a later partition started and stopped,
+    Start then Simulate crash then Resume (checks run while they still run), "Run them" again after a Stop, an
+    exercise answered wrong then right (✓/✗ in colour at AA), then a kernel restart: the old panel says stopped."""
+    from playwright.sync_api import expect
+
+    ns = jupyter_lab["namespace"]
+    with new_page(browser, "browser-04-moves-failed.png") as page:
+        nb = open_notebook(page, jupyter_lab, "04-running-the-consumers.ipynb")
+        run(page, "notebook:run-all-cells")                       # Run All once: the notebook starts at day 1
+        wait_for_output(page, nb, "04 running the consumers: all checks passed")
+        panel = nb.locator(".widget-vbox.labkit-panel").first
+        select = panel.locator(".widget-dropdown select")
+        button = lambda name: panel.locator("button.widget-button", has_text=name)   # noqa: E731
+        checks = last_code_cell(page)
+
+        # 1. A later partition, Start, Stop once it has caught up; then the checks.
+        expect(button("Start")).to_be_enabled(timeout=60_000)
+        second = f"{ns}:temps:20250102"
+        select.select_option(label=second)
+        button("Start").click()
+        agg_box = panel.locator(".labkit-log").nth(0)
+        page.wait_for_function("""([box, start]) => { const t = box.innerText.trim();     // this run, caught up
+            return t.includes(start) && t.split('\\n').pop().includes('Waiting for new messages'); }""",
+                               arg=[agg_box.element_handle(), f"in stream {second} at message 0."], timeout=120_000)
+        button("Stop").click()
+        expect(button("Resume")).to_be_enabled(timeout=30_000)
+        text = run_cell_and_wait(page, nb, checks, "04 running the consumers:")
+        assert "all checks passed" in text and f"from {second}" in text, text
+        assert "AssertionError" not in text
+
+        # 2. Start at the first partition, Simulate crash, Resume, and the checks at once (they wait).
+        select.select_option(label=f"{ns}:temps:20250101")
+        button("Start").click()
+        button("Simulate crash").click()
+        expect(panel.locator(".labkit-status").first).to_contain_text("crashed", timeout=30_000)
+        expect(button("Resume")).to_be_enabled(timeout=30_000)
+        button("Resume").click()
+        expect(button("Resume")).to_be_disabled(timeout=30_000)   # the kernel has it (as a learner sees it)
+        text = run_cell_and_wait(page, nb, checks, "04 running the consumers:")
+        assert "all checks passed" in text and f"from {ns}:temps:20250101" in text, text + panel.inner_text()[:600]
+
+        # 3. Stop, then "Run them" again: it says they are stopped (not "did not settle").
+        button("Stop").click()
+        expect(button("Resume")).to_be_enabled(timeout=30_000)
+        again = cell_index(page, "started = nbk.start_unless_started(panel)")
+        text = run_cell_and_wait(page, nb, again, "you pressed")
+        assert "stopped" in text and "did not settle" not in text, text
+        panel.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "browser-04-after-the-moves.png"))
+
+        # 4. Exercise 7 answered wrong, then right: ✗ and ✓ in colour, at AA, wrapped between words.
+        ex7 = cell_index(page, "import datetime as dt\n\n\ndef hour_of")
+        placeholder = page.evaluate("i => window.jupyterapp.shell.currentWidget.content.widgets[i].model"
+                                    ".sharedModel.getSource()", ex7)
+        wrong = placeholder.replace("    ...   # your code here",
+                                    "    t = dt.datetime.fromtimestamp(int(entry_id.split('-')[0]) / 1000)\n"
+                                    "    return f'{t:%Y/%m/%d}', t.hour")
+        set_source(page, ex7, wrong)
+        text = run_cell_and_wait(page, nb, ex7, "not right yet")
+        assert "time zone" in text, text
+        bad = output_of(nb, ex7).locator(".labkit-bad").first
+        expect(bad).to_be_visible()
+        assert bad.evaluate("e => getComputedStyle(e.closest('.labkit-check')).wordBreak") == "normal"
+        bad.evaluate("e => e.id = 'labkit-ex-bad'")
+        assert contrast_in_page(page, "#labkit-ex-bad")["ratio"] >= 4.5
+        from tests.test_learner import answered, right as reference
+        right = answered(placeholder, "hour_of", reference("hour_of"))
+        set_source(page, ex7, right)
+        run_cell_and_wait(page, nb, ex7, "✓ right")
+        good = output_of(nb, ex7).locator(".labkit-ok").first
+        good.evaluate("e => e.id = 'labkit-ex-ok'")
+        assert contrast_in_page(page, "#labkit-ex-ok")["ratio"] >= 4.5
+        output_of(nb, ex7).first.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "browser-04-exercise-feedback.png"))
+
+        # 5. Kernel restart: the old panel must not look running; it says to re-run the cell.
+        button("Resume").click()
+        expect(panel.locator(".labkit-live .labkit-ok", has_text="running")).to_be_visible(timeout=30_000)
+        page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+        dead = panel.locator(".labkit-dead").first
+        expect(dead).to_be_visible(timeout=60_000)
+        expect(dead).to_contain_text("re-run the cell")
+        expect(panel.locator(".labkit-live").first).to_be_hidden()
+        assert button("Start").evaluate("e => getComputedStyle(e).pointerEvents") == "none"
+        panel.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "browser-04-after-a-kernel-restart.png"))
+
+
+@pytest.mark.timeout(420)
+def test_06_runs_and_its_plots_read_well(browser, jupyter_lab):
+    with new_page(browser, "browser-06-failed.png", height=1100) as page:
+        nb = open_notebook(page, jupyter_lab, "06-hourly-averages.ipynb")
+        run(page, "notebook:run-all-cells")
+        wait_for_output(page, nb, "06 hourly averages: all checks passed")
+        assert nb.locator(STDERR).count() == 0
+        plot = cell_index(page, "from matplotlib.figure import Figure")
+        img = output_of(nb, plot).locator("img").first
+        img.scroll_into_view_if_needed()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 800", arg=img.element_handle(),
+                               timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "browser-06-pandas-plot.png"))
+        figure = cell_index(page, "from labkit.notebook.plot import averages_vs_truth")
+        output_of(nb, figure).locator("img").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "browser-06-labkit-figure.png"))
 
 
 @pytest.mark.timeout(300)

@@ -18,6 +18,7 @@ from labkit.core.keys import Keys
 from labkit.errors import LabkitError
 from labkit.servers import connection
 from tests.conftest import ROOT
+from tests.helpers import need_program
 
 pytestmark = pytest.mark.classroom
 
@@ -146,6 +147,7 @@ def _log_in(base: str, user: str, password: str):
 @pytest.mark.jupyterhub
 def test_a_class_of_two_on_jupyterhub(r, cli, lab_home):
     from labkit.classroom import local
+    need_program("configurable-http-proxy", "npm install -g configurable-http-proxy")
     tag = uuid.uuid4().hex[:4]
     alice, bob = f"alice{tag}", f"bob{tag}"
     run = cli("class", "start", "--learners", f"{alice},{bob}", timeout=180)

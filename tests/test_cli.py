@@ -41,14 +41,24 @@ def test_produce_prints_the_course_lines(cli, ns_keys):
 def test_demo_the_readmes_main_job_verifies_every_hour_and_saves_its_plot(cli, ns_keys, r, tmp_path):
     """The README's first command ends in ``python -m labkit demo``; here on 1.5 days (36 hours, the final one
     included), then once more over what the first run left (a learner runs it twice)."""
-    for run in (1, 2):
-        plot = tmp_path / f"demo{run}.png"
-        res = cli("demo", "--days", "1.5", "--plot", str(plot), namespace=ns_keys.namespace, timeout=300)
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert res.stdout.splitlines()[-1] == "demo: 36/36 hours verified", res.stdout
-        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
-        rep, averages, _ = check(r, ns_keys)
-        assert rep.ok and rep.matched == 36 == len(averages)
+    from tests.conftest import _delete_namespace
+    from labkit.core.keyspace import keys_for
+    from labkit.core.runner import list_partitions
+    demo_keys = keys_for(r, Keys(ns_keys.namespace + "-demo"))    # the demo's own namespace, apart from the lab's
+    try:
+        for run in (1, 2):
+            plot = tmp_path / f"demo{run}.png"
+            res = cli("demo", "--days", "1.5", "--plot", str(plot), namespace=ns_keys.namespace, timeout=300)
+            assert res.returncode == 0, res.stdout + res.stderr
+            assert res.stdout.splitlines()[-1] == "demo: 36/36 hours verified", res.stdout
+            assert f"the data stays in namespace {demo_keys.namespace}" in res.stdout
+            assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+            rep, averages, _ = check(r, demo_keys)
+            assert rep.ok and rep.matched == 36 == len(averages)
+        # The notebooks (LABKIT_NAMESPACE as it was) find nothing of the demo's.
+        assert list_partitions(r, ns_keys) == [] and not r.exists(ns_keys.averages)
+    finally:
+        _delete_namespace(r, demo_keys)
 
 
 def test_done_when_full_dataset_240_hours_then_144_from_day_5(cli, course_keys, r):
@@ -147,3 +157,54 @@ def test_server_commands_mask_the_password(cli, target):
     if pw:
         assert pw not in res.stdout + res.stderr + url.stdout
         assert pw in cli("server", "url", "--reveal").stdout
+
+
+def test_lab_command_line_adds_what_this_machine_needs():
+    from pathlib import Path
+    from labkit.commands.lab import command
+    as_root = command(8899, "t0k", Path("/x/notebooks"), browser=False, is_root=True)
+    assert as_root[1:3] == ["-m", "jupyterlab"] and "--allow-root" in as_root and "--no-browser" in as_root
+    assert as_root[as_root.index("--ip") + 1] == "127.0.0.1" and "--ServerApp.root_dir=/x/notebooks" in as_root
+    assert "--allow-root" not in command(8899, "t0k", Path("/x"), browser=True, is_root=False)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_lab_opens_jupyterlab_on_the_notebooks_and_prints_its_url(tmp_path):
+    """``python -m labkit lab`` (the README's third command) starts JupyterLab, as root here too, prints a URL
+    that answers with the notebooks, and stops it (and its process group) on SIGTERM."""
+    import json
+    import re
+    import urllib.request
+    env = {k: v for k, v in os.environ.items() if k not in ("JUPYTER_CONFIG_DIR",)}
+    env.update(JUPYTER_CONFIG_DIR=str(tmp_path / "jconfig"), JUPYTER_RUNTIME_DIR=str(tmp_path / "jruntime"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "jworkspaces"), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "labkit", "lab", "--no-browser"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 120
+        seen = []
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            m = re.search(r"open (http://127\.0\.0\.1:\d+)/lab/tree/00-start-here\.ipynb\?token=(\w+)", line)
+            if m:
+                url = m.groups()
+        assert url, "".join(seen) + proc.stderr.read() if proc.poll() is not None else "".join(seen)
+        base, token = url
+        if os.geteuid() == 0:
+            assert any("--allow-root" in line for line in seen), seen
+        page = urllib.request.urlopen(f"{base}/lab/tree/00-start-here.ipynb?token={token}", timeout=10)
+        assert page.status == 200 and "JupyterLab" in page.read().decode()
+        listing = json.loads(urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=10).read())
+        names = {item["name"] for item in listing["content"]}
+        assert {"00-start-here.ipynb", "04-running-the-consumers.ipynb"} <= names, names
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    assert rc == 143, (rc, proc.stderr.read())
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=3)

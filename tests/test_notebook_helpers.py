@@ -159,3 +159,38 @@ def test_the_cluster_layout_as_notebook_13_shows_it():
     ranges = slot_ranges_of(text)
     assert [owner(s, ranges) for s in (0, 5460, 5461, 16383)] == ["10.0.0.1:7000"] * 2 + ["10.0.0.2:7001"] * 2
     assert owner(16384, ranges) is None
+
+
+def test_setup_names_the_servers_real_version_and_its_redis_compatibility(r, lab_env):
+    info = r.info("server")
+    row = dict((a, v) for a, _, v in nbk.setup(produce_if_missing=False).rows())["lab.r"]
+    own = info.get(f"{info.get('server_name') or 'redis'}_version")
+    if own and own != info["redis_version"]:            # Valkey 9.1.2 speaks Redis 7.2.4
+        assert f"{own} (Redis {info['redis_version']} compatible)" in row, row
+    else:
+        assert row.endswith(f"Redis {info['redis_version']}"), row
+    assert nbk.server_label({"server_name": "valkey", "valkey_version": "9.1.2", "redis_version": "7.2.4"}) == \
+        "Valkey 9.1.2 (Redis 7.2.4 compatible)"
+    assert nbk.server_label({"redis_version": "7.0.15"}) == "Redis 7.0.15"
+
+
+def test_settle_and_run_start_follow_the_panels_last_run(r, lab_env, panels):
+    """A later partition started then stopped when caught up is settled; a crash before the end is not, and
+    says where it stopped; a panel that never ran has no run."""
+    lab = nbk.setup()
+    panel = panels()
+    assert nbk.run_start(panel) is None and not nbk.settle(panel)
+    panel.start(lab.names[1])
+    assert nbk.settle(panel, timeout=120), "running and caught up"
+    panel.stop()
+    assert nbk.run_start(panel) == lab.names[1] and nbk.settle(panel).note == "caught up and stopped"
+    panel.start(lab.names[0])
+    panel.crash()
+    s = nbk.settle(panel)
+    assert not s and s.note.startswith("they crashed at") and "before the end of the data" in s.note, s
+    panel.resume()
+    assert nbk.settle(panel, timeout=120) and nbk.run_start(panel) == lab.names[0]
+    nbk.start_unless_started(panel)
+    panel.stop()
+    again = nbk.start_unless_started(panel)
+    assert "did not settle" not in again.note and "stopped" in again.note, again

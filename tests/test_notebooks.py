@@ -74,8 +74,15 @@ def run_notebook(target, lab_home, kernel_dir):
 
 
 def stream_text(nb) -> str:
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    """What the cells printed, and what they displayed as text (the final checks are displayed: nbk.Checks)."""
+    parts = []
+    for c in nb.cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            if o.get("output_type") == "stream":
+                parts.append(o.get("text", ""))
+            elif o.get("output_type") == "display_data":
+                parts.append(o.get("data", {}).get("text/plain", "") + "\n")
+    return "".join(parts)
 
 
 def result_texts(nb) -> list[str]:
@@ -419,3 +426,47 @@ def test_nbstripout_cleans_a_notebook_the_way_the_hygiene_test_wants(tmp_path):
         test_notebook_is_stored_clean(dirty)
     subprocess.run([sys.executable, "-m", "nbstripout", str(dirty)], check=True)
     test_notebook_is_stored_clean(dirty)
+
+def test_the_pandas_plot_of_06_puts_the_series_and_the_difference_on_their_own_axes():
+    """06's ``DataFrame.plot`` cell, run on a small merged frame: two axes (°F series above, the difference
+    below, each titled for what it shows) and legends beside the data, never over it."""
+    import matplotlib
+    import numpy as np
+    import pandas as pd
+    matplotlib.use("Agg")
+    src = next(c.source for c in cells(next(p for p in LAB if p.name.startswith("06-")))
+               if c.cell_type == "code" and "merged[[\"mean\", \"average_temp_f\"]].plot(" in c.source)
+    when = pd.date_range("2025-01-01", periods=36, freq="h", tz="UTC")
+    mean = 50 + 10 * np.sin(np.arange(36) / 5)
+    merged = pd.DataFrame({"mean": mean, "average_temp_f": mean.round(2)}, index=when)
+    merged["difference"] = merged["average_temp_f"] - merged["mean"]
+    from labkit import notebook as nbk
+    scope = {"merged": merged, "nbk": nbk}
+    exec(src, scope)
+    fig = scope.get("fig") or scope["ax"].figure
+    axes = [a for a in fig.axes if a.get_visible()]
+    assert len(axes) == 2, [a.get_title() for a in axes]
+    top, bottom = sorted(axes, key=lambda a: -a.get_position().y0)
+    assert "difference" not in top.get_title() and "−" in bottom.get_title()
+    assert top.get_ylim()[0] > 1, "the temperatures' axes does not reach down to the difference's 0"
+    assert max(abs(v) for v in bottom.get_ylim()) < 1, "the difference has an axes of its own"
+    fig.canvas.draw()
+    for ax in axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            box, area = legend.get_window_extent(), ax.get_window_extent()
+            overlap = min(box.x1, area.x1) - max(box.x0, area.x0) > 0 and min(box.y1, area.y1) - max(box.y0, area.y0) > 0
+            assert not overlap, f"the legend of {ax.get_title()!r} covers the data"
+
+
+def test_04_shows_the_courses_transaction_then_the_real_loop_and_its_commit_script_read_at_run_time():
+    nb4 = next(p for p in LAB if p.name.startswith("04-"))
+    code = code_of(nb4)
+    md = "\n".join(c.source for c in cells(nb4) if c.cell_type == "markdown")
+    assert "nbk.source(AggregatingConsumer._loop)" in code and "AggregatingConsumer.run)" not in code
+    assert "nbk.source(aggregating.COMMIT)" in code and "redis.call" not in code, "the script is read, not pasted"
+    assert "nbk.source(AggregatingConsumer._commit)" in code
+    for part in ("MULTI", "second", "lease", "Lua script"):
+        assert part in md, part
+    from labkit.notebook import source
+    assert "redis.call('HSET'" in source(__import__("labkit.core.aggregating", fromlist=["COMMIT"]).COMMIT).data

@@ -7,6 +7,8 @@ lines are computed independently from the raw readings with pandas.
 
 from __future__ import annotations
 
+import re
+
 import math
 import threading
 import time
@@ -84,7 +86,7 @@ def test_start_fills_both_outputs_and_status(r, keys, data, panel, capfd):
     assert p.handle.wait_idle(0.3, timeout=60)
 
     # The ticker (not the test) brings the status line and the logs up to date while they run.
-    assert wait_for(lambda: f"hours published {HOURS} " in p.status.value), p.status.value
+    assert wait_for(lambda: f"hours published {HOURS} " in re.sub("<[^>]+>", " ", p.status.value)), p.status.value
     assert wait_for(lambda: "Waiting for new messages" in output_text(p.avg_output))
     agg = output_text(p.agg_output).splitlines()
     assert agg[0] == f"agg: Starting aggregating consumer in stream {parts[0]} at message 0."
@@ -468,3 +470,65 @@ def test_start_while_a_terminal_consumer_runs_shows_one_line_in_the_panel(r, key
         term.terminate()
         term.wait(10)
     assert term.returncode == 143
+
+
+def test_the_charts_title_fits_and_names_the_newest_hour():
+    """The longest title (a namespace, the cap's note) is wrapped inside the figure; the newest hour is whole."""
+    from labkit.notebook.panel import chart_figure
+    t0 = 1735689600000
+    data = [(t0 + h * 3_600_000, 50.0 + h % 7) for h in range(240)]
+    from labkit.notebook.helpers import figure_png
+    fig = chart_figure(data, "learner-with-a-long-name:temps:averages", 360, 120)
+    figure_png(fig, dpi=90)                 # laid out as the panel draws it
+    title = fig.axes[0].title
+    box, page = title.get_window_extent(), fig.bbox
+    assert box.x0 >= page.x0 and box.x1 <= page.x1 and box.y1 <= page.y1, (box, page)
+    assert title.get_text().endswith("newest 2025/01/10 at 23:00")
+    assert "(MAXLEN ~ 120 trimmed the oldest)" in title.get_text().replace("\n", " ").replace("\u00a0", " ")
+
+
+def test_the_status_line_breaks_between_its_parts_and_knows_a_dead_kernel(panel):
+    """Each part of the status line is kept whole (no break inside 'of readings'); the text a view shows once
+    its kernel restarted is in the line too, shown by CSS only when JupyterLab marks the view disconnected."""
+    import re
+    from labkit.notebook.panel import panel_css
+    p = panel()
+    p.update()
+    html = p.status.value
+    parts = re.findall(r'<span class="labkit-seg">(.*?)</span>', html)
+    assert len(parts) >= 4 and any(part.startswith("lag ") for part in parts), html
+    assert '<span class="labkit-dead">' in html and "re-run the cell" in html
+    css = panel_css()
+    assert ".jupyter-widgets-disconnected .labkit-dead { display: inline; }" in css
+    assert ".jupyter-widgets-disconnected .labkit-live { display: none; }" in css
+    assert ".labkit-seg { white-space: nowrap; }" in css
+    assert "labkit-panel" in p.widget._dom_classes
+
+
+def test_a_status_error_is_cleared_once_redis_answers_again(panel, monkeypatch):
+    """As after a failover in notebook 13: a status read fails, the red line shows it; the next read works and
+    the red line goes. An error from a button stays until the next action."""
+    import redis
+    p = panel()
+    real = p._status
+    monkeypatch.setattr(p, "_status", lambda: (_ for _ in ()).throw(redis.ConnectionError("connection refused")))
+    p.update()
+    assert 'class="labkit-bad"' in p.message.value
+    monkeypatch.setattr(p, "_status", real)
+    p.update()
+    assert p.message.value == ""
+    p._show_error("the consumers are not running (hint: press Start or Resume first)")
+    p.update()
+    assert "not running" in p.message.value
+
+
+def test_a_lost_server_named_in_code_does_not_blame_redis_url(monkeypatch):
+    """13's own cluster is named in code, not in REDIS_URL: the red line must not say to unset REDIS_URL."""
+    import redis
+    from labkit.servers import connection
+    t = connection.Target("redis://127.0.0.1:1", embedded=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    err = str(connection.explain(redis.ConnectionError("Connection refused"), t))
+    assert "REDIS_URL" not in err and "is that server running?" in err, err
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1")
+    assert "unset REDIS_URL" in str(connection.explain(redis.ConnectionError("Connection refused"), t))

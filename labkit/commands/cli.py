@@ -231,6 +231,11 @@ def cmd_demo(args) -> int:
     return run_demo(days=args.days, plot_path=args.plot, quiet=args.quiet)
 
 
+def cmd_lab(args) -> int:
+    from .lab import run_lab
+    return run_lab(port=args.port, browser=not args.no_browser)
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
     return run_bench(days=args.days, baseline_readings=args.baseline_readings)
@@ -310,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", default="labkit-demo.png", help="where to save the plot (PNG)")
     s.add_argument("--quiet", action="store_true", help="do not print the consumers' lines")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("lab", help="open JupyterLab on the notebooks (127.0.0.1, --allow-root when root); prints the URL")
+    s.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
+    s.add_argument("--no-browser", action="store_true", help="do not open a browser, only print the URL")
+    s.set_defaults(func=cmd_lab)
 
     s = sub.add_parser("bench", help="measure produce and aggregate rates against the course's pattern")
     s.add_argument("--days", type=float, default=10)

@@ -7,6 +7,7 @@ import time
 
 from ..core import producer
 from ..core.context import Context
+from ..core.keys import Keys
 from ..core.runner import start_consumers
 from ..core.truth import check
 from ..errors import LabkitError
@@ -15,11 +16,15 @@ from ..servers import connection
 
 
 def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet: bool = False) -> int:
+    """Produce, consume, verify and plot in a namespace of the demo's own (:meth:`Keys.for_tool`), so the
+    notebooks, which use ``LABKIT_NAMESPACE`` (or none), find only their own data afterwards."""
     out = TerminalSink()
     t = connection.target()
     out(LogLine("demo", f"Redis: {t}"))
-    ctx = Context.open(target=t)
+    ctx = Context.open(keys=Keys.for_tool("demo"), target=t)
     r, keys = ctx.r, ctx.keys
+    out(LogLine("demo", f"the demo's data goes to namespace {keys.namespace} ({keys.partition_prefix}YYYYMMDD, "
+                        f"{keys.averages}, …), apart from the notebooks' keys"))
     data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
     timings = {}
 
@@ -55,6 +60,8 @@ def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet:
     ]
     if plot_path:
         lines.append(f"plot saved to {plot_path}")
+    lines.append(f"the data stays in namespace {keys.namespace}: to look at it, set LABKIT_NAMESPACE={keys.namespace} "
+                 f"(e.g. LABKIT_NAMESPACE={keys.namespace} python -m labkit verify)")
     ok = rep.ok and rep.matched == expected
     lines.append(f"{rep.matched}/{expected} hours verified" + ("" if ok else " -- FAILED"))
     for l in lines:

@@ -20,8 +20,10 @@ CI runs every notebook that way too.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -66,6 +68,16 @@ class Outcome:
             head += " (the reference solution, LABKIT_SOLUTIONS=1)"
         mark = {"solved": "✓ right", "wrong": "✗ not right yet", "unsolved": "… not solved yet"}[self.status]
         return f"{head}\n{mark}: {self.detail}"
+
+    def _repr_html_(self) -> str:
+        """The same two lines, with ✓/✗ in colour and wrapped between words."""
+        import html
+        from .panel import status_css
+        head, rest = repr(self).split("\n", 1)
+        mark, detail = rest.split(": ", 1)
+        cls = {"solved": "labkit-ok", "wrong": "labkit-bad"}.get(self.status, "")
+        return (f'{status_css()}<div class="labkit-check"><b>{html.escape(head)}</b>\n'
+                f'<b class="{cls}">{html.escape(mark)}</b>: {html.escape(detail)}</div>')
 
 
 @dataclass(frozen=True)
@@ -174,6 +186,47 @@ _IDS = [(1735689600000, "the first reading of the dataset"), (1736035200000, "th
         (1738367999000, "the last second of January")]
 
 
+#: Zones with an offset, as POSIX TZ rules (no time zone database needed): a check of a time exercise runs the
+#: learner's code under each of them too, so ``datetime.fromtimestamp(ms / 1000)`` without a zone is caught even
+#: on a machine (a container, CI) whose clock is in UTC.
+ZONES = [("UTC-5, New York", "EST5EDT,M3.2.0,M11.1.0"), ("UTC+5:30, Kolkata", "IST-5:30"),
+         ("UTC+14, Kiribati", "LINT-14")]
+
+
+@contextlib.contextmanager
+def _zone(rule: str):
+    """Run the block with the process's local time zone set to ``rule`` (``TZ``), then put it back."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = rule
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def _cases_in_zones(fn, name: str, cases, same=lambda got, want: got == want) -> str:
+    """:func:`_cases` with the process's clock in UTC, then in each of :data:`ZONES`: the answer is a UTC fact,
+    whatever the computer's time zone (where the zone cannot be changed, Windows, on the clock as it is)."""
+    if not hasattr(time, "tzset"):
+        return _cases(fn, name, cases, same)
+    with _zone("UTC0"):
+        done = _cases(fn, name, cases, same)
+    for label, rule in ZONES:
+        try:
+            with _zone(rule):
+                _cases(fn, name, cases, same)
+        except Wrong as exc:
+            raise Wrong(f"right while the computer's clock is in UTC, but with the clock in {label}: {exc}. "
+                        "The answer must not depend on the computer's time zone: give datetime.fromtimestamp "
+                        "tz=datetime.timezone.utc") from None
+    return done + f", with the clock in UTC and in {', '.join(label for label, _ in ZONES)}"
+
+
 # --------------------------------------------------------------------- the exercises
 
 def _reading_time(fn) -> str:
@@ -181,14 +234,17 @@ def _reading_time(fn) -> str:
         if isinstance(got, dt.datetime) and got.tzinfo is None:
             raise Wrong("it returned a naive datetime: make it UTC-aware (tz=datetime.timezone.utc), "
                         "otherwise it reads as local time")
+        if isinstance(got, dt.datetime) and got.utcoffset() != dt.timedelta(0):
+            raise Wrong(f"it returned {got.isoformat()}, in the computer's zone: make it UTC "
+                        "(tz=datetime.timezone.utc)")
         return got == want
-    return _cases(fn, "reading_time", [((f"{ms}-0",), _utc(ms), why) for ms, why in _IDS], same)
+    return _cases_in_zones(fn, "reading_time", [((f"{ms}-0",), _utc(ms), why) for ms, why in _IDS], same)
 
 
 def _partition_of(fn) -> str:
     cases = [((ms,), partition_for_ms(ms), why) for ms, why in _IDS]
     cases.append(((1735776000000,), partition_for_ms(1735776000000), "midnight UTC starts the next day"))
-    return _cases(fn, "partition_of", cases)
+    return _cases_in_zones(fn, "partition_of", cases)
 
 
 def _next_partition_name(fn) -> str:
@@ -229,8 +285,42 @@ def _noon_readings(fn, r, partition: str, prefix: str | None = None) -> str:
 
 
 def _hourly_means(fn, readings) -> str:
+    """The partition given, then the same readings as two days in a row: grouping by the hour *of the day*
+    (``time.dt.hour``) is right for one day and wrong across days, where 00:00 of both days would be one group."""
+    done = _means_match(fn, readings)
+    two = _two_days(readings)
+    try:
+        _means_match(fn, two)
+    except Wrong as exc:
+        raise Wrong(f"right for one day, but not for readings spanning {len(_hours(two))} hours over two days: {exc}. "
+                    "Group by the hour's start (ms // 3_600_000), not by the hour of the day, which puts 00:00 "
+                    "of every day in one group") from None
+    return done + "; also across two days"
+
+
+def _hours(readings):
     from ..core.truth import hourly_truth
-    want = hourly_truth(readings)["mean"].tolist()
+    return hourly_truth(readings)
+
+
+def _two_days(readings):
+    """``readings`` followed by a copy of them (other temperatures) starting right after their last hour."""
+    import pandas as pd
+    first = int(readings["ms"].min()) // HOUR_MS * HOUR_MS
+    shift = (int(readings["ms"].max()) // HOUR_MS + 1) * HOUR_MS - first
+    later = readings.copy()
+    later["ms"] = later["ms"] + shift
+    if "day_ms" in later:
+        later["day_ms"] = later["day_ms"] + shift
+    temps = pd.to_numeric(later["temp_f"])
+    later["temp_f"] = (100 - temps).astype(readings["temp_f"].dtype)
+    if "time" in later:
+        later["time"] = pd.to_datetime(later["ms"], unit="ms", utc=True)
+    return pd.concat([readings, later], ignore_index=True)
+
+
+def _means_match(fn, readings) -> str:
+    want = _hours(readings)["mean"].tolist()
     got = _call(fn, readings.copy())
     if got is None:
         raise NotSolved("the function still returns None: write its body, then run this cell again")
@@ -241,9 +331,12 @@ def _hourly_means(fn, readings) -> str:
         values = got[cols[0]].tolist()
     else:
         values = list(getattr(got, "values", got))
-    values = [float(v) for v in values]
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise Wrong(f"expected one number per hour, got {values[:3]!r:.80}") from None
     if len(values) != len(want):
-        raise Wrong(f"got {len(values)} hourly means; the partition has {len(want)} hours of readings")
+        raise Wrong(f"got {len(values)} hourly means; the readings have {len(want)} hours")
     for i, (g, w) in enumerate(zip(values, want)):
         if abs(g - w) > 1e-9:
             raise Wrong(f"hour {i}: got {g}, expected {w} (the exact mean of that hour's readings)")
@@ -254,8 +347,8 @@ def _hour_of(fn) -> str:
     def hour(ms):
         h = HourAverage(ms - ms % HOUR_MS, 0, 1)
         return (h.date, h.hour)
-    return _cases(fn, "hour_of", [((f"{ms}-0",), hour(ms), why) for ms, why in _IDS],
-                  same=lambda got, want: isinstance(got, (tuple, list)) and tuple(got) == want)
+    return _cases_in_zones(fn, "hour_of", [((f"{ms}-0",), hour(ms), why) for ms, why in _IDS],
+                           same=lambda got, want: isinstance(got, (tuple, list)) and tuple(got) == want)
 
 
 def _hourly_sums(fn, entries) -> str:
@@ -272,10 +365,25 @@ def _hourly_sums(fn, entries) -> str:
     except (TypeError, ValueError, IndexError):
         raise Wrong(f"expected {{hour start ms: (sum, count)}}, got {got!r:.80}") from None
     if got != want:
+        _name_the_key_mistake(got, want)
         bad = [h for h in sorted(set(want) | set(got)) if got.get(h) != want.get(h)][0]
         raise Wrong(f"for the hour starting {bad} ({_utc(bad):%Y/%m/%d %H}:00): got {got.get(bad)}, "
                     f"expected {want.get(bad)}")
     return f"{len(want)} hours, sums and counts exact for {len(entries):,} readings"
+
+
+def _name_the_key_mistake(got: dict, want: dict) -> None:
+    """The usual wrong keys of :func:`_hourly_sums`: the right sums under another name for the hour."""
+    if sorted(got.values()) != sorted(want.values()) or not want:
+        return
+    h = min(want)
+    for kind, key in [("the hour's number since 1970 (ms // 3_600_000)", lambda ms: ms // HOUR_MS),
+                      ("the hour of the day (0–23)", lambda ms: _utc(ms).hour),
+                      ("the hour's start in seconds", lambda ms: ms // 1000)]:
+        if {key(k): v for k, v in want.items()} == got:
+            raise Wrong(f"the sums and counts are right, but each is keyed by {kind}, e.g. {key(h)}, where the "
+                        f"hour's start in milliseconds is wanted, e.g. {h} ({_utc(h):%Y/%m/%d %H}:00): "
+                        "ms - ms % 3_600_000")
 
 
 def _crash_position(choice, state: dict | None = None, batch: int | None = None) -> str:
@@ -284,16 +392,24 @@ def _crash_position(choice, state: dict | None = None, batch: int | None = None)
     c = str(choice).strip().lower()
     if c not in ("a", "b", "c"):
         raise Wrong(f"choose 'a', 'b' or 'c', not {choice!r}")
-    evidence = ""
+    evidence = where = open_hour = ""
+    if state:
+        open_hour = (f" (here current_hourly_count {state.get('current_hourly_count')}, current_hourly_total "
+                     f"{state.get('current_hourly_total')})")
     if state and batch:
         lid = state["last_message_id"]
         name = state["current_stream_key"]
         n = (id_ms(lid) - day_start_ms(parse_partition(name, name[:name.rindex(":") + 1]))) // 1000 + 1
+        where = f"; here last_message_id {lid} is reading {n:,} of {name}"
         evidence = (f"; here last_message_id {lid} is reading {n:,} of {name}, "
                     f"{'exactly' if n % batch == 0 else 'not'} a multiple of the batch size {batch:,}")
-    if c != "b":
-        raise Wrong("the saved state moves only when a batch is committed, in the same transaction as the "
-                    f"averages it closed; what the thread read after that is lost with it{evidence}")
+    if c == "a":
+        raise Wrong("(a) would mean the position is saved as the thread reads; it is not: the consumer writes its "
+                    "state itself, in one step with what it publishes, and a thread killed mid-batch writes "
+                    f"nothing more{where}")
+    if c == "c":
+        raise Wrong("(c) would tie the position to the last published hour, but the state also holds the open "
+                    f"hour's sum and count{open_hour}: it can point into the middle of an hour{where}")
     return f"(b): the state is committed with each batch, so it points at a batch's last reading{evidence}"
 
 
@@ -315,11 +431,12 @@ def _open_hour_from_partition(fn, r, state: dict) -> str:
 def _xlen_after_cap(prediction, measured: int, node: int = 100) -> str:
     p = _prediction(prediction, int)
     if p == measured:
-        return f"exactly {measured}"
-    if 120 < p < 120 + node:
-        return (f"right idea: more than 120, by less than one node ({node} entries); here exactly {measured}")
+        return f"exactly {measured}: at least 120, and less than 120 plus one node ({node} entries)"
     if p == 120:
         raise Wrong(f"'~' never cuts inside a node, so it keeps more than 120 here: XLEN is {measured}")
+    if 120 < p < 120 + node:
+        raise Wrong(f"more than 120 is right, but not {p}: XLEN is {measured}. Count the nodes: when can the oldest "
+                    f"whole node of {node} go, and what do the XADDs after that leave?")
     raise Wrong(f"you predicted {p}; XLEN is {measured}: at least 120, and less than 120 + one node ({node})")
 
 

@@ -173,8 +173,7 @@ class Lab:
         where = f"namespace {self.keys.namespace!r}" if self.keys.namespace else "the course's own key names"
         info = self.r.info("server")
         return [
-            ("lab.r", "the connection (redis-py)",
-             f"{self.target} · {info.get('server_name', 'redis')} {info.get('redis_version')}"),
+            ("lab.r", "the connection (redis-py)", f"{self.target} · {server_label(info)}"),
             ("lab.keys", "key names", f"{where}: {self.keys.partition_prefix}YYYYMMDD, {self.keys.averages}, …"),
             ("lab.data", "the dataset (LABKIT_DAYS)",
              f"{self.data.days:g} days from {_utc(self.data.start_ms):%Y-%m-%d}, {self.data.count:,} readings"),
@@ -241,6 +240,17 @@ def setup_companion(name: str, max_days: float | None = 1) -> Lab:
 
 # ---------------------------------------------------------------- server
 
+def server_label(info: dict) -> str:
+    """The server's name and real version, and the Redis version it is compatible with when that differs:
+    ``Valkey 9.1.2 (Redis 7.2.4 compatible)``, ``Redis 7.0.15``."""
+    redis_version = info.get("redis_version", "?")
+    name = str(info.get("server_name") or ("valkey" if "valkey_version" in info else "redis"))
+    own = info.get(f"{name}_version")
+    if name == "redis" or not own or str(own) == str(redis_version):
+        return f"{name.capitalize()} {redis_version}"
+    return f"{name.capitalize()} {own} (Redis {redis_version} compatible)"
+
+
 def server_description(r: redis.Redis, target: connection.Target) -> dict:
     """Which server labkit talks to, and what it is."""
     info = r.info("server")
@@ -249,8 +259,7 @@ def server_description(r: redis.Redis, target: connection.Target) -> dict:
         "labkit uses": "the embedded server" if target.embedded else "REDIS_URL",
         "address": connection.mask(target.url),
         "redis_version": info.get("redis_version"),
-        "server": ("valkey " + str(info["valkey_version"])) if "valkey_version" in info
-        else info.get("server_name", "redis"),
+        "server": server_label(info),
         "memory used": mem.get("used_memory_human"),
         "python": f"{platform.python_version()} ({sys.executable})",
         "redis-py": redis.__version__,
@@ -463,9 +472,12 @@ def start_unless_started(panel, timeout: float = 600) -> Started:
     unless ``LABKIT_AUTORUN=0``.
     """
     if panel.handle is not None:
-        start = panel.started_from or _first_average_partition(panel) or panel.dropdown.value
+        start = run_start(panel) or panel.dropdown.value
         how = "Start" if panel.started_from else "Resume"
         by_hand, note = True, f"you pressed {how} yourself (run from {start}): leaving your run alone"
+        if not panel.running:              # stopped or crashed by hand: nothing to wait for
+            why = "crashed" if panel.last_status.get("crashed") else "stopped"
+            return Started(start, True, False, f"{note}; the consumers are {why} (press Resume to go on)")
     elif not autorun():
         return Started(None, False, False, "LABKIT_AUTORUN=0: nothing started. Press Start in the panel above, "
                                            "then run this cell again")
@@ -481,16 +493,68 @@ def start_unless_started(panel, timeout: float = 600) -> Started:
     return Started(start, by_hand, idle, note)
 
 
+def run_start(panel) -> str | None:
+    """The partition the panel's last run started at: its last Start, or (a Resume only) the first average's day;
+    None if nothing ran in this panel."""
+    if panel.handle is None:
+        return None
+    return panel.started_from or _first_average_partition(panel)
+
+
+@dataclass
+class Settled:
+    """Whether the panel's consumers are done with what there is to read: :func:`settle`."""
+
+    ok: bool
+    note: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return self.note
+
+
+def settle(panel, timeout: float = 120) -> Settled:
+    """Wait (up to ``timeout`` s) until the panel's consumers are idle, and say whether they read everything.
+
+    Running and caught up is settled; stopped or crashed before the end of the
+    data is not (Resume finishes the run), nor is still busy after ``timeout``.
+    """
+    if panel.handle is None:
+        return Settled(False, "nothing ran in this panel")
+    if panel.running and not panel.wait_idle(1.0, timeout=timeout):
+        if panel.running:
+            return Settled(False, f"still busy after {timeout:g} s")
+    st = panel.update()
+    if st.get("error"):
+        return Settled(False, f"stopped by an error: {st['error']}")
+    state = AggregatingState.load(panel.r, panel.keys)
+    if state is None:
+        return Settled(False, f"there is no saved state ({panel.keys.aggregating_state})")
+    chain = consumer_chain(panel.r, panel.keys, state.stream)
+    tail = panel.r.xrevrange(chain[-1], count=1)
+    end = tail[0][0].decode() if tail else "0-0"
+    if state.stream != chain[-1] or id_ms(state.last_id) < id_ms(end):
+        how = "crashed" if st.get("crashed") else "stopped"
+        return Settled(False, f"they {how} at {state.stream} {describe_id(state.last_id)}, before the end of the "
+                              f"data ({chain[-1]} {describe_id(end)})")
+    return Settled(True, "caught up" + ("" if panel.running else " and stopped"))
+
+
 def _first_average_partition(panel) -> str | None:
     first = panel.r.xrange(panel.keys.averages, count=1)
     return partition_for_ms(id_ms(first[0][0]), panel.keys.partition_prefix) if first else None
 
 
 def source(obj):
-    """The source code of a labkit function or class, displayed as code (to read the real thing)."""
+    """The source code of a labkit function or class, displayed as code (to read the real thing); a string is a
+    script labkit sends to Redis (e.g. :data:`labkit.core.aggregating.COMMIT`), shown as Lua."""
     import inspect
 
     from IPython.display import Code
+    if isinstance(obj, str):
+        return Code(inspect.cleandoc(obj), language="lua")
     return Code(inspect.getsource(obj), language="python")
 
 

@@ -270,13 +270,43 @@ def panel_css() -> str:
         f".labkit-log .jp-RenderedText pre .ansi-yellow-fg {{ color: {PALETTE['avg'][0]}; }}",
         f"{dark} .labkit-log .jp-RenderedText pre .ansi-yellow-fg {{ color: {PALETTE['avg'][1]}; }}",
     ]
+    # A view whose kernel restarted or stopped: JupyterLab's widget manager marks every widget of it
+    # "jupyter-widgets-disconnected" (comm_live false) but cannot redraw it, so the live status would stand.
+    # The status carries both texts; these rules show the dead one then, and one hint instead of an icon per widget.
+    rules += [
+        ".labkit-status { white-space: normal; word-break: normal; overflow-wrap: normal; line-height: 1.5; }",
+        ".labkit-seg { white-space: nowrap; }",
+        ".labkit-dead { display: none; }",
+        ".jupyter-widgets-disconnected .labkit-dead { display: inline; }",
+        ".jupyter-widgets-disconnected .labkit-live { display: none; }",
+        ".labkit-panel .jupyter-widgets-disconnected::before, .labkit-panel.jupyter-widgets-disconnected::before "
+        "{ display: none; }",
+        ".labkit-panel.jupyter-widgets-disconnected .widget-button, "
+        ".labkit-panel.jupyter-widgets-disconnected .widget-dropdown { opacity: 0.45; pointer-events: none; }",
+    ]
+    return "<style>\n" + "\n".join(rules + _status_rules()) + "\n</style>"
+
+
+def _status_rules() -> list[str]:
+    dark = 'body[data-jp-theme-light="false"]'
+    rules = [".labkit-check { white-space: pre-wrap; word-break: normal; overflow-wrap: break-word; "
+             "font-family: var(--jp-code-font-family); font-size: var(--jp-code-font-size); }"]
     for name in ("ok", "bad"):
         rules.append(f".labkit-{name} {{ color: {PALETTE[name][0]}; }}")
         rules.append(f"{dark} .labkit-{name} {{ color: {PALETTE[name][1]}; }}")
-    return "<style>\n" + "\n".join(rules) + "\n</style>"
+    return rules
+
+
+def status_css() -> str:
+    """The ✓/✗ colours (:data:`PALETTE`, AA in both themes) and word-wise wrapping, for checks and exercises."""
+    return "<style>\n" + "\n".join(_status_rules()) + "\n</style>"
 
 
 #: What a saved notebook shows for the panel when the live widget cannot be drawn (e.g. after a reload).
+#: What the status line says once the panel's kernel has restarted or stopped (shown by CSS: :func:`panel_css`).
+DEAD = ("stopped: this panel's kernel restarted or stopped, so the panel is no longer live and its consumers "
+        "stopped with it (their state is saved up to their last commit): re-run the cell for a live panel")
+
 RELOAD_HINT = ("[labkit consumer panel: it is live only while this notebook's kernel runs it. After a reload "
                "it shows as this text: run this cell again (or Kernel → Restart and Run All). Consumers "
                "still running in the kernel keep running.]")
@@ -321,7 +351,10 @@ class ConsumerPanel:
         self.resume_button = W.Button(description="Resume", button_style="info", icon="repeat",
                                       tooltip="start again from the saved state, without a partition")
         self.status = W.HTML()
+        self.status.add_class("labkit-status")
         self.message = W.HTML()
+        self.message.add_class("labkit-status")
+        self._status_error = False          # the red line shows a status read's error (cleared once reads work)
         self.agg_output = LogBox(layout=box)
         self.avg_output = LogBox(layout=box)
         self.chart = W.Image(format="png", layout=W.Layout(width="100%", max_width="900px", display="none"))
@@ -347,6 +380,7 @@ class ConsumerPanel:
             self.status, self.message, logs,
             *([self.chart] if chart else []),
         ])
+        self.widget.add_class("labkit-panel")
         self.refresh()
 
     # ------------------------------------------------------------ display
@@ -381,6 +415,7 @@ class ConsumerPanel:
 
     def _show_error(self, text: str) -> None:
         self.message.value = _red_line(text)
+        self._status_error = False
         self.update()
 
     def _set_buttons(self) -> None:
@@ -431,6 +466,8 @@ class ConsumerPanel:
     def resume(self) -> Consumers:
         """Start both consumers again from their saved state (no partition: nothing is reset)."""
         with self._lock:
+            if self._crashed and self.running:      # Resume pressed right after Simulate crash: let them die first
+                self.handle.join(10)
             if self.running:
                 raise LabkitError("the consumers are already running", "press Stop or Simulate crash first")
             return self._launch(None)
@@ -438,6 +475,7 @@ class ConsumerPanel:
     def _launch(self, partition: str | None) -> Consumers:
         """Start the consumers (from ``partition``, or resuming) and the ticker; caller holds the lock."""
         self.message.value = ""
+        self._status_error = False
         self._crashed = False
         self.handle = start_consumers(partition, averages_maxlen=self.averages_maxlen, sink=self.sink,
                                       keys=self.keys, target=self.target, **self.consumer_options)
@@ -523,6 +561,10 @@ class ConsumerPanel:
             self.status.value = self._status_html(st)
             if st.get("error") and not self.message.value:
                 self.message.value = _red_line(st["error"])
+                self._status_error = True
+            elif not st.get("error") and self._status_error:     # e.g. after a failover: Redis answers again
+                self.message.value = ""
+                self._status_error = False
             self._set_buttons()
         if self.show_chart and "averages_len" in st:
             with self._chart_lock:      # drawing takes a while: never under the panel's lock
@@ -579,6 +621,8 @@ class ConsumerPanel:
         return st
 
     def _status_html(self, st: dict) -> str:
+        """The status line: its parts break between one another, never inside a word; the text for a dead
+        kernel is there too, hidden until the view is disconnected (see :func:`panel_css`)."""
         if st.get("running"):
             state = '<b class="labkit-ok">running</b>'
         elif st.get("crashed"):
@@ -587,7 +631,11 @@ class ConsumerPanel:
             state = '<b class="labkit-bad">stopped by an error</b>'
         else:
             state = "<b>stopped</b>"
-        return f"{state} · {html.escape(self.status_text(st))}"
+        parts = [state] + [html.escape(p) for p in self.status_text(st).split(" · ") if p]
+        live = " · ".join(f'<span class="labkit-seg">{p}</span>' for p in parts)
+        dead_state, dead_rest = DEAD.split(": ", 1)
+        return (f'<span class="labkit-live">{live}</span><span class="labkit-dead"><b class="labkit-bad">'
+                f"{dead_state}</b>: {html.escape(dead_rest)}</span>")
 
     def status_text(self, st: dict | None = None) -> str:
         """The status line as plain text."""
@@ -639,16 +687,24 @@ def chart_title(name: str, shown: int, published: int | None = None, maxlen: int
 
 def render_chart(data: list[tuple[int, float]], name: str = "temps:averages", published: int | None = None,
                  maxlen: int = 0, width: float = 9, height: float = 2.6) -> bytes:
-    """PNG of hourly averages ``[(hour start ms, °F), …]`` with day boundaries marked (no pyplot).
+    """PNG of :func:`chart_figure`."""
+    from .helpers import figure_png
+    return figure_png(chart_figure(data, name, published, maxlen, width, height), dpi=90)
+
+
+def chart_figure(data: list[tuple[int, float]], name: str = "temps:averages", published: int | None = None,
+                 maxlen: int = 0, width: float = 9, height: float = 2.6):
+    """Hourly averages ``[(hour start ms, °F), …]`` with day boundaries marked (a matplotlib Figure, no pyplot).
 
     The title says how many are drawn; with ``published`` (entries ever added) above that, it says the cap
-    (``maxlen``) trimmed the rest.
+    (``maxlen``) trimmed the rest.  It is wrapped to fit the figure, and the newest hour has a line of its own.
     """
+    import textwrap
+
     import matplotlib.dates as mdates
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from .helpers import figure_png
     when = pd.to_datetime([d[0] for d in data], unit="ms", utc=True)
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.subplots()
@@ -659,8 +715,7 @@ def render_chart(data: list[tuple[int, float]], name: str = "temps:averages", pu
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz="UTC"))
     ax.set_ylabel("°F")
-    ax.set_title(f"{chart_title(name, len(data), published, maxlen)}; newest {when[-1]:%Y/%m/%d} at "
-                 f"{when[-1].hour}", fontsize=10)
+    title = textwrap.fill(chart_title(name, len(data), published, maxlen).replace("~ ", "~\u00a0"), int(width * 11))
+    ax.set_title(f"{title}\nnewest {when[-1]:%Y/%m/%d} at {when[-1].hour}:00", fontsize=10)
     ax.grid(axis="y", color="0.92")
-    return figure_png(fig, dpi=90)
-
+    return fig

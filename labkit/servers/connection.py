@@ -181,8 +181,12 @@ def explain(exc: Exception, t: Target) -> LabkitError:
             return LabkitError(f"cannot reach Redis at {where} over TLS ({msg})",
                                "if that server does not speak TLS, use redis:// instead of rediss://; "
                                "else check the host and port")
-        hint = ("restart it with: python -m labkit server start" if t.embedded else
-                "is the server running and the host/port in REDIS_URL right? unset REDIS_URL to use the embedded server")
+        if t.embedded:
+            hint = "restart it with: python -m labkit server start"
+        elif os.environ.get("REDIS_URL", "").strip():
+            hint = "is the server running and the host/port in REDIS_URL right? unset REDIS_URL to use the embedded server"
+        else:   # a server labkit was pointed at in code (e.g. a cluster a notebook started): REDIS_URL is not the cause
+            hint = "is that server running? a server a notebook started stops with it (run its set-up cell again)"
         return LabkitError(f"cannot reach Redis at {where} ({msg})", hint)
     clustered = _cluster_error(exc, msg, where)
     if clustered is not None:
