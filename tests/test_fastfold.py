@@ -31,15 +31,18 @@ POISON = [
     [b"temp_f", b"-"], [b"temp_f", b"--5"],
     [b"TEMP_F", b"50"],
     [b"temp_f", b"-0"], [b"temp_f", b"007"],  # odd spellings, but valid
-    [b"temp_f", b"1", b"temp_f", b"2"],      # a repeated field: redis-py keeps the last, so it is valid
+    [b"temp_f", b"1", b"temp_f", b"2"],      # a repeated field: invalid (redis-py's dict would keep the last)
+    [b"temp_f", b"\xff"],                   # not UTF-8
 ]
 #: Valid readings at the edges of the plausible range: the bulk path takes these itself.
 EDGES = [[b"temp_f", b"-150"], [b"temp_f", b"200"], [b"temp_f", b"0"]]
 
 
 def as_redis_py(raw):
-    """The entries as redis-py's XRANGE/XREAD parsing hands them to the plain fold."""
-    return parse_stream_list(raw)
+    """The entries as the plain fold gets them: redis-py's parsing, except that an entry whose field
+    name repeats keeps its raw list (a dict would hide the repeat; see fastfold.as_entries)."""
+    return [(e[0], f if e[1] is None or 2 * len(f) == len(e[1]) else list(e[1]))
+            for e, (_, f) in zip(raw, parse_stream_list(raw))]
 
 
 def run_both(window_args, raw, day, cuts):

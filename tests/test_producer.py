@@ -49,9 +49,9 @@ def test_a_partition_is_marked_complete_only_once_the_server_holds_all_of_it(r, 
     wait for every reply (checked at the moment of marking, on another connection)."""
     real, seen = producer.manifest.mark_complete, []
 
-    def checked(r_, keys_, partition, run, count, last_ms):
+    def checked(r_, keys_, partition, run, count, last_ms, first_ms=-1):
         seen.append((partition, r.xlen(partition), count))
-        real(r_, keys_, partition, run, count, last_ms)
+        real(r_, keys_, partition, run, count, last_ms, first_ms)
 
     monkeypatch.setattr(producer.manifest, "mark_complete", checked)
     data = producer.Dataset(producer.parse_start("2025-01-01"), 3)

@@ -80,7 +80,7 @@ def _recv(sock) -> bytes:
 
 
 def _xadd_trip(key: bytes, ms, temps) -> tuple[bytes, bytes]:
-    """The producer's encoding of ``XADD key <ms>-0 temp_f <t>`` for each reading, and the replies
+    """The producer's encoding of ``XADD key NOMKSTREAM <ms>-0 temp_f <t>`` for each reading, and the replies
     (each entry's ID) the server will send."""
     return producer.encode_xadds(key, ms, temps)
 
@@ -95,6 +95,7 @@ def xadd_ceiling(r: redis.Redis, key: str, ms, temps) -> float:
     trips = [_xadd_trip(key.encode(), ms[b:b + XADD_PER_TRIP], temps[b:b + XADD_PER_TRIP])
              for b in range(0, len(ms), XADD_PER_TRIP)]
     r.unlink(key)
+    r.xadd(key, {"temp_f": 0}, id="0-1")    # the producer's XADDs are NOMKSTREAM: the key must exist
     try:
         with _raw_socket(connection.node_client(r, key)) as sock:
             t0 = time.perf_counter()

@@ -5,7 +5,9 @@ uniformly over its progress (and, every third kill, right after a publish),
 each time restarting ``consume`` *without* a partition so it resumes from the
 state it saved.  At the end ``temps:averages`` (uncapped) must hold every hour
 exactly once, each equal to ground truth, and the averages consumer's state
-must point at the last entry.  Runs in its own namespace (``<LABKIT_NAMESPACE>-chaos``, or ``labkit-chaos``).
+must point at the last entry.  Runs in its own namespace (``<LABKIT_NAMESPACE>-chaos``, or ``labkit-chaos``),
+and only in one it made: it marks the namespace (:func:`~labkit.core.keyspace.claim_scratch`) before writing, and refuses one that holds
+keys it did not write, so a learner who chose that name never loses their keys.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from ..core import producer
 from ..core.context import Context
 from ..core.keys import Keys
+from ..core.keyspace import claim_scratch
 from ..core.partition import id_ms
 from ..core.runner import delete_namespace
 from ..core.truth import check
@@ -44,6 +47,7 @@ def run_chaos(days: float = 10, kills: int = 30, seed: int | None = None, namesp
     else:
         env["REDIS_URL"] = ctx.target.url
     t0 = time.monotonic()
+    claim_scratch(r, keys, "chaos")     # before the try: a namespace that is not ours is never deleted
     try:
         data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
         producer.produce(r, data, keys)

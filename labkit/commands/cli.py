@@ -189,25 +189,40 @@ def cmd_consume(args) -> int:
     if handle.error:
         raise handle.error if isinstance(handle.error, LabkitError) else LabkitError(
             f"a consumer stopped: {handle.error}", "see the lines above")
+    losses = handle.status()["losses"]
+    if losses and not interrupted:
+        raise LabkitError(f"the aggregating consumer lost {losses} partition(s) or their tails (named above, and "
+                          f"in {handle.keys.deadletter})", "python -m labkit verify names each hour lost; "
+                          "produce the days again and start from a partition, or acknowledge them with verify --accept")
     return interrupted or 0
 
 
 def cmd_verify(args) -> int:
+    from ..core import eviction, progress
     from ..core.truth import check
     ctx = Context.open()
-    keys = ctx.keys
-    rep, _, _ = check(ctx.r, keys)
-    for row in rep.mismatched[:20]:
-        print(f"mismatch: {row['date']} hour {row['hour']}: published {row['average_temp_f']} "
-              f"({row['num_observations']} obs), truth {row['true_avg']:.2f} ({int(row['true_count'])} obs)")
-    if rep.missing:
-        import pandas as pd
-        first = pd.to_datetime(rep.missing[0], unit="ms", utc=True)
-        print(f"missing: {len(rep.missing)} hours with readings but no average, the first {first:%Y/%m/%d %H}:00")
+    keys, r = ctx.keys, ctx.r
+    eviction.check(r, TerminalSink(), "verify")
+    rep, _, _ = check(r, keys, accept=args.accept)
+    shown = 40
+    for problem in rep.problems[:shown]:
+        print(problem.line())
+    if len(rep.problems) > shown:
+        print(f"… and {len(rep.problems) - shown} more problem(s)")
+    for problem in rep.accepted[:shown]:
+        print(f"acknowledged {problem.line()}")
     print(f"verify: {keys.averages}: {rep.summary()}")
-    if not rep.compared:
+    kinds = sorted({p.kind for p in rep.problems})
+    progress.record(r, keys, "verify", "last", "ok" if rep.ok else "failed", hours=rep.compared,
+                    problems=len(rep.problems), kinds=kinds)
+    if not rep.compared and not rep.problems:
         raise LabkitError(f"nothing to verify: {keys.averages} is empty",
                           "run python -m labkit consume temps:YYYYMMDD first")
+    if rep.problems:
+        sources = sorted({p.source for p in rep.problems if p.kind in ("lost", "unchecked")})
+        hint = (f"; once you have read why, acknowledge a named loss with --accept {sources[0]}" if sources else "")
+        print(f"verify: failed: {len(rep.problems)} hour(s) not published once with the exact value "
+              f"({', '.join(kinds)}){hint}", file=sys.stderr)
     return 0 if rep.ok else 1
 
 
@@ -242,6 +257,11 @@ def cmd_soak(args) -> int:
 
 # ---------------------------------------------------------------- parser
 
+def _eviction_flag(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--allow-eviction", action="store_true",
+                   help="go on (with a warning) although the server's maxmemory-policy evicts keys "
+                        "(same as LABKIT_ALLOW_EVICTION=1)")
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Redis Streams lab kit: partitioned streams, hourly averages, crash-safe consumers.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
@@ -270,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--live", action="store_true", help="write real-time readings into today's partition until stopped")
     s.add_argument("--rate", type=float, default=None, help="with --live: readings per second (default 1)")
     s.add_argument("--duration", type=float, default=None, help="with --live: stop after this many seconds")
+    _eviction_flag(s)
     s.set_defaults(func=cmd_produce)
 
     s = sub.add_parser("consume", help="run the aggregating and averages consumers")
@@ -279,9 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit once both consumers had nothing to do for SECONDS")
     s.add_argument("--reconnect-seconds", type=float, default=connection.RECONNECT_S, metavar="SECONDS",
                    help="if Redis goes away, keep trying this long, then exit with state intact (default %(default)g)")
+    _eviction_flag(s)
     s.set_defaults(func=cmd_consume)
 
-    s = sub.add_parser("verify", help="compare temps:averages with ground truth from the raw partitions")
+    s = sub.add_parser("verify", help="audit temps:averages: every promised hour published once, exact")
+    s.add_argument("--accept", action="append", default=[], metavar="NAME",
+                   help="acknowledge the named problems of a partition (or of temps:averages) you have read; "
+                        "repeatable")
+    _eviction_flag(s)
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("demo", help="the main job: produce, consume, verify every hour, plot")
@@ -333,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             build_parser().print_help()
             return 2
+        if getattr(args, "allow_eviction", False):
+            from ..core.eviction import ENV
+            os.environ[ENV] = "1"       # read by every check, in this process and the ones it starts
         return args.func(args)
     except LabkitError as exc:
         _err(str(exc.with_flag("--" + exc.param.replace("_", "-")) if exc.param else exc))

@@ -3,7 +3,8 @@
 The live producer's clock is shifted so an hour ends a few seconds into the
 run; the report gives the consumers' largest lag behind the producer and the
 end-to-end latency from that hour's end to its average being printed, and
-checks that every reading written was aggregated.  Runs in its own namespace.
+checks that every reading written was aggregated.  Runs in its own namespace, only one it made
+(:func:`labkit.core.keyspace.claim_scratch`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 
 from ..core.context import Context
 from ..core.keys import Keys
+from ..core.keyspace import claim_scratch
 from ..core.live import run_live
 from ..core.partition import HOUR_MS, id_ms, partition_for_ms
 from ..core.runner import delete_namespace, start_consumers
@@ -37,6 +39,7 @@ def run_soak(rate: float = 1000, duration: float = 15, lead_s: float = 4, namesp
 
     stop = threading.Event()
     result: dict = {}
+    claim_scratch(r, keys, "soak")      # before the try: a namespace that is not ours is never deleted
     try:
         producer = threading.Thread(target=lambda: result.update(run_live(
             ctx.connect(), keys, rate, duration, stop=stop, clock=clock)), daemon=True)

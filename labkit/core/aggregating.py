@@ -42,12 +42,12 @@ from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink
 from ..servers import connection
 from ..servers.replies import text
-from . import deadletters, manifest
+from . import deadletters, keyspace, manifest
 from .keys import Keys
 from .lease import Holder, Lease
-from .partition import DAY_MS, day_start_ms, id_ms, next_partition, parse_partition
-from .state import AggregatingState, data_gone
-from .fastfold import BatchReader, fold_raw, paused_gc
+from .partition import DAY_MS, HOUR_MS, day_start_ms, id_ms, next_partition, parse_partition
+from .state import AggregatingState, combine_caps, data_gone
+from .fastfold import BatchReader, as_entries, fold_raw, paused_gc, xrange_raw
 from .window import HourAverage, HourlyWindow, fold
 
 DEFAULT_MAXLEN = 120
@@ -176,7 +176,7 @@ class AggregatingConsumer:
         s = AggregatingState.load(self.r, self.keys)
         if s is None:
             raise data_gone(self.keys, self.keys.aggregating_state)
-        self.state = s
+        s = self.state = replace(s, cap=combine_caps(s.cap, self.maxlen or 0))
         window = s.window()
         self.log(f"Starting aggregating consumer in stream {s.stream} at message {s.last_id}.")
         self.started.set()
@@ -215,7 +215,8 @@ class AggregatingConsumer:
                 last = entries[-1][0].decode() if got else s.last_id
                 del entries
             run = s.partition_run or (rec.run if rec and got else "")
-            new = replace(s, last_id=last, total=window.total, count=window.count, partition_run=run)
+            new = replace(s, last_id=last, total=window.total, count=window.count, partition_run=run,
+                          read=s.read + got if s.read >= 0 else -1)
             lost: list[tuple[str, str]] = []
             self._next = None
             if got < self.batch:
@@ -225,7 +226,7 @@ class AggregatingConsumer:
                 raise SimulatedCrash()
             changed = new != s or bool(closed or bad or lost)
             if changed or (self.lease and self.lease.due()):
-                self._commit(closed, bad + [("-", {}, why) for _, why in lost], new, s, len(lost))
+                self._commit(closed, bad, new, s, lost)
                 self.readings += got - len(bad)
                 s = self.state = new
             if changed:
@@ -252,26 +253,18 @@ class AggregatingConsumer:
         batch read after it saw everything the partition will hold.  On one
         server a pipeline keeps that order in one round trip (the fast path's
         :class:`~labkit.core.fastfold.BatchReader` sends the same pipeline, one batch
-        ahead, and hands back the raw entries); a cluster
-        pipeline sends to its nodes in parallel, so there the manifest gets a
-        round trip of its own first, then the partition's node answers both of its reads.
+        ahead, and hands back the raw entries); the plain path reads the three in
+        that order, one round trip each (a cluster pipeline would send to its nodes in parallel).
         """
         if reader is not None:
             (rec_raw, exists), entries = reader.read(s.stream, s.last_id)
             return rec_raw, exists, entries
-        if not self.cluster:
-            p = self.r.pipeline(transaction=False)
-            p.hget(self.keys.manifest, s.stream)
-            p.exists(s.stream)
-            p.xread({s.stream: s.last_id}, count=self.batch)
-            rec_raw, exists, resp = p.execute()
-        else:
-            rec_raw = self.r.hget(self.keys.manifest, s.stream)
-            p = self.r.pipeline(transaction=False)
-            p.exists(s.stream)
-            p.xread({s.stream: s.last_id}, count=self.batch)
-            exists, resp = p.execute()
-        return rec_raw, exists, resp[0][1] if resp else []
+        # The batch is read raw and made entries by as_entries, not by redis-py's parsing, whose dicts
+        # would hide a field given twice (the validity rule rejects such an entry: window.valid_temp).
+        rec_raw = self.r.hget(self.keys.manifest, s.stream)
+        exists = self.r.exists(s.stream)
+        start = "-" if s.last_id in ("0", "0-0") else "(" + s.last_id
+        return rec_raw, exists, as_entries(xrange_raw(self.r, s.stream, start, self.batch))
 
     # ------------------------------------------------------------------ decisions when a partition is drained
 
@@ -286,9 +279,13 @@ class AggregatingConsumer:
         read_any = s.last_id != "0"
         if s.last_id == _given_up(day_end):
             return self._move_on(s, window, [], lost)          # given up on earlier: only move on
-        if rec and rec.complete and read_any and id_ms(s.last_id) >= rec.last_ms:
+        short = rec and rec.complete and 0 <= s.read < rec.count
+        if rec and rec.complete and read_any and id_ms(s.last_id) >= rec.last_ms and not short:
             return self._move_on(s, HourlyWindow(), [h for h in [window.close()] if h], lost)
-        if rec and rec.complete:
+        if short and id_ms(s.last_id) >= rec.last_ms:
+            why = (f"{p} lost readings: the consumer read {s.read:,} of the {rec.count:,} its producer wrote "
+                   "(deleted, or evicted, while it waited to be read)")
+        elif rec and rec.complete:
             why = (f"{p} lost readings after {self._where(s)}: it expired or was deleted while being read "
                    f"(its producer wrote up to {_clock(rec.last_ms)})")
         elif not exists and (read_any or rec):
@@ -308,8 +305,13 @@ class AggregatingConsumer:
             again = manifest.Record.decode(self.r.hget(self.keys.manifest, p))
             if again != rec or bool(self.r.exists(p)) != exists:
                 return s, window, []            # look again from the top of the loop
-            why = (f"{p} is incomplete: its producer stopped after {self._where(s)} without finishing it"
-                   if exists else f"{p} is missing") + f" (no producer is writing it, and {later[0]} exists)"
+            if rec is None and exists and not self.r.exists(self.keys.manifest):
+                why = (f"{self.keys.manifest} is gone (deleted by hand or by another tool), so nothing says {p} "
+                       f"is complete after {self._where(s)}")
+            else:
+                why = (f"{p} is incomplete: its producer stopped after {self._where(s)} without finishing it"
+                       if exists else f"{p} is missing")
+            why += f" (no producer is writing it, and {later[0]} exists)"
         self._lose(p, window, lost, why)
         gone = replace(s, stream=p, last_id=_given_up(day_end), total=0, count=0)
         return self._move_on(gone, HourlyWindow(), [], lost)
@@ -321,7 +323,7 @@ class AggregatingConsumer:
         nxt = next_partition(p, self.keys.partition_prefix)
         if self.r.exists(nxt):
             self.log(f"Changing partition to consume stream: {nxt}")
-            return replace(s, stream=nxt, last_id="0", total=0, count=0, partition_run=""), HourlyWindow(), closed
+            return replace(s, stream=nxt, last_id="0", total=0, count=0, partition_run="", read=0), HourlyWindow(), closed
         producer = self._producer()
         if producer and producer.covers(nxt):
             self._wait(f"Waiting for stream partition {nxt} ({producer.what} is writing it).")
@@ -345,7 +347,8 @@ class AggregatingConsumer:
         self.losses += 1
         lost.append((nxt, why))
         self.log(f"Changing partition to consume stream: {later[0]}")
-        return replace(s, stream=later[0], last_id="0", total=0, count=0, partition_run=""), HourlyWindow(), closed
+        return (replace(s, stream=later[0], last_id="0", total=0, count=0, partition_run="", read=0), HourlyWindow(),
+                closed)
 
     def _lose(self, partition: str, window: HourlyWindow, lost: list, why: str) -> None:
         if window.count:
@@ -367,14 +370,35 @@ class AggregatingConsumer:
         return Holder.decode(self.r.get(self.keys.producer_lease))
 
     def _later_partitions(self, p: str) -> list[str]:
-        """Partitions after ``p`` that the manifest knows and that still exist, oldest first."""
+        """Partitions after ``p`` that the manifest knows and that still exist, oldest first (every partition
+        after ``p`` when the manifest itself is gone: one SCAN, only then)."""
         names = sorted(n for n in map(text, self.r.hkeys(self.keys.manifest)) if n > p)
+        if not names and not self.r.exists(self.keys.manifest):
+            return [n for n in keyspace.list_partitions(self.r, self.keys) if n > p]
         if not names:
             return []
         pipe = self.r.pipeline(transaction=False)
         for n in names:
             pipe.exists(n)
         return [n for n, e in zip(names, pipe.execute()) if e]
+
+    def _late_reading(self, p: str, hour_id: str) -> LabkitError | None:
+        """A CONFLICT on an hour that ``p`` holds a reading for after its manifest's last one: a late reading,
+        appended after the hour was closed and published (None if that is not what happened)."""
+        rec = manifest.Record.decode(self.r.hget(self.keys.manifest, p))
+        if rec is None or not rec.complete:
+            return None
+        hour = id_ms(hour_id)
+        found = self.r.xrange(p, f"{rec.last_ms + 1}", f"{hour + HOUR_MS - 1}", count=1)
+        if not found or id_ms(found[0][0]) < hour:
+            return None
+        h = HourAverage(hour, 0, 1)
+        return LabkitError(f"{p} holds a late reading, {found[0][0].decode()} at {_clock(id_ms(found[0][0]))}, "
+                           f"for the hour {h.date} {h.hour}:00, which was already published (its producer had "
+                           f"marked {p} complete with its last reading at {_clock(rec.last_ms)}); this consumer "
+                           "stops without writing",
+                           f"that average leaves the late reading out: delete it (XDEL {p} "
+                           f"{found[0][0].decode()}) and resume, or produce the day again and start from it")
 
     def _rewritten(self, p: str) -> LabkitError:
         return LabkitError(f"{p} was rewritten by another produce run while this consumer was reading it, so "
@@ -384,18 +408,21 @@ class AggregatingConsumer:
     # ------------------------------------------------------------------ commit
 
     def _commit(self, closed: list[HourAverage], bad: list, new: AggregatingState, old: AggregatingState,
-                n_lost: int = 0) -> None:
+                lost: list = ()) -> None:
         """Publish ``closed``, dead-letter ``bad`` and save ``new`` in one atomic script (see :data:`COMMIT`)."""
         token = self.lease.token if self.lease else ""
         ttl = self.lease.ttl_ms if self.lease else 10_000
         holder = self.lease.holder.encode() if self.lease else ""
+        # A loss is a dead letter with ID "-" whose source is the partition lost (verify reads them back).
+        letters = ([deadletters.record(old.stream, eid, reason, fields) for eid, fields, reason in bad]
+                   + [deadletters.record(partition, "-", why, {}) for partition, why in lost])
         args: list = [token, ttl, self.maxlen or 0, deadletters.MAXLEN, holder,
                       *pairs(old.position()), *pairs(new.fields()), len(closed)]
         for h in closed:
             args += [h.entry_id, *pairs(h.fields())]
-        args.append(len(bad))
-        for eid, fields, reason in bad:
-            args += pairs(deadletters.record(old.stream, eid, reason, fields))
+        args.append(len(letters))
+        for letter in letters:
+            args += pairs(letter)
         keys = [self.keys.averages, self.keys.aggregating_state, self.keys.aggregating_lease, self.keys.deadletter]
         status, published, replayed, detail = self._commit_script(keys=keys, args=args)
         status, detail = text(status), text(detail, errors="replace")
@@ -413,6 +440,9 @@ class AggregatingConsumer:
         if status == "GONE":
             raise data_gone(self.keys, self.keys.aggregating_state)
         if status == "CONFLICT":
+            late = self._late_reading(old.stream, detail)
+            if late:
+                raise late
             raise LabkitError(f"{self.keys.averages} already holds a different average for the hour with ID "
                               f"{detail}; this consumer stops without writing",
                               "something else writes to temps:averages: start again from a partition, "
@@ -426,7 +456,7 @@ class AggregatingConsumer:
         self.replayed += int(replayed)
         if closed and int(published):
             self.last_average = closed[-1]
-        real_bad = len(bad) - n_lost
+        real_bad = len(bad)
         if real_bad:
             self.dead_letters += real_bad
             self.log(f"Dead-lettered {real_bad} bad reading(s) from {old.stream} to {self.keys.deadletter}.")

@@ -19,11 +19,12 @@ from fractions import Fraction
 
 import redis
 
-from ..errors import SimulatedCrash
+from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink
 from ..servers import connection
 from . import deadletters
 from .keys import Keys
+from .partition import id_ms
 from ..servers.replies import text, text_fields
 from .state import AveragesState, data_gone
 from .window import round_half_up
@@ -67,9 +68,15 @@ class AveragesConsumer:
         self.log(f"Starting averages consumer in stream {stream} at message {s.last_id}.")
         waiting = False
         while not stop.is_set():
-            entries, added = self._snapshot(s.last_id)
+            entries, added, first = self._snapshot(s.last_id)
             if crash.is_set():
                 raise SimulatedCrash()
+            if (s.entries_read and added < s.entries_read + len(entries)
+                    and (first is None or id_ms(first) > id_ms(s.last_id))):
+                # Fewer entries ever added than it has seen, and none of the ones it read left: deleted (and
+                # perhaps re-created).  A failover that lost the newest entries leaves the older ones (and
+                # the aggregating consumer publishes the lost ones again): that is not this.
+                raise self._deleted(added)
             if entries:
                 # Everything up to last_id is accounted for and everything after
                 # it is in hand, so any other entry ever added was removed unread.
@@ -99,6 +106,15 @@ class AveragesConsumer:
                 self.client_id, self.blocker = connection.blocking_id(self.r, stream)
             self.r.xread({stream: s.last_id}, count=1, block=self.block_ms)
 
+    def _deleted(self, added: int) -> LabkitError:
+        """``temps:averages`` was deleted (and perhaps re-created) under the running consumers."""
+        s, stream = self.state, self.keys.averages
+        now = "is gone" if added == 0 else f"was re-created ({added} entries added since)"
+        return LabkitError(f"{stream} {now}: it was deleted under the running consumers (by hand or by another "
+                           f"tool), so the {s.entries_read} entries this consumer had read (up to {s.last_id}) "
+                           "are gone", "start again from a partition (python -m labkit consume temps:YYYYMMDD), "
+                           "and keep other tools off labkit's keys (or set LABKIT_NAMESPACE)")
+
     def _snapshot(self, last_id: str):
         """Everything after ``last_id`` plus the stream's counters, read atomically."""
         # On a cluster, MULTI on the node that serves temps:averages (redis-py's cluster
@@ -114,6 +130,7 @@ class AveragesConsumer:
             raise connection.moved_to_lost(self.r, entries)
         if isinstance(entries, Exception):
             raise entries
-        if isinstance(info, Exception):  # no stream yet
-            return [], 0
-        return entries, int(info.get("entries-added", 0))
+        if isinstance(info, Exception):  # no stream (yet)
+            return [], 0, None
+        first = info.get("first-entry")
+        return entries, int(info.get("entries-added", 0)), first[0] if first else None

@@ -35,7 +35,11 @@ MAXLEN = 10_000
 
 def payload(fields: dict | None) -> str:
     """An entry's fields as one short line of text (``{}`` for an entry that no longer exists)."""
-    return repr({text(k): text(v) for k, v in (fields or {}).items()})[:PAYLOAD_MAX]
+    # bytes that are not UTF-8 are shown as escapes, never an error
+    if isinstance(fields, (list, tuple)):      # the raw [name, value, …] of an entry with a repeated name
+        return repr([text(x, "backslashreplace") for x in fields])[:PAYLOAD_MAX]
+    return repr({text(k, "backslashreplace"): text(v, "backslashreplace")
+                 for k, v in (fields or {}).items()})[:PAYLOAD_MAX]
 
 
 def record(source: str, entry_id, reason: str, fields: dict | None, **extra) -> dict:

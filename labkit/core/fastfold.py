@@ -24,7 +24,6 @@ The fold and the tally are pure; only :class:`BatchReader` talks to Redis.
 from __future__ import annotations
 
 import gc
-import re
 from contextlib import contextmanager
 from typing import Callable, NamedTuple
 
@@ -33,14 +32,13 @@ import redis
 
 from ..servers import connection
 from .partition import HOUR_MS
-from .window import PLAUSIBLE_F, TEMP_PATTERN, HourAverage, HourlyWindow, fold
+from .window import PLAUSIBLE_F, HourAverage, HourlyWindow, fold, valid_temp
 
 _FIELD = b"temp_f"
 #: The usual spelling of every valid reading (``-150`` ... ``200``).  Valid but
 #: unusual spellings (``007``, ``-0``) are not here: those batches go to the plain fold.
 _VALUES = {b"%d" % v: v for v in range(PLAUSIBLE_F[0], PLAUSIBLE_F[1] + 1)}
 _MAX_MS_DIGITS = 18     # so every ms fits an int64
-_TEMP_BYTES = re.compile(TEMP_PATTERN.encode())
 
 
 class Parsed(NamedTuple):
@@ -51,8 +49,14 @@ class Parsed(NamedTuple):
 
 
 def as_entries(raw) -> list[tuple]:
-    """Raw entries as redis-py hands them to :func:`~labkit.core.window.fold`: ``(id, {field: value})``."""
-    return [(e[0], dict(zip(e[1][::2], e[1][1::2])) if e[1] is not None else {}) for e in raw]
+    """Raw entries as :func:`~labkit.core.window.fold` takes them: ``(id, {field: value})``, or
+    ``(id, [field, value, …])`` when a field name repeats (a dict would keep only the last one)."""
+    out = []
+    for e in raw:
+        pairs = e[1] if e[1] is not None else []
+        d = dict(zip(pairs[::2], pairs[1::2]))
+        out.append((e[0], d if 2 * len(d) == len(pairs) else list(pairs)))
+    return out
 
 
 def parse_raw(raw) -> Parsed | None:
@@ -135,6 +139,27 @@ def fold_raw(window: HourlyWindow, raw, day: tuple[int, int] | None = None
         if closed is not None:
             return closed, []
     return fold(window, as_entries(raw), day)
+
+
+def xrange_raw(r: redis.Redis, key: str, start: bytes | str, count: int) -> list:
+    """XRANGE as the server sends it, ``[[id, [field, value, …]], …]`` (no dicts built, nothing hidden).
+    On a cluster it asks the node that serves ``key``, rereading the layout once if a failover moved it."""
+    for attempt in (1, 2):
+        node = connection.node_client(r, key)
+        conn = connection.pooled_connection(node)
+        try:
+            conn.send_command("XRANGE", key, start, "+", "COUNT", count)
+            return conn.read_response(disable_decoding=True) or []
+        except redis.ResponseError as exc:
+            if attempt == 2 or not (connection.is_cluster(r) and connection.relayout(exc)):
+                raise
+            connection.refresh(r)
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            node.connection_pool.release(conn)
+    raise AssertionError("unreachable")
 
 
 @contextmanager
@@ -252,16 +277,14 @@ class Tally(NamedTuple):
 def reading_value(pairs) -> int | None:
     """The reading of an entry's raw field list by ground truth's rule, or ``None`` if it is invalid.
 
-    Valid: exactly one field, ``temp_f`` (a repeated ``temp_f`` is not valid), whose value matches
-    :data:`~labkit.core.window.TEMP_PATTERN` as bytes (so ASCII only: bytes that are not UTF-8 never
-    match), within :data:`~labkit.core.window.PLAUSIBLE_F`.
+    Valid by :func:`~labkit.core.window.valid_temp`: exactly one field, ``temp_f`` (a repeated
+    ``temp_f`` is not valid), whose value is an optional minus and ASCII digits (bytes that are not UTF-8
+    never match), within :data:`~labkit.core.window.PLAUSIBLE_F`.
     """
-    if pairs is None or len(pairs) != 2 or pairs[0] != _FIELD or not isinstance(pairs[1], bytes):
+    if pairs is None:
         return None
-    if not _TEMP_BYTES.fullmatch(pairs[1]):
-        return None
-    value = int(pairs[1])
-    return value if PLAUSIBLE_F[0] <= value <= PLAUSIBLE_F[1] else None
+    value = valid_temp(pairs)       # the one rule, shared with the fold
+    return value if isinstance(value, int) else None
 
 
 def tally_raw(raw, day: tuple[int, int]) -> Tally:

@@ -74,6 +74,22 @@ def delete_keys(r, names: Iterable[str | bytes]) -> int:
     return sum(p.execute()) if len(p) else 0
 
 
+def claim_scratch(r, keys: Keys, tool: str) -> None:
+    """Mark ``keys``' namespace as ``tool``'s scratch space (``<ns>:labkit:<tool>``), or refuse with a
+    :class:`LabkitError` if it holds keys the tool did not write.  Only an empty namespace, or one an earlier
+    run of the tool marked (and was stopped before cleaning up), is used: a tool that deletes its namespace
+    when done must never delete a learner's keys who happened to choose that name."""
+    from ..errors import LabkitError
+    marker = keys.key(f"labkit:{tool}")
+    found = sorted({n for pattern in keys.namespace_patterns for n in scan_keys(r, pattern)})
+    if found and marker not in found:
+        raise LabkitError(f"namespace {keys.namespace} holds {len(found)} key(s) {tool} did not write "
+                          f"(e.g. {found[0]}); {tool} deletes everything in its namespace, so it will not run there",
+                          f"set LABKIT_NAMESPACE to another name ({tool} uses <namespace>-{tool}), or delete "
+                          "those keys yourself")
+    r.set(marker, f"made by python -m labkit {tool}; deleted with the namespace when it ends")
+
+
 def delete_namespace(r, keys: Keys) -> int:
     """Delete every key under ``keys``' namespace (SCAN + UNLINK; never FLUSHDB).  Returns how many."""
     if not keys.namespace:

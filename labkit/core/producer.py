@@ -13,6 +13,14 @@ later one a day after it, and nothing is deleted on the day it was written
 it is written).  For live, today's data the shift is zero and the rule is the
 course's.
 
+**Never re-created.**  Once a partition exists, every write to it is
+``XADD … NOMKSTREAM``: if the partition vanished (deleted, evicted, or expired)
+the server answers nil instead of re-creating it without its TTL and without
+its first readings, and the producer stops, naming it (it stays marked
+``writing``).  One found gone after a reconnect (a failover to a replica
+that had not received it) is rewritten from its first reading, and the log says so.  Expiry is computed from the server's clock (``TIME``), never
+the client's, so a client clock days behind cannot set an expiry in the past.
+
 **Completeness.**  Before rewriting a partition the producer marks it
 ``writing`` in the partition manifest (:mod:`labkit.core.manifest`); once the
 server has acknowledged every reading of it, ``complete``.  The aggregating
@@ -44,7 +52,7 @@ import redis
 from ..errors import LabkitError
 from ..log import LogLine, Sink, null_sink
 from ..servers import connection
-from . import keyspace, manifest
+from . import eviction, keyspace, manifest
 from .keys import Keys
 from .lease import Holder, Lease
 from .partition import (
@@ -165,6 +173,10 @@ class _Refused(redis.ResponseError):
         self.job = job
 
 
+class _Vanished(_Refused):
+    """A write of ``job`` found its partition gone: ``XADD … NOMKSTREAM`` answered nil, or ``PEXPIREAT`` 0."""
+
+
 class _Pipe:
     """Streams pre-encoded commands down one connection, checking replies one send behind.
 
@@ -196,6 +208,7 @@ class _Pipe:
             expect, replies, job, last = self.owed[0]
             self._expect(expect, replies, job)
             self.owed.popleft()
+            job.created = True      # its first send, which creates the partition, is in
             if last:
                 done.append(job)
         return done
@@ -230,6 +243,8 @@ class _Pipe:
             for item in reply if isinstance(reply, list) else [reply]:
                 if isinstance(item, Exception):
                     raise _Refused(str(item), job)
+                if item is None or item == 0:
+                    raise _Vanished("the partition vanished", job)
         raise _Refused(f"unexpected reply {received[:80]!r}", job)
 
     def close(self, ok: bool) -> None:
@@ -239,10 +254,10 @@ class _Pipe:
 
 
 def encode_xadds(key: bytes, ms: Sequence[int], temps: Sequence[int]) -> tuple[bytes, bytes]:
-    """``XADD key <ms>-0 temp_f <t>`` for each reading, as one RESP payload; and the replies the
-    server sends when all goes well: each entry's ID."""
+    """``XADD key NOMKSTREAM <ms>-0 temp_f <t>`` for each reading, as one RESP payload; and the replies
+    the server sends when all goes well: each entry's ID (nil instead if the partition vanished)."""
     ids = list(map(b"%d-0".__mod__, ms))
-    head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n" % (len(key), key)
+    head = b"*6\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$10\r\nNOMKSTREAM\r\n" % (len(key), key)
     if len(ids[0]) == len(ids[-1]):  # the usual case: one ID width for the whole batch (IDs ascend)
         length = b"$%d\r\n" % len(ids[0])
         parts = [head + length] * (3 * len(ids))
@@ -295,6 +310,7 @@ class _Job:
     expire_ms: int
     sent: int = 0
     steps: object = None
+    created: bool = False   # the server acknowledged the transaction that created the partition
 
 
 class _Writer:
@@ -312,8 +328,9 @@ class _Writer:
     explicit, so nothing is written twice).
     """
 
-    def __init__(self, r, sink: Sink, reconnect_s: float):
+    def __init__(self, r, sink: Sink, reconnect_s: float, on_reconnect: Callable[[list, list], None] | None = None):
         self.r, self.sink, self.reconnect_s = r, sink, reconnect_s
+        self.on_reconnect = on_reconnect    # (jobs, their last entries): raises if the server lost data meanwhile
         self.cluster = connection.is_cluster(r)
         self.pipes: dict[str, _Pipe] = {}
         self.active: dict[str, _Job] = {}   # by owner: the partition each master is being sent
@@ -396,6 +413,8 @@ class _Writer:
                 if not connection.relayout(exc):
                     self.close(False)
                     failed = exc.job if isinstance(exc, _Refused) else unfinished[0]
+                    if isinstance(exc, _Vanished):
+                        raise vanished(self.r, failed.key.decode()) from None
                     raise _refused(exc, failed.key.decode()) from None
                 ready[:0] = self._recover(exc)
 
@@ -415,6 +434,8 @@ class _Writer:
                 exc = again   # a failover is still under way
                 if time.monotonic() > deadline:
                     raise
+        if self.on_reconnect:
+            self.on_reconnect(jobs, tops)
         for job, last in zip(jobs, tops):
             start = bisect.bisect_right(job.ms, id_ms(last[0][0])) if last else 0
             job.steps = _payloads(job.key, job.ms, job.temps, job.expire_ms, start, BATCH // 16)
@@ -443,6 +464,10 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
             replica_wait_ms: int = REPLICA_WAIT_MS) -> dict:
     """Delete the partitions ``data`` covers, then write it.  Returns counts and timings.
 
+    ``now_ms`` (for tests) stands in for the server's clock, which sets the expiries.
+    A partition that vanishes while it is written, or a server that comes back
+    without labkit's keys, stops it with a :class:`LabkitError` naming them.
+
     If the connection drops, it waits for the server (up to ``reconnect_s``)
     and resumes after the last entry the partition holds: IDs are explicit,
     so nothing is written twice.  On a cluster a partition is marked complete
@@ -453,7 +478,8 @@ def produce(r: redis.Redis, data: Dataset, keys: Keys = Keys(), sink: Sink = nul
         raise LabkitError(f"retention_days {retention_days} is out of range",
                           "use at least 1 day, so nothing is deleted on the day it is written", "retention_days")
     retention_ms = round(retention_days * DAY_MS)
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    eviction.check(r, sink, "produce")
+    now_ms = server_ms(r) if now_ms is None else now_ms
     names = data.partitions(keys)
     lease = acquire_producer_lease(r, keys, names[0] if names else None, names[-1] if names else None)
     try:
@@ -483,15 +509,22 @@ def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, n
             yield _Job(partition_name(day, keys.partition_prefix).encode(), ms, walk(hi - lo),
                        expire_at_ms(day, first_day, now_ms, retention_ms))
 
-    writer = _Writer(r, sink, reconnect_s)
+    written: list[str] = []
+
+    def after_reconnect(jobs: list[_Job], tops: list) -> None:
+        if not still_ours(r, lease):
+            raise _server_lost(r, keys, names, written, writer.unfinished, lease)
+        for job, top in zip(jobs, tops):
+            if job.created and not top:     # e.g. a failover to a replica that had not received it yet
+                sink(LogLine("produce", f"{job.key.decode()} is gone after the reconnect (a failover that lost "
+                                        "its writes, or it was deleted); rewriting it from its first reading"))
+
+    writer = _Writer(r, sink, reconnect_s, after_reconnect)
     done = 0
 
     def report() -> None:
         if lease.due() and not lease.renew():
-            writing = ", ".join(j.key.decode() for j in writer.unfinished)
-            raise LabkitError(f"lost {keys.producer_lease} while writing {writing} "
-                              "(was the process suspended?)",
-                              "run the same produce command again; it rewrites these partitions")
+            raise _server_lost(r, keys, names, written, writer.unfinished, lease)
         if progress:
             progress(done + sum(j.sent for j in writer.unfinished))
 
@@ -501,11 +534,16 @@ def _produce(r, data, keys, sink, retention_ms, progress, now_ms, reconnect_s, n
             # Every reading of this partition is acknowledged (and, on a cluster, replicated, so a
             # failover cannot shorten a partition marked complete): only now is it complete.
             _confirm_replicas(r, sink, job, replica_wait_ms)
-            manifest.mark_complete(r, keys, job.key.decode(), run, len(job.ms), job.ms[-1])
+            manifest.mark_complete(r, keys, job.key.decode(), run, len(job.ms), job.ms[-1], job.ms[0])
+            written.append(job.key.decode())
             done += len(job.ms)
         ok = True
     finally:
         writer.close(ok)
+    gone = _missing(r, written)
+    if gone:        # written and acknowledged, and gone since: say so rather than "Wrote …"
+        raise _server_lost(r, keys, names, written, [], lease) if not still_ours(r, lease) else \
+            vanished(r, gone[0], after=True)
     seconds = time.perf_counter() - t0
     return {"readings": done, "partitions": len(names), "seconds": seconds,
             "rate": done / seconds if seconds else float("inf")}
@@ -522,6 +560,61 @@ def _confirm_replicas(r, sink: Sink, job: _Job, timeout_ms: int) -> None:
                 f"{acked} of {wanted} replica(s) confirmed it within {timeout_ms / 1000:g} s")
         sink(LogLine("produce", f"{job.key.decode()}: {told}; marked complete anyway: a failover before its "
                                 "replicas catch up would lose its newest readings (the consumer would name them)"))
+
+
+def server_ms(r: redis.Redis) -> int:
+    """The server's clock (``TIME``), in ms: expiries are computed from it, never from the client's."""
+    secs, micros = r.time()
+    return int(secs) * 1000 + int(micros) // 1000
+
+
+def _missing(r: redis.Redis, names: list[str]) -> list[str]:
+    if not names:
+        return []
+    p = r.pipeline(transaction=False)
+    for n in names:
+        p.exists(n)
+    return [n for n, e in zip(names, p.execute()) if not e]
+
+
+def still_ours(r: redis.Redis, lease: Lease) -> bool:
+    """Whether ``lease`` is in Redis and holds this holder's token."""
+    held = Holder.decode(r.get(lease.key))
+    return held is not None and held.token == lease.token
+
+
+def _server_lost(r, keys: Keys, names: list[str], written: list[str], unfinished: list, lease: Lease) -> LabkitError:
+    """The producer lease is no longer ours: say the real cause."""
+    writing = ", ".join(j.key.decode() for j in unfinished) or "its last partition"
+    held = Holder.decode(r.get(lease.key))
+    if held is not None:
+        return LabkitError(f"lost {keys.producer_lease} to {held.describe()} while writing {writing} "
+                           "(was this process suspended past its lease?)",
+                           "run the same produce command again once the other producer is done; it rewrites "
+                           "these partitions")
+    gone = _missing(r, written)
+    left = len(names) - len(_missing(r, names))
+    if gone or not r.exists(keys.manifest):
+        what = (f"{len(gone)} of the {len(written)} partitions already written are gone ({', '.join(gone[:5])}"
+                f"{' …' if len(gone) > 5 else ''})" if gone else f"{keys.manifest} is gone")
+        return LabkitError(f"Redis lost labkit's keys while produce was writing {writing}: {what}, "
+                           f"{left} of {len(names)} partitions left (the server restarted without persistence, "
+                           "or the keys were deleted)",
+                           "make the server keep its data (appendonly yes), then run the same produce command again")
+    return LabkitError(f"lost {keys.producer_lease} while writing {writing}: it expired (was this process "
+                       "suspended past its lease?)", "run the same produce command again; it rewrites these partitions")
+
+
+def vanished(r: redis.Redis, partition: str, after: bool = False) -> LabkitError:
+    """``partition`` is gone although this producer made it: say so, with the likely cause."""
+    policy = eviction.policy(r)
+    cause = (f"evicted: maxmemory-policy is {policy}" if eviction.evicting(policy) else
+             "deleted by someone, or expired")
+    when = "after produce wrote it" if after else "while produce was writing it"
+    return LabkitError(f"{partition} vanished {when} ({cause}); it was not re-created, and is "
+                       f"{'gone' if after else 'left incomplete (marked writing), so no consumer closes it'}",
+                       "run the same produce command again"
+                       + ("" if policy == "noeviction" else "; make sure maxmemory-policy is noeviction"))
 
 
 def _refused(exc: redis.ResponseError, partition: str) -> LabkitError:

@@ -20,6 +20,7 @@ from redis.retry import Retry
 from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink, TerminalSink
 from ..servers import connection
+from . import eviction
 from .aggregating import (
     BATCH,
     BLOCK_MS,
@@ -290,6 +291,7 @@ def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFA
     ctx = context or Context.open(keys, target)
     lease = None
     try:
+        eviction.check(ctx.r, sink or TerminalSink(), "consume")
         lease = acquire_consumer_lease(ctx.r, ctx.keys)
         prepare(ctx.r, ctx.keys, partition)
         handle = Consumers(ctx.target, ctx.keys, sink or TerminalSink(), averages_maxlen, batch, block_ms,

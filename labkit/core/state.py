@@ -6,11 +6,16 @@ Two hashes, with the course's field names:
     ``current_stream_key``, ``last_message_id``, ``current_hourly_total``,
     ``current_hourly_count``.  The open hour is the hour of ``last_message_id``
     whenever the count is above zero (the consumer closes the open hour when it
-    leaves a partition, so this always holds).  Two fields beyond the course's:
+    leaves a partition, so this always holds).  Four fields beyond the course's:
     ``partition_run`` (which producer run wrote the partition being read, from
     the manifest, so a rewrite under the consumer is noticed) and
     ``start_stream_key`` (where this run of the consumer started, so ``verify``
-    knows which hours to expect).
+    knows which hours to expect), ``partition_read`` (how many entries of the
+    current partition it has read, checked against the manifest's count before
+    the partition's last hour is closed; -1: unknown, a state from before it
+    was kept) and ``averages_maxlen`` (the smallest cap on ``temps:averages``
+    any run since the start partition used, 0 = uncapped: ``verify`` accepts
+    hours as trimmed only under a cap).
 ``averages_consumer_state``
     ``last_message_id``, plus ``entries_read`` (how many entries of
     ``temps:averages`` it has accounted for) so it can tell how many were
@@ -89,6 +94,8 @@ class AggregatingState:
     count: int = named("current_hourly_count", 0)
     partition_run: str = ""
     start_stream: str = named("start_stream_key", "")
+    read: int = named("partition_read", 0)
+    cap: int = named("averages_maxlen", 0)
 
     def window(self) -> HourlyWindow:
         if self.count == 0:
@@ -126,9 +133,20 @@ class AggregatingState:
         if count < 0 or (count > 0 and h["last_message_id"] == "0"):
             raise _bad(key, "current_hourly_count does not fit last_message_id")
         try:
-            return from_hash(cls, {"start_stream_key": h["current_stream_key"], **h})
+            # A state saved before partition_read/averages_maxlen were kept: both unknown (-1).
+            return from_hash(cls, {"start_stream_key": h["current_stream_key"], "partition_read": "-1",
+                                   "averages_maxlen": "-1", **h})
         except ValueError as exc:
             raise _bad(key, str(exc)) from None
+
+
+def combine_caps(recorded: int, this_run: int) -> int:
+    """The cap to record once a run with ``this_run`` (0 = uncapped) has published: the smallest cap any run
+    used, 0 only if none was capped; -1 (unknown, an old state) stays unknown."""
+    if recorded < 0:
+        return -1
+    caps = [c for c in (recorded, this_run) if c > 0]
+    return min(caps) if caps else 0
 
 
 @dataclass

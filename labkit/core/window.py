@@ -37,31 +37,56 @@ class BadReading(ValueError):
     """A reading that must not enter an average (it goes to the dead-letter stream)."""
 
 
-def parse_temp(fields: dict) -> int:
-    """The integer ``temp_f`` of a reading's fields, or :class:`BadReading`.
+def valid_temp(fields) -> "int | str":
+    """The one validity rule: the reading of an entry's fields, or why it is not one (a ``str``).
 
-    Readings are whole degrees Fahrenheit, as the course's producer writes
-    them; anything else (missing, empty, fractional, NaN, out of range, extra
-    fields) is rejected rather than guessed at, so every sum stays exact.
+    ``fields`` is the entry as the server sends it, a flat list ``[name, value,
+    …]`` (only there can a field given twice be seen), or a dict.  A reading is
+    exactly one field, ``temp_f``, whose value is an optional minus and ASCII
+    digits (:data:`TEMP_PATTERN`; bytes that are not UTF-8 never match) within
+    :data:`PLAUSIBLE_F`.  The fold (:func:`fold`, :mod:`labkit.core.fastfold`)
+    and ground truth (:mod:`labkit.core.truth`) all follow it.
     """
-    raw = fields.get(b"temp_f", fields.get("temp_f"))
-    if raw is None:
-        raise BadReading("missing temp_f")
-    if len(fields) != 1:
-        raise BadReading("unexpected fields")
-    return parse_temp_value(raw)
-
-
-def parse_temp_value(raw) -> int:
-    """One ``temp_f`` value (bytes or str) by the rule of :data:`TEMP_PATTERN`, or :class:`BadReading`."""
+    if isinstance(fields, dict):
+        names, raw = list(fields), fields.get(b"temp_f", fields.get("temp_f"))
+    else:
+        names = list(fields[0::2])
+        raw = fields[1] if len(fields) >= 2 else None
+    wanted = [n for n in names if n in (b"temp_f", "temp_f")]
+    if not wanted:
+        return "missing temp_f"
+    if len(wanted) > 1:
+        return f"temp_f {len(wanted)} times in one entry"
+    if len(names) != 1:
+        return "unexpected fields"
+    if not isinstance(fields, dict):
+        raw = fields[1]
     pattern = _TEMP_BYTES if isinstance(raw, bytes) else _TEMP_STR
     if not isinstance(raw, (bytes, str)) or not pattern.fullmatch(raw):
-        raise BadReading(f"temp_f is not a whole number: {raw!r:.40}")
+        return f"temp_f is not a whole number: {raw!r:.40}"
     value = int(raw)
     lo, hi = PLAUSIBLE_F
     if not lo <= value <= hi:
-        raise BadReading(f"temp_f {value} outside plausible range {lo}..{hi}")
+        return f"temp_f {value} outside plausible range {lo}..{hi}"
     return value
+
+
+def parse_temp(fields) -> int:
+    """The integer ``temp_f`` of a reading's fields, or :class:`BadReading` (by :func:`valid_temp`).
+
+    Readings are whole degrees Fahrenheit, as the course's producer writes
+    them; anything else (missing, empty, fractional, NaN, out of range, extra
+    or repeated fields) is rejected rather than guessed at, so every sum stays exact.
+    """
+    got = valid_temp(fields)
+    if isinstance(got, str):
+        raise BadReading(got)
+    return got
+
+
+def parse_temp_value(raw) -> int:
+    """One ``temp_f`` value (bytes or str) by the rule of :func:`valid_temp`, or :class:`BadReading`."""
+    return parse_temp({b"temp_f" if isinstance(raw, bytes) else "temp_f": raw})
 
 
 def round_half_up(x: Fraction, places: int = 0) -> Decimal:
@@ -145,7 +170,8 @@ def fold(window: HourlyWindow, entries, day: tuple[int, int] | None = None
     """Feed stream entries ``[(id, fields), …]`` (in ID order) into ``window``.
 
     Returns the hours this closed and the rejected entries ``(id, fields,
-    reason)``.  Any entry with a bad value still proves time has reached its
+    reason)``; ``fields`` is a dict, or the raw ``[name, value, …]`` list when
+    a name repeats (see :func:`valid_temp`).  Any entry with a bad value still proves time has reached its
     timestamp, so it closes an hour that ended before it.  With ``day`` (the
     partition's ``[start, end)`` in ms), an entry whose time lies outside it
     was filed in the wrong partition: it is rejected and moves no hour, so one
@@ -169,15 +195,11 @@ def fold(window: HourlyWindow, entries, day: tuple[int, int] | None = None
             if count:
                 closed.append(HourAverage(hs, total, count))
             hs, total, count = None, 0, 0
-        raw = fields.get(key) if len(fields) == 1 else None
+        raw = fields.get(key) if len(fields) == 1 else None     # a list (a field given twice) has no .get
         temp = int(raw) if raw is not None and match(raw) else None
         if temp is None or not lo <= temp <= hi:
-            try:
-                parse_temp(fields)
-                reason = "rejected"
-            except BadReading as exc:
-                reason = str(exc)
-            bad.append((eid, fields, reason))
+            reason = valid_temp(fields)
+            bad.append((eid, fields, reason if isinstance(reason, str) else "rejected"))
             continue
         if hs is None:
             hs = ms - ms % HOUR_MS
