@@ -20,7 +20,8 @@ from labkit.errors import LabkitError
 from labkit.log import LogLine
 from labkit.core.runner import list_partitions
 from labkit.core.truth import check, hourly_truth, load_readings
-from labkit.notebook.panel import ConsumerPanel, LogBox, OutputSink, output_text
+from labkit.notebook.logbox import LogBox, OutputSink, output_text
+from labkit.notebook.panel import ConsumerPanel
 
 DAYS = 1.5     # two partitions (a boundary to cross), the second one half a day: 36 hours
 HOURS = 36
@@ -349,7 +350,8 @@ def test_log_boxes_follow_the_newest_line_and_read_well_in_both_themes(panel, ke
     for out in (p.agg_output, p.avg_output):
         assert "labkit-log" in out._dom_classes
     assert "flex-direction: column-reverse" in css and "word-break: normal" in css
-    from labkit.notebook.panel import BACKGROUNDS, PALETTE, contrast
+    from tests.contrast import BACKGROUNDS, contrast
+    from labkit.notebook.panel import PALETTE
     for name, (light, dark) in PALETTE.items():
         assert light in css and dark in css, name
         assert all(contrast(light, bg) >= 4.5 for bg in BACKGROUNDS["light"]), (name, light)
@@ -359,14 +361,14 @@ def test_log_boxes_follow_the_newest_line_and_read_well_in_both_themes(panel, ke
 
 
 def test_contrast_matches_wcag():
-    from labkit.notebook.panel import contrast
+    from tests.contrast import contrast
     assert contrast("#000000", "#ffffff") == pytest.approx(21)
     assert contrast("#ffffff", "#ffffff") == pytest.approx(1)
     assert contrast("#777777", "#ffffff") == pytest.approx(4.48, abs=0.01)
 
 
 def test_chart_says_how_many_averages_it_shows_and_why(r, keys, panel):
-    from labkit.notebook.panel import chart_title
+    from labkit.notebook.plot import chart_title
     assert chart_title("temps:averages", 36, 36, 120) == "temps:averages: 36 hourly averages"
     assert chart_title("temps:averages", 143, 240, 120) == \
         "temps:averages: the newest 143 of 240 hourly averages published (MAXLEN ~ 120 trimmed the oldest)"
@@ -474,7 +476,7 @@ def test_start_while_a_terminal_consumer_runs_shows_one_line_in_the_panel(r, key
 
 def test_the_charts_title_fits_and_names_the_newest_hour():
     """The longest title (a namespace, the cap's note) is wrapped inside the figure; the newest hour is whole."""
-    from labkit.notebook.panel import chart_figure
+    from labkit.notebook.plot import chart_figure
     t0 = 1735689600000
     data = [(t0 + h * 3_600_000, 50.0 + h % 7) for h in range(240)]
     from labkit.notebook.helpers import figure_png
