@@ -108,6 +108,10 @@ def test_start_fills_both_outputs_and_status(r, keys, data, panel, capfd):
     assert st["hours_ever_added"] == HOURS and st["lag_ms"] == 0 and st["averages_unread"] == 0
     assert st["last_average"]["date"] == "2025/01/02" and st["last_average"]["hour"] == "11"
     assert "lag 0 s of readings" in p.status.value
+    # One status model: the panel shows the runner's own status, completed from Redis (read_status).
+    own = p.handle.status()
+    assert set(own) <= set(st) and st["readings"] > 0 and st["losses"] == own["losses"] == 0
+    assert st["averages_last_id"] == own["averages_last_id"] and st["hours_this_run"] == own["hours_published"]
 
     # The live chart holds every published hour, in order.
     assert bytes(p.chart.value).startswith(b"\x89PNG") and p.chart.layout.display is None
@@ -200,6 +204,21 @@ def test_crash_mid_hour_then_resume_loses_and_repeats_nothing(r, keys, data, pan
     # Every hour was printed (printing is at-least-once; publishing is exactly-once).
     printed = set(avg_average_lines(p))
     assert printed == set(expected_avg_lines(r, keys, parts))
+
+
+def test_read_status_without_a_handle_reads_what_redis_holds(r, keys, data, panel):
+    """No consumers running here: the position and the averages come from the saved state and the stream."""
+    from labkit.core.runner import read_status
+    empty = read_status(r, keys)
+    assert not empty["running"] and empty["partition"] is None and empty["hours_ever_added"] == 0
+    parts = list_partitions(r, keys)
+    p = panel()
+    p.start(parts[0])
+    assert p.wait_idle(0.5, timeout=120)
+    p.stop()
+    st = read_status(r, keys, newest=parts[-1])
+    assert not st["running"] and st["partition"] == parts[-1] and st["hours_ever_added"] == HOURS
+    assert st["lag_ms"] == 0 and st["averages_unread"] == 0 and "readings" not in st
 
 
 def test_refresh_finds_new_partitions(r, keys, panel):
