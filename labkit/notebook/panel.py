@@ -3,7 +3,7 @@
 :class:`ConsumerPanel` wraps :func:`labkit.core.runner.start_consumers`.  It shows a
 dropdown of the partitions that exist, Start / Stop / Simulate crash / Resume
 buttons (each disabled when its action makes no sense), a status line, the
-``agg:`` and ``avg:`` lines in two scrolling log boxes (:class:`LogBox`) and a
+``agg:`` and ``avg:`` lines in two scrolling log boxes (:class:`~labkit.notebook.logbox.LogBox`) and a
 chart of the hourly averages that updates while the consumers run.  Its colours
 read at WCAG AA in JupyterLab's light and dark themes (:data:`PALETTE`).
 
@@ -37,7 +37,7 @@ from ..core.runner import Consumers, list_partitions, read_status, start_consume
 from ..errors import LabkitError
 from ..log import ListSink, LogLine, tee
 from ..servers import connection
-from .logbox import LogBox, OutputSink, output_text  # noqa: F401 - output_text: the panel's logs as text
+from .logbox import LogBox, OutputSink
 
 def _red_line(text: str) -> str:
     """An error as one red line of the panel (its first line: never a traceback)."""
