@@ -1,5 +1,5 @@
 """The bad-input catalog: each case is one line on stderr with a hint, exit ≠ 0,
-no traceback, and nothing changed in Redis.  The README lists these cases."""
+no traceback, and nothing changed in Redis.  docs/troubleshooting.md lists these cases."""
 
 from __future__ import annotations
 
