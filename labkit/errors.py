@@ -28,6 +28,10 @@ class LabkitError(Exception):
     def __str__(self) -> str:
         return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython's hook: in a notebook, the CLI's one line instead of a traceback (the cell still fails)."""
+        return [f"labkit: error: {self}"]
+
 
 class SimulatedCrash(Exception):
     """Raised inside a consumer thread to stop it dead, without saving anything."""

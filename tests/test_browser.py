@@ -274,6 +274,30 @@ def top_line(box) -> str:
 
 
 @pytest.mark.timeout(420)
+def test_a_log_box_keeps_a_long_key_whole_and_wraps_between_words(browser):
+    """13's agg lines name {temps:averages}aggregating_consumer_state: wider than a box, it scrolls, uncut."""
+    from labkit.notebook.panel import panel_css
+    line = "agg: Saved state to {temps:averages}aggregating_consumer_state after the hour 2025/01/01 at 3"
+    jupyterlab = ".jp-OutputArea-output pre { word-break: break-all; white-space: pre-wrap; font: 13px monospace; }"
+    with new_page(browser, "browser-log-long-token-failed.png") as page:
+        page.set_content(f"<style>{jupyterlab}</style>{panel_css()}"
+                         '<div class="labkit-log" style="width: 220px; height: 240px; overflow: auto">'
+                         '<div class="widget-vbox"><div class="widget-output"><div class="jp-OutputArea-child">'
+                         f'<div class="jp-OutputArea-output jp-RenderedText"><pre>{line}</pre></div></div></div></div></div>')
+        seen = page.locator(".labkit-log").evaluate("""box => {
+            const t = box.querySelector('pre').firstChild, r = document.createRange(), rows = [];
+            let top = null;
+            for (let i = 0; i < t.length; i++) {           // the text of each visual row
+                r.setStart(t, i); r.setEnd(t, i + 1);
+                const y = Math.round(r.getBoundingClientRect().top);
+                if (y !== top) rows.push('');
+                rows[rows.length - 1] += t.data[i]; top = y;
+            }
+            return {rows: rows.map(s => s.trim()), scrolls: box.scrollWidth > box.clientWidth}; }""")
+    assert "{temps:averages}aggregating_consumer_state" in seen["rows"] and seen["scrolls"], seen
+    assert all(w in line.split() for row in seen["rows"] for w in row.split()), seen     # no word is cut
+
+
 def test_the_learners_partition_stands_and_the_panel_reads_well(browser, jupyter_lab):
     from playwright.sync_api import expect
 

@@ -102,6 +102,13 @@ class Learner:
     def index(self, starts: str) -> int:
         return next(i for i, c in enumerate(self.nb.cells) if c.cell_type == "code" and c.source.startswith(starts))
 
+    def run_failing(self, i: int, source: str | None = None) -> str:
+        """Run a cell that must stop with an error; what it showed (the error's own lines included)."""
+        from nbclient.exceptions import CellExecutionError
+        with pytest.raises(CellExecutionError):
+            self.run(i, source)
+        return outputs_text(self.nb.cells[i])
+
     def final(self) -> str:
         last = max(i for i, c in enumerate(self.nb.cells) if c.cell_type == "code")
         return self.run(last)
@@ -247,3 +254,40 @@ def test_the_checks_of_04_follow_what_the_learner_ran(zone, learner):
     out = lab.run(checks)
     assert "✗ the consumers ran: nothing ran in this panel" in out and "press Start in the panel" in out, out
     assert "AssertionError" not in out
+
+
+@pytest.mark.timeout(900)
+def test_a_mid_notebook_check_that_fails_on_a_rerun_says_what_to_do(learner):
+    """05's Resume cell, re-run: while running, and when Stop is pressed while it waits (the old bare assert)."""
+    path = next(p for p in LAB if p.name.startswith("05-"))
+    lab = learner(path, "UTC")
+    lab.run_all()
+    resume = lab.index("panel.resume()")
+    original = lab.nb.cells[resume].source
+
+    def do(code: str) -> None:                      # a learner's own cell
+        lab.nb.cells.append(nbformat.v4.new_code_cell(code))
+        try:
+            lab.run(len(lab.nb.cells) - 1)
+        finally:
+            lab.nb.cells.pop()
+
+    do("if not panel.running:\n    panel.resume()")
+    out = lab.run_failing(resume)                   # the consumers still run: one line, the CLI's
+    assert "labkit: error: the consumers are already running (hint: press Stop" in out, out
+    assert "Traceback" not in out and "LabkitError" not in out, out
+
+    do("panel.stop()")
+    press_stop = ("import threading, time\n"
+                  "def press_stop():      # the learner presses Stop while the cell waits for them\n"
+                  "    while not panel.running:\n        time.sleep(0.01)\n"
+                  "    time.sleep(0.2)\n    panel.stop()\n"
+                  "threading.Thread(target=press_stop).start()\n")
+    out = lab.run_failing(resume, press_stop + original)
+    assert "✗ the resumed consumers caught up: " in out and "→ what to do: read the panel's last lines" in out, out
+    assert "Traceback" not in out and "AssertionError" not in out, out
+
+    assert "✓ the resumed consumers caught up" in lab.run(resume, original)     # as the notebook says: again
+    out = lab.final()                               # the stops and resumes lost and repeated nothing
+    assert "✓ no hour was lost or published twice" in out and "hours matches ground truth" in out, out
+    assert "Traceback" not in out, out

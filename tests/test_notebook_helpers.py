@@ -194,3 +194,25 @@ def test_settle_and_run_start_follow_the_panels_last_run(r, lab_env, panels):
     panel.stop()
     again = nbk.start_unless_started(panel)
     assert "did not settle" not in again.note and "stopped" in again.note, again
+
+
+def test_expect_shows_what_held_and_stops_the_cell_in_plain_words_when_not():
+    """``nbk.expect``: the mid-notebook check; its failure is one ✗ line for IPython, not a traceback."""
+    from labkit.notebook.checks import NotAsExpected, expect
+    expect(True, "the consumers caught up")                      # holds: nothing raised
+    expect(lambda: (True, "ignored"), "the consumers caught up")
+    with pytest.raises(NotAsExpected) as caught:
+        expect(lambda: (False, "lag 12"), "the consumers caught up", "press Stop, then run this cell again")
+    line = "✗ the consumers caught up: lag 12 → what to do: press Stop, then run this cell again"
+    assert str(caught.value) == line and caught.value._render_traceback_() == [line]
+    with pytest.raises(NotAsExpected) as caught:                 # an error inside the check is its message
+        expect(lambda: [][0], "the first line was logged", "run the cell above first")
+    assert str(caught.value).startswith("✗ the first line was logged: IndexError: ") and "run the cell above" in \
+        str(caught.value)
+
+
+def test_a_labkit_error_in_a_notebook_is_the_clis_one_line():
+    from labkit.errors import LabkitError
+    err = LabkitError("the consumers are already running", "press Stop or Simulate crash first")
+    assert err._render_traceback_() == [
+        "labkit: error: the consumers are already running (hint: press Stop or Simulate crash first)"]

@@ -322,6 +322,21 @@ def test_at_least_eight_exercises_each_with_a_check_and_a_hidden_solution():
         "the companion notebooks have no exercises, so LABKIT_SOLUTIONS changes nothing there"
 
 
+def test_no_notebook_cell_ends_in_a_bare_assert():
+    """Checks in a notebook speak plain words (``nbk.expect``, ``nbk.Checks``): never a raw AssertionError."""
+    import ast
+    found = []
+    for path in ALL:
+        for i, cell in enumerate(cells(path)):
+            if cell.cell_type != "code":
+                continue
+            code = "\n".join("pass" if line.lstrip().startswith(("%", "!")) else line
+                             for line in cell.source.splitlines())
+            found += [f"{path.name} cell {i} line {node.lineno}" for node in ast.walk(ast.parse(code))
+                      if isinstance(node, ast.Assert)]
+    assert not found, found
+
+
 def test_every_notebook_opens_with_objectives_and_ends_with_a_recap_and_the_next_link():
     order = [p.name for p in ALL]
     for p in ALL:

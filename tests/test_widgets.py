@@ -362,6 +362,15 @@ def test_a_run_shows_every_average_and_one_waiting_line(r, keys, data, panel):
     assert avg_average_lines(p) == expected_avg_lines(r, keys, list_partitions(r, keys))
 
 
+def test_a_log_token_wider_than_the_box_scrolls_rather_than_breaking_inside():
+    """Lines wrap between words; a key such as {temps:averages}aggregating_consumer_state is never cut."""
+    import re
+    from labkit.notebook.panel import panel_css
+    rule = re.search(r"\.labkit-log \.jp-OutputArea-output pre \{([^}]*)\}", panel_css()).group(1)
+    assert "word-break: normal" in rule and "overflow-wrap: normal" in rule, rule
+    assert not re.search(r"break-word|break-all|anywhere", rule), rule
+
+
 def test_log_boxes_follow_the_newest_line_and_read_well_in_both_themes(panel, keys, r):
     p = panel()
     css = p.widget.children[0].value

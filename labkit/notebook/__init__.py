@@ -4,5 +4,5 @@ the stream browser :mod:`.browser` (``nbk.browse(lab)``) and the quizzes :mod:`.
 
 from .helpers import *  # noqa: F401,F403 - the notebooks' one import
 from .browser import StreamBrowser, browse  # noqa: F401 - see inside the streams
-from .checks import Checks, ChecksFailed  # noqa: F401 - every notebook's final checks
+from .checks import Checks, ChecksFailed, NotAsExpected, expect  # noqa: F401 - the notebooks' checks
 from .shards import ClusterLab, setup_cluster  # noqa: F401 - notebook 13's set-up

@@ -17,6 +17,12 @@ a traceback.  :meth:`Checks.done` shows the lines and a final one
 learner's progress (:func:`labkit.core.progress.note`), and with
 ``LABKIT_SOLUTIONS=1`` (CI) raises :class:`ChecksFailed` when a check failed, so
 a run of the notebook fails too.
+
+A step in the middle of a notebook checks with :func:`expect` instead of a bare
+``assert``: ``nbk.expect(lambda: panel.wait_idle(1.0, timeout=600), "the
+consumers caught up", "press Stop, then run this cell again")`` shows ``✓ the
+consumers caught up``, or stops the cell with the ✗ line (no traceback), in
+class and in CI alike.
 """
 
 from __future__ import annotations
@@ -129,17 +135,44 @@ class Checks:
             raise ChecksFailed("\n" + repr(rep))
 
 
+class NotAsExpected(Exception):
+    """A step in the middle of a notebook did not end as expected; IPython shows only its ✗ line."""
+
+    def _render_traceback_(self) -> list[str]:     # IPython's hook: these lines instead of a traceback
+        return [str(self)]
+
+
+def expect(ok, description: str, hint: str = "") -> None:
+    """A check in the middle of a notebook (a value or a function, as in :meth:`Checks.check`).
+
+    Shows ``✓ description`` when it holds; otherwise raises :class:`NotAsExpected`, whose message is
+    the ✗ line (what was expected, what was seen, what to do), so the cell stops there and a run of
+    the notebook fails.
+    """
+    checks = Checks("expect")
+    held = checks.check(ok, description, hint)
+    if not held:
+        raise NotAsExpected(checks.lines[-1].text())
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+        if get_ipython() is not None:
+            display(Report(checks, final=False))
+    except ImportError:
+        pass
+
+
 class Report:
     """What :meth:`Checks.done` shows: one line per check, then the final line (text and coloured HTML)."""
 
-    def __init__(self, checks: Checks):
+    def __init__(self, checks: Checks, final: bool = True):
         self.lines = [line.text() for line in checks.lines]
         self.marks = [line.mark for line in checks.lines]
-        self.final = checks.final_line()
+        self.final = checks.final_line() if final else ""
         self.ok = checks.ok
 
     def __repr__(self) -> str:
-        return "\n".join([*self.lines, self.final])
+        return "\n".join([*self.lines, self.final] if self.final else self.lines)
 
     def _repr_html_(self) -> str:
         from .panel import status_css
@@ -147,5 +180,5 @@ class Report:
         rows = "".join(f'<div class="labkit-check"><span class="{cls[m]}">{html.escape(t[:1])}</span>'
                        f"{html.escape(t[1:])}</div>" for m, t in zip(self.marks, self.lines))
         final = f'<div class="labkit-check"><b class="{"labkit-ok" if self.ok else "labkit-bad"}">' \
-                f"{html.escape(self.final)}</b></div>"
+                f"{html.escape(self.final)}</b></div>" if self.final else ""
         return status_css() + rows + final

@@ -69,7 +69,8 @@ def panel_css() -> str:
 
     The boxes are flex columns in reverse, so the browser keeps them scrolled
     to the bottom as lines arrive, and leaves them alone once scrolled up.
-    JupyterLab's own ``word-break: break-all`` for outputs is undone here.
+    JupyterLab's own ``word-break: break-all`` for outputs is undone here,
+    and a token wider than the box scrolls rather than breaking inside.
     """
     dark = 'body[data-jp-theme-light="false"]'
     rules = [
@@ -77,7 +78,9 @@ def panel_css() -> str:
         ".labkit-log > .widget-vbox { flex-shrink: 0; margin-bottom: auto; }",
         ".labkit-log .widget-output, .labkit-log .jp-OutputArea-child { margin: 0; padding: 0; }",
         ".labkit-log .jp-OutputArea-output { padding-top: 0; }",
-        ".labkit-log .jp-OutputArea-output pre { word-break: normal; overflow-wrap: break-word; }",
+        # Lines wrap between words only; a token wider than the box (a key such as
+        # {temps:averages}aggregating_consumer_state) stays whole and the box scrolls sideways.
+        ".labkit-log .jp-OutputArea-output pre { word-break: normal; overflow-wrap: normal; }",
         f".labkit-log .jp-RenderedText pre .ansi-yellow-fg {{ color: {PALETTE['avg'][0]}; }}",
         f"{dark} .labkit-log .jp-RenderedText pre .ansi-yellow-fg {{ color: {PALETTE['avg'][1]}; }}",
     ]
