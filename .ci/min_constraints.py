@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for name in sys.argv[1:] or ["requirements.txt", "requirements-dev.txt"]:
+for name in sys.argv[1:] or ["requirements.txt", "requirements-dev.txt", "requirements-class.txt"]:
     for line in (ROOT / name).read_text().splitlines():
         m = re.match(r"\s*([A-Za-z0-9_.-]+)(\[[^\]]*\])?\s*>=\s*([0-9][^\s,;#]*)", line)
         if m:

@@ -1,10 +1,16 @@
-"""Test fixtures: a real server for the whole run, a private key namespace per test.
+"""Test fixtures: a real server for the whole run, a private key namespace per test; the tests' kinds.
 
-With ``REDIS_URL`` set the suite uses that server (CI runs it once against
-Debian's redis-server).  Otherwise it starts labkit's embedded server in a
+With ``REDIS_URL`` set the suite uses that server (CI runs it against Debian's
+redis-server and two clusters).  Otherwise it starts labkit's embedded server in a
 temporary ``LABKIT_HOME`` (never the learner's ``~/.labkit``) and stops it by
-PID at the end.  Every test gets its own ``LABKIT_NAMESPACE``, and only that
-namespace's keys are deleted afterwards: no FLUSHDB, ever.
+PID at the end; under pytest-xdist each worker has its own ``LABKIT_HOME`` and
+server.  Every test gets its own ``LABKIT_NAMESPACE``, and only that namespace's
+keys are deleted afterwards: no FLUSHDB, ever.
+
+Every test gets exactly one kind marker from the fixtures it uses (see
+:data:`KINDS`), so CI selects by kind (``-m integration``) and a new test file
+needs no list edited anywhere.  The workers take whole files (``--dist
+loadfile``), so a module's shared set-up and its tests' order hold.
 """
 
 from __future__ import annotations
@@ -21,6 +27,33 @@ import pytest
 from tests.cluster_fixtures import one_node_cluster, own, own_cluster, redis_cluster  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------- tests by kind
+
+#: Each kind and the fixtures that put a test in it; the first kind that matches wins, and a test that uses
+#: none of them is ``unit`` (no Redis).  A kind marker written on a test itself (notebook 13's test, which
+#: forms its clusters inside the notebook) overrides this.
+KINDS = {
+    "browser": {"browser", "chromium", "jupyter_lab"},                # a real Chromium drives JupyterLab
+    "cluster": {"redis_cluster", "one_node_cluster", "own_cluster", "own", "cluster_cli"},  # forms its own cluster
+    "notebooks": {"kernel_dir"},                                      # executes a notebook in a kernel
+    "integration": {"target", "own_server"},                          # a real server: the suite's or its own
+}
+#: Fixtures whose keys every client of a server shares: the course's own key names.
+SHARED_NAMES = {"course_keys"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its kind (and with what CI must know besides)."""
+    for item in items:
+        used = set(item.fixturenames)
+        if not any(item.get_closest_marker(kind) for kind in (*KINDS, "unit")):
+            kind = next((k for k, fixtures in KINDS.items() if fixtures & used), "unit")
+            item.add_marker(kind)
+        if "own_server" in used:
+            item.add_marker("own_server")
+        if used & SHARED_NAMES:
+            item.add_marker("server_wide")
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +98,19 @@ def _delete_namespace(r, keys) -> None:
     owned = ("temps:*", "{temps:averages}*", "aggregating_consumer_state", "aggregating_consumer_lease",
              "averages_consumer_state")
     delete_keys(r, {k for pattern in owned for k in scan_keys(r, pattern)})
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A private embedded server this test may stop, empty and restart (never the session's).
+
+    Yields ``(home, target)``.  What such a test checks does not depend on ``REDIS_URL``, so CI runs it once.
+    """
+    from labkit.servers import connection, embedded as server
+    home = tmp_path / "home"
+    info, _ = server.start(home)
+    yield home, connection.Target(info.url, embedded=True)
+    server.stop(home)
 
 
 @pytest.fixture

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
+
 from labkit.core.fastfold import BatchReader, fold_raw
 from labkit.core.partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
 from labkit.core.runner import list_partitions
 from labkit.core.window import HourlyWindow, fold
 
 from tests.helpers import T0, produce
+
+pytestmark = pytest.mark.single_server   # a BatchReader on the test's plain client (a cluster gives it a node's)
 
 
 def fold_all(r, keys, batch_of, count):

@@ -24,8 +24,6 @@ from labkit.core.keys import Keys
 from labkit.core.keyspace import by_slot, delete_keys, delete_namespace, list_partitions, scan_keys
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.cluster
-
 
 def slot(name: str) -> int:
     return key_slot(name.encode())

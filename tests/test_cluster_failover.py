@@ -21,7 +21,7 @@ from labkit.log import ListSink
 from labkit.core.runner import start_consumers
 from labkit.core.truth import check, load_readings
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def _namespace_apart(r, info, days: list[str]) -> Keys:

@@ -28,6 +28,8 @@ from labkit.core.runner import prepare
 from tests.conftest import _delete_namespace
 from tests.helpers import T0, check
 
+pytestmark = pytest.mark.single_server   # a BatchReader on the test's plain client (a cluster gives it a node's)
+
 DAYS = 3
 POISON = [{"temp_f": "4_2"}, {"temp_f": " 42"}, {"temp_f": "+42"}, {"temp_f": "1.0"}, {"temp_f": "٤٢"},
           {"temp_f": "-151"}, {"temp_f": "201"}, {"temp_f": ""}, {"other": "5"}, {"temp_f": "5", "x": "1"},

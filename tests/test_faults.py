@@ -18,15 +18,6 @@ from labkit.core.runner import start_consumers
 from tests.helpers import check
 
 
-@pytest.fixture
-def own_server(tmp_path):
-    """A private embedded server this test may stop and start (never the session's)."""
-    home = tmp_path / "home"
-    info, _ = server.start(home)
-    yield home, connection.Target(info.url, embedded=True)
-    server.stop(home)
-
-
 def test_consumers_ride_out_a_server_restart(own_server):
     home, t = own_server
     r = connection.connect(t)

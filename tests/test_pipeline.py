@@ -285,6 +285,7 @@ def test_malformed_average_is_dead_lettered_not_fatal(r, keys, target):
     assert len(dl) == 1 and dl[0][1][b"source"] == keys.averages.encode() and dl[0][1][b"id"] == b"1900000000000-0"
 
 
+@pytest.mark.server_wide     # every key outside its two namespaces must stay as it was
 def test_two_namespaces_share_one_server_without_interfering(r, target):
     from labkit.core.keys import Keys
     from tests.conftest import _delete_namespace

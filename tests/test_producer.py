@@ -72,6 +72,7 @@ def _kill_writers(r, names) -> int:
     return killed
 
 
+@pytest.mark.server_wide     # CLIENT PAUSE WRITE, and it kills the connections that write
 def test_a_connection_lost_while_two_partitions_are_in_flight_resumes_both(r, keys):
     """The first partition's last batch is sent (the server is then paused, so it is not all written), the
     second partition's first batch is sent, and the connection is lost: both resume after their last entry;

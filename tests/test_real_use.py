@@ -316,23 +316,18 @@ def test_live_mode_then_a_dataset_never_mixes_their_completeness(r, keys, target
     assert any("are missing" in t for t in sink.texts("agg"))     # the days between, named
 
 
-def test_out_of_memory_names_the_half_written_partition(tmp_path):
-    home = tmp_path / "home"
-    info, _ = server.start(home)
-    try:
-        t = connection.Target(info.url, embedded=True)
-        r = connection.connect(t)
-        keys = Keys("oom")
-        r.config_set("maxmemory", str(int(r.info("memory")["used_memory"]) + 2_000_000))
-        with pytest.raises(LabkitError, match=r"out of memory .* while writing oom:temps:2025010\d, which is left "
-                                              r"half written and marked incomplete") as exc:
-            producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 3), keys)
-        assert "troubleshooting" in exc.value.hint
-        name = str(exc.value).split("while writing ")[1].split(",")[0]
-        assert manifest.read(r, keys)[name].status == manifest.WRITING
-        assert not r.exists(keys.producer_lease)                     # released on the way out
-    finally:
-        server.stop(home)
+def test_out_of_memory_names_the_half_written_partition(own_server):
+    _, t = own_server
+    r = connection.connect(t)
+    keys = Keys("oom")
+    r.config_set("maxmemory", str(int(r.info("memory")["used_memory"]) + 2_000_000))
+    with pytest.raises(LabkitError, match=r"out of memory .* while writing oom:temps:2025010\d, which is left "
+                                          r"half written and marked incomplete") as exc:
+        producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 3), keys)
+    assert "troubleshooting" in exc.value.hint
+    name = str(exc.value).split("while writing ")[1].split(",")[0]
+    assert manifest.read(r, keys)[name].status == manifest.WRITING
+    assert not r.exists(keys.producer_lease)                     # released on the way out
 
 
 # ---------------------------------------------------------------------------- 6. a missing day
@@ -375,10 +370,9 @@ def test_while_a_missing_day_may_still_arrive_the_consumer_says_what_it_waits_fo
 
 # ---------------------------------------------------------------------------- 7. the server comes back empty
 
-def test_a_server_that_restarts_empty_is_reported_not_silently_restarted(tmp_path):
-    home = tmp_path / "home"
-    info, _ = server.start(home)
-    t = connection.Target(info.url, embedded=True)
+def test_a_server_that_restarts_empty_is_reported_not_silently_restarted(own_server):
+    home, t = own_server
+    info = server.read_info(home)
     r = connection.connect(t)
     keys = Keys("empty")
     producer.produce(r, producer.Dataset(producer.parse_start("2025-01-01"), 1, 60_000), keys)
@@ -394,7 +388,6 @@ def test_a_server_that_restarts_empty_is_reported_not_silently_restarted(tmp_pat
         assert not h.running
     finally:
         h.stop()
-        server.stop(home)
     assert isinstance(h.error, LabkitError) and "gone from Redis" in str(h.error)
     assert any("stopped:" in t and "gone from Redis" in t for t in sink.texts()), sink.texts()
 

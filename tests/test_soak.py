@@ -15,6 +15,6 @@ def test_live_soak_at_1000_per_second_loses_nothing(target, monkeypatch):
     assert res["error"] is None
     assert res["readings"] >= 9_000 and res["consumed"] == res["readings"]
     assert res["ok"] and res["hours_verified"] >= 1
-    # Bounds that catch a stuck consumer, not speed targets (the README reports measured figures).
+    # Bounds that catch a stuck consumer, not speed targets (docs/reliability.md reports measured figures).
     assert res["hour_end_to_print_ms"] is not None and res["hour_end_to_print_ms"] < 5_000
     assert res["max_lag_ms"] < 5_000

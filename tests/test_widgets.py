@@ -20,7 +20,8 @@ from labkit.errors import LabkitError
 from labkit.log import LogLine
 from labkit.core.runner import list_partitions
 from labkit.core.truth import check, hourly_truth, load_readings
-from labkit.notebook.panel import ConsumerPanel, LogBox, OutputSink, output_text
+from labkit.notebook.logbox import LogBox, OutputSink, output_text
+from labkit.notebook.panel import ConsumerPanel
 
 DAYS = 1.5     # two partitions (a boundary to cross), the second one half a day: 36 hours
 HOURS = 36
@@ -107,6 +108,10 @@ def test_start_fills_both_outputs_and_status(r, keys, data, panel, capfd):
     assert st["hours_ever_added"] == HOURS and st["lag_ms"] == 0 and st["averages_unread"] == 0
     assert st["last_average"]["date"] == "2025/01/02" and st["last_average"]["hour"] == "11"
     assert "lag 0 s of readings" in p.status.value
+    # One status model: the panel shows the runner's own status, completed from Redis (read_status).
+    own = p.handle.status()
+    assert set(own) <= set(st) and st["readings"] > 0 and st["losses"] == own["losses"] == 0
+    assert st["averages_last_id"] == own["averages_last_id"] and st["hours_this_run"] == own["hours_published"]
 
     # The live chart holds every published hour, in order.
     assert bytes(p.chart.value).startswith(b"\x89PNG") and p.chart.layout.display is None
@@ -199,6 +204,21 @@ def test_crash_mid_hour_then_resume_loses_and_repeats_nothing(r, keys, data, pan
     # Every hour was printed (printing is at-least-once; publishing is exactly-once).
     printed = set(avg_average_lines(p))
     assert printed == set(expected_avg_lines(r, keys, parts))
+
+
+def test_read_status_without_a_handle_reads_what_redis_holds(r, keys, data, panel):
+    """No consumers running here: the position and the averages come from the saved state and the stream."""
+    from labkit.core.runner import read_status
+    empty = read_status(r, keys)
+    assert not empty["running"] and empty["partition"] is None and empty["hours_ever_added"] == 0
+    parts = list_partitions(r, keys)
+    p = panel()
+    p.start(parts[0])
+    assert p.wait_idle(0.5, timeout=120)
+    p.stop()
+    st = read_status(r, keys, newest=parts[-1])
+    assert not st["running"] and st["partition"] == parts[-1] and st["hours_ever_added"] == HOURS
+    assert st["lag_ms"] == 0 and st["averages_unread"] == 0 and "readings" not in st
 
 
 def test_refresh_finds_new_partitions(r, keys, panel):
@@ -349,7 +369,8 @@ def test_log_boxes_follow_the_newest_line_and_read_well_in_both_themes(panel, ke
     for out in (p.agg_output, p.avg_output):
         assert "labkit-log" in out._dom_classes
     assert "flex-direction: column-reverse" in css and "word-break: normal" in css
-    from labkit.notebook.panel import BACKGROUNDS, PALETTE, contrast
+    from tests.contrast import BACKGROUNDS, contrast
+    from labkit.notebook.panel import PALETTE
     for name, (light, dark) in PALETTE.items():
         assert light in css and dark in css, name
         assert all(contrast(light, bg) >= 4.5 for bg in BACKGROUNDS["light"]), (name, light)
@@ -359,14 +380,14 @@ def test_log_boxes_follow_the_newest_line_and_read_well_in_both_themes(panel, ke
 
 
 def test_contrast_matches_wcag():
-    from labkit.notebook.panel import contrast
+    from tests.contrast import contrast
     assert contrast("#000000", "#ffffff") == pytest.approx(21)
     assert contrast("#ffffff", "#ffffff") == pytest.approx(1)
     assert contrast("#777777", "#ffffff") == pytest.approx(4.48, abs=0.01)
 
 
 def test_chart_says_how_many_averages_it_shows_and_why(r, keys, panel):
-    from labkit.notebook.panel import chart_title
+    from labkit.notebook.plot import chart_title
     assert chart_title("temps:averages", 36, 36, 120) == "temps:averages: 36 hourly averages"
     assert chart_title("temps:averages", 143, 240, 120) == \
         "temps:averages: the newest 143 of 240 hourly averages published (MAXLEN ~ 120 trimmed the oldest)"
@@ -474,7 +495,7 @@ def test_start_while_a_terminal_consumer_runs_shows_one_line_in_the_panel(r, key
 
 def test_the_charts_title_fits_and_names_the_newest_hour():
     """The longest title (a namespace, the cap's note) is wrapped inside the figure; the newest hour is whole."""
-    from labkit.notebook.panel import chart_figure
+    from labkit.notebook.plot import chart_figure
     t0 = 1735689600000
     data = [(t0 + h * 3_600_000, 50.0 + h % 7) for h in range(240)]
     from labkit.notebook.helpers import figure_png

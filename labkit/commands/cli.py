@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--interval", type=float, default=None, help="seconds between readings (default 1)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--retention-days", type=float, default=producer.DEFAULT_RETENTION_DAYS,
-                   help="each partition expires this long after its day ends (default 2; see README)")
+                   help="each partition expires this long after its day ends (default 2; see docs/design.md, Expiry)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--live", action="store_true", help="write real-time readings into today's partition until stopped")
     s.add_argument("--rate", type=float, default=None, help="with --live: readings per second (default 1)")

@@ -624,6 +624,6 @@ def _refused(exc: redis.ResponseError, partition: str) -> LabkitError:
         return LabkitError(f"Redis is out of memory (maxmemory reached) while writing {partition}, which is "
                            "left half written and marked incomplete",
                            "free memory (delete old partitions or raise maxmemory), then produce again; "
-                           "see the README's troubleshooting row 'out of memory'")
+                           "see docs/troubleshooting.md, the row 'out of memory'")
     return LabkitError(f"Redis refused a write to {partition} ({msg}); it is left half written and marked "
                        "incomplete", "fix the cause above, then produce again")

@@ -20,6 +20,7 @@ from redis.retry import Retry
 from ..errors import LabkitError, SimulatedCrash
 from ..log import LogLine, Sink, TerminalSink
 from ..servers import connection
+from ..servers.replies import text, text_fields
 from . import eviction
 from .aggregating import (
     BATCH,
@@ -32,7 +33,7 @@ from .context import Context
 from .keys import Keys
 from .keyspace import delete_namespace, list_partitions  # noqa: F401 - re-exported: callers import them from here
 from .lease import Holder, Lease
-from .partition import parse_partition
+from .partition import day_start_ms, id_ms, parse_partition
 from .state import AggregatingState, AveragesState
 
 RECONNECT_S = connection.RECONNECT_S
@@ -268,6 +269,57 @@ class Consumers:
             "reconnects": sum(w.reconnects for w in self._workers),
             "averages_malformed": v.malformed,
         }
+
+
+def read_status(r: redis.Redis, keys: Keys, handle: Consumers | None = None, newest: str | None = None,
+                crashed: bool = False) -> dict:
+    """:meth:`Consumers.status` completed with what Redis holds: one status, running or not.
+
+    Where no handle runs, the position comes from the saved state.  Added from
+    Redis: ``open_hour_count`` (readings in the open hour), ``hours_ever_added``
+    (every average ever added to ``temps:averages``, all runs; ``hours_this_run``
+    is this handle's), ``averages_len``, ``averages_stream_last_id``,
+    ``last_average`` (the stream's newest entry), ``averages_unread``, and with
+    ``newest`` (the newest partition) ``lag_ms``: how far, in readings' time, the
+    aggregating consumer is behind it.  ``crashed`` marks a stop the caller
+    caused with :meth:`Consumers.crash` (a thread between steps just returns).
+    """
+    p = r.pipeline(transaction=False)
+    p.hgetall(keys.aggregating_state)
+    p.xinfo_stream(keys.averages)
+    p.xrevrange(keys.averages, count=1)
+    saved_state, info, last = p.execute(raise_on_error=False)
+    h = handle.status() if handle else {}
+    st = dict(h)
+    st["running"] = handle is not None and handle.running
+    st["crashed"] = bool(h.get("crashed")) or (crashed and not st["running"])
+    st["error"] = h.get("error")
+    saved = text_fields(saved_state) if isinstance(saved_state, dict) else {}
+    st["partition"] = h.get("partition") or saved.get("current_stream_key")
+    st["last_message_id"] = h.get("last_message_id") or saved.get("last_message_id")
+    st["open_hour_count"] = int(saved.get("current_hourly_count", 0) or 0)
+    if isinstance(info, Exception):
+        st["hours_ever_added"], st["averages_len"], st["averages_stream_last_id"] = 0, 0, None
+    else:
+        st["hours_ever_added"] = int(info.get("entries-added", 0))
+        st["averages_len"] = int(info.get("length", 0))
+        st["averages_stream_last_id"] = text(info.get("last-generated-id"))
+    st["hours_this_run"] = h.get("hours_published", 0)
+    st["averages_printed"] = h.get("averages_printed", 0)
+    st["last_average"] = text_fields(last[0][1]) if isinstance(last, list) and last else None
+    st["lag_ms"] = None
+    if newest and st["partition"]:
+        tail = r.xrevrange(newest, count=1)
+        if tail:
+            lid = st["last_message_id"]
+            try:
+                pos = (day_start_ms(parse_partition(st["partition"], keys.partition_prefix)) - 1
+                       if lid in (None, "0", "0-0") else id_ms(lid))
+                st["lag_ms"] = max(0, id_ms(tail[0][0]) - pos)
+            except (LabkitError, ValueError):
+                pass
+    st["averages_unread"] = max(0, st["hours_this_run"] - st["averages_printed"]) if handle else 0
+    return st
 
 
 def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFAULT_MAXLEN,

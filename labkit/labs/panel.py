@@ -29,9 +29,9 @@ class FirstLinesSink:
 
     Writes with ``append_stdout`` (safe from threads).  The lines after the first
     ``limit`` are counted in :attr:`hidden`, so a long run cannot grow the page
-    without bound.  The consumer panel's :class:`labkit.notebook.panel.OutputSink`
+    without bound.  The consumer panel's :class:`labkit.notebook.logbox.OutputSink`
     differs on purpose: it keeps the *newest* lines, appended in batches to a
-    :class:`~labkit.notebook.panel.LogBox`.
+    :class:`~labkit.notebook.logbox.LogBox`.
     """
 
     def __init__(self, out: W.Output, limit: int = 300):

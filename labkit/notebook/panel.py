@@ -3,15 +3,16 @@
 :class:`ConsumerPanel` wraps :func:`labkit.core.runner.start_consumers`.  It shows a
 dropdown of the partitions that exist, Start / Stop / Simulate crash / Resume
 buttons (each disabled when its action makes no sense), a status line, the
-``agg:`` and ``avg:`` lines in two scrolling log boxes (:class:`LogBox`) and a
+``agg:`` and ``avg:`` lines in two scrolling log boxes (:class:`~labkit.notebook.logbox.LogBox`) and a
 chart of the hourly averages that updates while the consumers run.  Its colours
 read at WCAG AA in JupyterLab's light and dark themes (:data:`PALETTE`).
 
 **Threads.**  The consumers run in background threads and log through a sink.
 Output from a thread must never go through ``print`` or ``with output:`` (in
-ipykernel 7 it would land in whichever cell ran last), so :class:`OutputSink`
-writes each batch of lines into a new small Output with ``Output.append_stdout``,
-which only changes widget state.  A ticker thread refreshes the status line and the
+ipykernel 7 it would land in whichever cell ran last), so they log into
+:class:`~labkit.notebook.logbox.OutputSink`, which only changes widget state.  The
+status line renders the runner's status (:func:`labkit.core.runner.read_status`);
+the chart is :func:`labkit.notebook.plot.chart_figure`.  A ticker thread refreshes the status line and the
 chart while the consumers run and ends when they stop (or when the panel is
 closed).
 
@@ -31,190 +32,12 @@ import redis
 from ..core import keyspace
 from ..core.aggregating import DEFAULT_MAXLEN
 from ..core.keys import Keys
-from ..core.partition import day_start_ms, id_ms, next_partition, parse_partition
-from ..servers.replies import text, text_fields
-from ..core.runner import Consumers, list_partitions, start_consumers
+from ..core.partition import id_ms, next_partition
+from ..core.runner import Consumers, list_partitions, read_status, start_consumers
 from ..errors import LabkitError
-from ..log import COLOURS, RESET, ListSink, LogLine, tee
+from ..log import ListSink, LogLine, tee
 from ..servers import connection
-
-#: A consumer's "Waiting for new messages …" line is shown only while it is that consumer's newest line.
-WAITING = "Waiting for new messages"
-
-
-class LogBox(W.Box):
-    """A scrolling log box: each batch of lines is one small ``Output`` appended below the others.
-
-    Appending a child leaves the boxes already shown alone in the browser,
-    whereas changing one ``Output``'s list of outputs makes the browser redraw
-    all of it, which resets the scroll position each time.  So the box follows
-    the newest line (see :func:`panel_css`) and, once the learner scrolls up,
-    stays where they put it while lines keep arriving.
-    """
-
-    def __init__(self, **kwargs):
-        self._lines = W.VBox()
-        super().__init__([self._lines], **kwargs)
-        self.add_class("labkit-log")
-
-    @property
-    def chunks(self) -> tuple[W.Output, ...]:
-        """One ``Output`` per batch of lines, oldest first."""
-        return self._lines.children
-
-    @property
-    def outputs(self) -> tuple[dict, ...]:
-        """Every stream output of every batch, oldest first (what an ``Output`` would hold)."""
-        return tuple(o for chunk in self.chunks for o in chunk.outputs)
-
-    def append(self, text: str) -> W.Output:
-        chunk = W.Output()
-        chunk.append_stdout(text)
-        self._lines.children = (*self._lines.children, chunk)
-        return chunk
-
-    def remove(self, indices) -> None:
-        """Remove the batches at ``indices`` (their widgets are closed)."""
-        gone = set(indices)
-        keep = tuple(c for i, c in enumerate(self._lines.children) if i not in gone)
-        dropped = [c for i, c in enumerate(self._lines.children) if i in gone]
-        self._lines.children = keep
-        for c in dropped:
-            c.close()
-
-
-class OutputSink:
-    """A log sink that writes lines into :class:`LogBox` areas, safe from any thread.
-
-    Lines go to ``outputs[line.source]`` or else to ``default``.  Sources listed
-    in :data:`labkit.log.COLOURS` (the ``avg:`` lines) are coloured with ANSI
-    codes, which JupyterLab renders (yellow, as on the course's terminal).
-
-    Lines are gathered for ``flush_interval`` seconds and appended together as
-    one new ``Output`` (written with ``Output.append_stdout``) at the end of the
-    box: a line per widget message would cost minutes for the full ten-day run.
-    A short-lived timer thread does the flushing; :meth:`flush` does it at once.
-    Only the newest ``max_lines`` lines are kept in each box (whole batches are
-    dropped from the top).
-
-    A ``Waiting for new messages …`` line (:data:`WAITING`) stands only while it
-    is the newest line of its source: the next line from the same consumer
-    replaces it.  While the consumers run, the averages consumer waits after
-    every batch, and those lines would otherwise drown the averages.
-    """
-
-    def __init__(self, outputs: dict[str, LogBox] | None = None, default: LogBox | None = None,
-                 max_lines: int = 1000, colour: bool = True, flush_interval: float = 0.2):
-        self.outputs = dict(outputs or {})
-        self.default = default if default is not None else LogBox()
-        self.max_lines, self.colour, self.flush_interval = max_lines, colour, flush_interval
-        self._lock = threading.Lock()
-        self._pending: dict[int, list[tuple[str, str]]] = {}   # id(box) -> (source, text) not yet shown
-        self._chunks: dict[int, list[list[tuple[str, str]]]] = {}  # id(box) -> the lines of each batch shown
-        self._timer: threading.Timer | None = None
-
-    def _areas(self) -> list[LogBox]:
-        return list({id(o): o for o in [self.default, *self.outputs.values()]}.values())
-
-    def __call__(self, line: LogLine) -> None:
-        box = self.outputs.get(line.source, self.default)
-        text = str(line)
-        if self.colour and line.source in COLOURS:
-            text = f"{COLOURS[line.source]}{text}{RESET}"
-        with self._lock:
-            self._pending.setdefault(id(box), []).append((line.source, text))
-            if self.flush_interval <= 0:
-                self._flush_locked()
-            elif self._timer is None:
-                self._timer = threading.Timer(self.flush_interval, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
-
-    def flush(self) -> None:
-        """Show every pending line now."""
-        with self._lock:
-            self._timer = None
-            self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        for box in self._areas():
-            lines = _collapse_waiting(self._pending.pop(id(box), None) or [])
-            if not lines:
-                continue
-            lines = lines[-self.max_lines:]
-            chunks = self._chunks.setdefault(id(box), [])
-            if len(chunks) != len(box.chunks):       # someone else changed this box
-                chunks[:] = [[] for _ in box.chunks]
-            self._drop_shown_waiting(box, chunks, {src for src, _ in lines})
-            drop = 0
-            while drop < len(chunks) and sum(map(len, chunks[drop:])) + len(lines) > self.max_lines:
-                drop += 1
-            if drop:
-                box.remove(range(drop))
-                del chunks[:drop]
-            for part in _apart_from_waiting(lines):
-                box.append("".join(text + "\n" for _, text in part))
-                chunks.append(part)
-
-    @staticmethod
-    def _drop_shown_waiting(box: LogBox, chunks: list, sources: set[str]) -> None:
-        """Remove an already shown waiting line of each of ``sources`` if it is that source's newest line."""
-        for source in sources:
-            for ci in range(len(chunks) - 1, -1, -1):
-                idx = [i for i, (src, _) in enumerate(chunks[ci]) if src == source]
-                if not idx:
-                    continue
-                if _is_waiting(chunks[ci][idx[-1]][1]):      # alone in its chunk (see _apart_from_waiting)
-                    box.remove([ci])
-                    del chunks[ci]
-                break
-
-    def clear(self) -> None:
-        """Empty every box (pending lines are dropped)."""
-        with self._lock:
-            self._pending.clear()
-            for box in self._areas():
-                box.remove(range(len(box.chunks)))
-                self._chunks[id(box)] = []
-
-
-def _is_waiting(text: str) -> bool:
-    return text.split(": ", 1)[-1].startswith(WAITING)
-
-
-def _apart_from_waiting(lines: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-    """Split a flush into chunks so that each waiting line is a chunk of its own.
-
-    Replacing a shown waiting line then removes a whole chunk and never
-    rewrites one: rewriting an ``Output`` makes the browser redraw it, which
-    would move a learner who scrolled up to read.
-    """
-    parts: list[list[tuple[str, str]]] = [[]]
-    for line in lines:
-        if _is_waiting(line[1]):
-            parts += [[line], []]
-        else:
-            parts[-1].append(line)
-    return [p for p in parts if p]
-
-
-def _collapse_waiting(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Drop each waiting line that a later line of the same source follows."""
-    kept, later = [], set()
-    for src, line in reversed(lines):
-        if src in later and _is_waiting(line):
-            continue
-        later.add(src)
-        kept.append((src, line))
-    return kept[::-1]
-
-
-def output_text(out: W.Output | LogBox) -> str:
-    """Everything an Output widget or a :class:`LogBox` shows as text (ANSI codes removed)."""
-    import re
-    text = "".join(o.get("text", "") for o in out.outputs if o.get("output_type") == "stream")
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
-
+from .logbox import LogBox, OutputSink
 
 def _red_line(text: str) -> str:
     """An error as one red line of the panel (its first line: never a traceback)."""
@@ -239,18 +62,6 @@ def _duration(ms: float) -> str:
 #: Text colours as (light theme, dark theme); each reads at WCAG AA (4.5:1 or more) on its theme's
 #: backgrounds (:data:`BACKGROUNDS`).  The course's terminal yellow, rgb(221,182,43), is 1.9:1 on white.
 PALETTE = {"avg": ("#806000", "#f2c94c"), "ok": ("#1a7f37", "#56d364"), "bad": ("#b3261e", "#ff7b72")}
-#: JupyterLab's backgrounds behind an output: white in the light theme; #111 and #212121 in the dark one.
-BACKGROUNDS = {"light": ("#ffffff",), "dark": ("#111111", "#212121")}
-
-
-def contrast(fg: str, bg: str) -> float:
-    """WCAG contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
-    def lum(c: str) -> float:
-        rgb = [int(c.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4)]
-        r, g, b = [v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4 for v in rgb]
-        return 0.2126 * r + 0.7152 * g + 0.0722 * b
-    hi, lo = sorted((lum(fg), lum(bg)), reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
 
 
 def panel_css() -> str:
@@ -572,53 +383,12 @@ class ConsumerPanel:
         return st
 
     def _status(self) -> dict:
-        k = self.keys
+        """The runner's status (:func:`labkit.core.runner.read_status`), after noticing new partitions."""
         newest = self._partitions[-1] if self._partitions else None
-        p = self.r.pipeline(transaction=False)
-        p.hgetall(k.aggregating_state)
-        p.xinfo_stream(k.averages)
-        p.xrevrange(k.averages, count=1)
-        if newest:
-            p.exists(next_partition(newest, k.partition_prefix))
-        res = p.execute(raise_on_error=False)
-        state, info, last = res[0], res[1], res[2]
-        if newest and res[3] == 1:            # the producer has written new days since the last refresh
-            self._partitions = list_partitions(self.r, k)
+        if newest and self.r.exists(next_partition(newest, self.keys.partition_prefix)):
+            self._partitions = list_partitions(self.r, self.keys)      # the producer wrote new days since
             newest = self._partitions[-1] if self._partitions else None
-        st: dict = {"running": self.running}
-        h = self.handle.status() if self.handle else {}
-        st["crashed"] = bool(h.get("crashed")) or (self._crashed and not st["running"])
-        st["error"] = h.get("error")
-        saved = text_fields(state) if isinstance(state, dict) else {}
-        st["partition"] = h.get("partition") or saved.get("current_stream_key")
-        st["last_message_id"] = h.get("last_message_id") or saved.get("last_message_id")
-        st["open_hour_count"] = int(saved.get("current_hourly_count", 0) or 0)
-        if isinstance(info, Exception):
-            st["hours_ever_added"], st["averages_len"], st["averages_last_id"] = 0, 0, None
-        else:
-            # Every average ever added to the stream (all runs); the runner's hours_published is this run's.
-            st["hours_ever_added"] = int(info.get("entries-added", 0))
-            st["averages_len"] = int(info.get("length", 0))
-            st["averages_last_id"] = text(info.get("last-generated-id"))
-        st["hours_this_run"] = h.get("hours_published", 0)
-        st["averages_printed"] = h.get("averages_printed", 0)
-        st["last_average"] = None
-        if isinstance(last, list) and last:
-            st["last_average"] = text_fields(last[0][1])
-        st["lag_ms"] = None
-        if newest and st["partition"]:
-            tail = self.r.xrevrange(newest, count=1)
-            if tail:
-                newest_ms = id_ms(tail[0][0])
-                lid = st["last_message_id"]
-                try:
-                    pos = (day_start_ms(parse_partition(st["partition"], k.partition_prefix)) - 1
-                           if lid in (None, "0", "0-0") else id_ms(lid))
-                    st["lag_ms"] = max(0, newest_ms - pos)
-                except (LabkitError, ValueError):
-                    pass
-        st["averages_unread"] = max(0, st["hours_this_run"] - st["averages_printed"]) if self.handle else 0
-        return st
+        return read_status(self.r, self.keys, self.handle, newest, crashed=self._crashed)
 
     def _status_html(self, st: dict) -> str:
         """The status line: its parts break between one another, never inside a word; the text for a dead
@@ -655,7 +425,7 @@ class ConsumerPanel:
                 f"lag {lag}, {st['averages_unread']} averages unread")
 
     def _update_chart(self, st: dict) -> None:
-        key = (st["averages_len"], st["averages_last_id"], st["hours_ever_added"])
+        key = (st["averages_len"], st["averages_stream_last_id"], st["hours_ever_added"])
         if key == self._chart_key:
             return
         self._chart_key = key
@@ -667,6 +437,7 @@ class ConsumerPanel:
             except (KeyError, ValueError):
                 continue
         self.chart_data = data
+        from .plot import chart_title, render_chart     # matplotlib and pandas: loaded at the first chart
         self.chart_caption = chart_title(self.keys.averages, len(data), st["hours_ever_added"], self.averages_maxlen)
         self._show_chart(render_chart(data, self.keys.averages, st["hours_ever_added"], self.averages_maxlen)
                          if data else b"")
@@ -677,45 +448,3 @@ class ConsumerPanel:
         self.chart.layout.display = None if png else "none"
 
 
-def chart_title(name: str, shown: int, published: int | None = None, maxlen: int = 0) -> str:
-    """How many averages the chart shows, and, when it is fewer than were published, why."""
-    if published is not None and published > shown:
-        why = f"MAXLEN ~ {maxlen} trimmed the oldest" if maxlen else "the oldest were trimmed"
-        return f"{name}: the newest {shown} of {published} hourly averages published ({why})"
-    return f"{name}: {shown} hourly averages"
-
-
-def render_chart(data: list[tuple[int, float]], name: str = "temps:averages", published: int | None = None,
-                 maxlen: int = 0, width: float = 9, height: float = 2.6) -> bytes:
-    """PNG of :func:`chart_figure`."""
-    from .helpers import figure_png
-    return figure_png(chart_figure(data, name, published, maxlen, width, height), dpi=90)
-
-
-def chart_figure(data: list[tuple[int, float]], name: str = "temps:averages", published: int | None = None,
-                 maxlen: int = 0, width: float = 9, height: float = 2.6):
-    """Hourly averages ``[(hour start ms, °F), …]`` with day boundaries marked (a matplotlib Figure, no pyplot).
-
-    The title says how many are drawn; with ``published`` (entries ever added) above that, it says the cap
-    (``maxlen``) trimmed the rest.  It is wrapped to fit the figure, and the newest hour has a line of its own.
-    """
-    import textwrap
-
-    import matplotlib.dates as mdates
-    import pandas as pd
-    from matplotlib.figure import Figure
-
-    when = pd.to_datetime([d[0] for d in data], unit="ms", utc=True)
-    fig = Figure(figsize=(width, height), layout="constrained")
-    ax = fig.subplots()
-    ax.plot(when, [d[1] for d in data], color="tab:orange", marker=".", ms=3, lw=1.2)
-    for day in pd.date_range(when[0].normalize(), when[-1], freq="D", tz="UTC")[1:]:
-        ax.axvline(day, color="0.85", lw=0.8, zorder=0)
-    locator = mdates.AutoDateLocator(tz="UTC")
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz="UTC"))
-    ax.set_ylabel("°F")
-    title = textwrap.fill(chart_title(name, len(data), published, maxlen).replace("~ ", "~\u00a0"), int(width * 11))
-    ax.set_title(f"{title}\nnewest {when[-1]:%Y/%m/%d} at {when[-1].hour}:00", fontsize=10)
-    ax.grid(axis="y", color="0.92")
-    return fig

@@ -194,7 +194,7 @@ def explain(exc: Exception, t: Target) -> LabkitError:
     if isinstance(exc, redis.ResponseError) and low.startswith("wrongtype"):
         return LabkitError(f"a key labkit uses holds the wrong type ({msg})",
                            "another program uses labkit's key names: set LABKIT_NAMESPACE, or delete that key")
-    return LabkitError(f"Redis at {where} answered an error ({msg})", "see the README's troubleshooting section")
+    return LabkitError(f"Redis at {where} answered an error ({msg})", "see docs/troubleshooting.md")
 
 
 @dataclass(frozen=True)
