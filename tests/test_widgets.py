@@ -241,6 +241,20 @@ def test_close_stops_consumers_and_ticker(r, keys, data, panel):
     assert not handle.running and not p._ticker.is_alive()
 
 
+def test_a_closed_panel_resumes_when_a_cell_above_is_run_again(r, keys, data, panel):
+    """A notebook's last cell closes its panel; a learner who then re-runs Resume gets it back (on a cluster a
+    closed client forgets its nodes: seen in CI as a raw RedisClusterException from 05's Resume cell)."""
+    p = panel()
+    p.start()
+    assert p.wait_idle(0.5, timeout=120)
+    p.close()
+    p.resume()
+    assert p.running and wait_for(lambda: p.update()["running"])
+    p.stop()
+    assert not p.running and p.update()["hours_ever_added"] > 0
+    p.close()
+
+
 def test_output_sink_keeps_every_line_from_many_threads():
     a, b = LogBox(), LogBox()
     sink = OutputSink({"avg": b}, a, max_lines=10_000)

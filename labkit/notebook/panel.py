@@ -288,6 +288,9 @@ class ConsumerPanel:
 
     def _launch(self, partition: str | None) -> Consumers:
         """Start the consumers (from ``partition``, or resuming) and the ticker; caller holds the lock."""
+        if getattr(self, "_closed", False):   # closed by a notebook's last cell, then a cell above is run again
+            self.r = connection.connect(self.target)   # a closed cluster client forgets its nodes: a new one
+            self._closed = False
         self.message.value = ""
         self._status_error = False
         self._crashed = False
