@@ -485,3 +485,16 @@ def test_04_shows_the_courses_transaction_then_the_real_loop_and_its_commit_scri
         assert part in md, part
     from labkit.notebook import source
     assert "redis.call('HSET'" in source(__import__("labkit.core.aggregating", fromlist=["COMMIT"]).COMMIT).data
+
+
+def test_05s_unattended_crash_always_leaves_an_open_hour():
+    """05 crashes after about 10,000 readings, a few batches late on a busy machine.  The state then holds the
+    readings of the whole batches committed: with batches of 1,000 the 18th ends exactly on an hour (18,000 s =
+    5 h) and the notebook's 'crash landed mid-hour' check failed (seen in CI and once before).  No batch boundary
+    anywhere near the crash may fall on an hour."""
+    nb = nbformat.read(NOTEBOOKS / "05-recovering-a-crash.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    batch = int(re.search(r"^BATCH = ([0-9_]+)", code, re.M).group(1))
+    crash_at = int(re.search(r"crash_at = min\(([0-9_]+),", code).group(1))
+    on_the_hour = [k for k in range(crash_at // batch, 10 * crash_at // batch + 1) if k * batch % 3600 == 0]
+    assert not on_the_hour, f"batches of {batch}: batch {on_the_hour[0]} ends exactly on an hour"
