@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -25,6 +26,14 @@ def need_program(name: str, install: str) -> str:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(why + ": CI must install it (.ci/run)")
     pytest.skip(why)
+
+
+def wait_for(cond, timeout=30.0) -> None:
+    """Wait until ``cond()`` holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def produce(r, keys: Keys, start: str = "2025-01-01", days: float = 2, interval_ms: int = 1000, seed: int = 0):

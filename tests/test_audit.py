@@ -18,7 +18,7 @@ try:
 except ImportError:
     valid_temp = None
 from labkit.log import ListSink
-from tests.helpers import T0, check, produce
+from tests.helpers import T0, check, produce, wait_for
 
 
 def consume_until_idle(target, keys, partition, timeout=60, **kw):
@@ -27,13 +27,6 @@ def consume_until_idle(target, keys, partition, timeout=60, **kw):
     assert h.wait_idle(0.5, timeout=timeout), h.status()
     h.stop()
     return h, sink
-
-
-def wait_for(cond, timeout=30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 # ---------------------------------------------------------------------------- 5. one validity rule

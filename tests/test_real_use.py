@@ -23,7 +23,7 @@ from labkit.core.keys import Keys
 from labkit.log import ListSink
 from labkit.core.partition import DAY_MS, HOUR_MS
 from labkit.core.runner import start_consumers
-from tests.helpers import T0, check, produce
+from tests.helpers import T0, check, produce, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,13 +35,6 @@ def consume_until_idle(target, keys, partition, timeout=60, **kw):
     h.stop()
     assert not h.running
     return h, sink
-
-
-def wait_for(cond, timeout=30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def hours_of(averages) -> list[int]:
