@@ -234,7 +234,9 @@ def test_the_checks_of_04_follow_what_the_learner_ran(zone, learner):
     assert checks_passed(out, path) and f"from {lab.namespace}:temps:20250102" in out, out
 
     # Start, crash mid-run, Resume.
-    do("import time\npanel.start(names[0])\nwhile panel.running and panel.handle.status()['readings'] < 20_000:\n"
+    # Batches of 1,000 (the panel's default reads far more at once), so the crash lands long before the data
+    # ends even when this loop wakes late on a busy machine (it once read everything first: a flaky test).
+    do("import time\npanel.consumer_options['batch'] = 1000\npanel.start(names[0])\nwhile panel.running and panel.handle.status()['readings'] < 20_000:\n"
        "    time.sleep(0.001)\npanel.crash()")
     out = lab.run(checks)
     assert "the consumers have read everything there is: they crashed at" in out and "press Stop first" in out, out
