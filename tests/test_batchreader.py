@@ -6,7 +6,8 @@ import tracemalloc
 
 import pytest
 
-from labkit.core.fastfold import BatchReader, fold_raw
+from labkit.core.batches import BatchReader
+from labkit.core.fastfold import fold_raw
 from labkit.core.partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
 from labkit.core.runner import list_partitions
 from labkit.core.window import HourlyWindow, fold

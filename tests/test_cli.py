@@ -81,9 +81,10 @@ def test_done_when_full_dataset_240_hours_then_144_from_day_5(cli, course_keys, 
     assert rep.ok and rep.matched == 144 and len(averages) == 144
 
 
-def test_verify_never_imports_pandas(cli, ns_keys):
-    """verify's time is mostly start-up, and pandas was most of that: the command audits on plain Python
-    structures (labkit.core.audit); pandas stays at the notebooks' edge (labkit.core.truth)."""
+def test_verify_imports_neither_pandas_nor_numpy(cli, ns_keys):
+    """verify's time is much start-up: the command audits on plain Python structures (labkit.core.audit,
+    summed by labkit.core.tally); pandas stays at the notebooks' edge (labkit.core.truth), numpy with the
+    producer and the consumer's fast fold."""
     ns = ns_keys.namespace
     assert cli("produce", "--days", "1", "--interval", "60", namespace=ns).returncode == 0
     assert cli("consume", f"{ns}:temps:20250101", "--idle-exit", "1", namespace=ns).returncode == 0
@@ -92,7 +93,8 @@ def test_verify_never_imports_pandas(cli, ns_keys):
     assert "24 hours compared: 24 matched" in v.stdout
     imported = {line.split("|")[-1].strip() for line in v.stderr.splitlines() if line.startswith("import time:")}
     assert "labkit.core.audit" in imported             # the profile is there: the check below can see
-    assert not {m for m in imported if m == "pandas" or m.startswith("pandas.")}, "verify imported pandas"
+    for heavy in ("pandas", "numpy"):
+        assert not {m for m in imported if m == heavy or m.startswith(heavy + ".")}, f"verify imported {heavy}"
 
 
 def test_capped_averages_verify_counts_trimmed(cli, ns_keys):

@@ -172,7 +172,7 @@ def test_ids_too_large_for_int64_fold_like_the_plain_fold(base):
 def test_paused_gc_restores_what_it_found():
     import gc
 
-    from labkit.core.fastfold import paused_gc
+    from labkit.core.batches import paused_gc
     assert gc.isenabled()
     with paused_gc():
         assert not gc.isenabled()
@@ -187,7 +187,6 @@ def test_paused_gc_restores_what_it_found():
 
 
 def test_the_bulk_paths_spellings_are_valid_by_the_one_rule():
-    from labkit.core.fastfold import _VALUES
-    from labkit.core.window import PLAUSIBLE_F, parse_temp_value
-    assert len(_VALUES) == PLAUSIBLE_F[1] - PLAUSIBLE_F[0] + 1
-    assert all(parse_temp_value(raw) == v for raw, v in _VALUES.items())
+    from labkit.core.window import PLAUSIBLE_F, USUAL_SPELLING, parse_temp_value
+    assert len(USUAL_SPELLING) == PLAUSIBLE_F[1] - PLAUSIBLE_F[0] + 1
+    assert all(parse_temp_value(raw) == v for raw, v in USUAL_SPELLING.items())

@@ -19,7 +19,8 @@ import pytest
 from labkit.servers import connection
 from labkit.core import manifest
 from labkit.core.aggregating import BATCH, AggregatingConsumer
-from labkit.core.fastfold import BatchReader, parse_raw
+from labkit.core.batches import BatchReader
+from labkit.core.fastfold import parse_raw
 from labkit.core.keys import Keys
 from labkit.core.keyspace import keys_for
 from labkit.log import ListSink

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labkit.core.fastfold import reading_value, tally_raw
+from labkit.core.tally import tally_clean, tally_each, reading_value, tally_raw
 from labkit.core.partition import DAY_MS, HOUR_MS
 from labkit.core.runner import list_partitions
 from labkit.core.truth import hourly_truth, load_readings, load_truth
@@ -48,7 +48,7 @@ def frame(tallies) -> pd.DataFrame:
     """Tallies summed per hour, shaped like hourly_truth's result."""
     per: dict[int, list[int]] = {}
     for t in tallies:
-        for h, s, c in zip(t.hours.tolist(), t.sums.tolist(), t.counts.tolist()):
+        for h, s, c in zip(t.hours, t.sums, t.counts):
             acc = per.setdefault(h, [0, 0])
             acc[0] += s
             acc[1] += c
@@ -96,6 +96,7 @@ def test_random_batches_give_the_pandas_truth(seed):
                 raw[i][0] = b"%d-0" % rnd.choice([T0 - 1, T0 + DAY_MS, T0 + 3 * DAY_MS])
             else:
                 raw[i][1] = list(rnd.choice(POISON + EDGES + STRICT + VALID_ODD))
+    raw.sort(key=lambda e: _id_key(e[0]))      # as XRANGE returns them: in ID order
     cuts = sorted(rnd.sample(range(1, len(raw)), min(len(raw) - 1, rnd.randint(0, 6)))) if len(raw) > 1 else []
     tallies = [tally_raw(raw[a:b], DAY) for a, b in zip([0, *cuts], [*cuts, len(raw)])]
     want = hourly_truth(as_readings(raw))
@@ -104,6 +105,56 @@ def test_random_batches_give_the_pandas_truth(seed):
     assert invalid == [e[0] for e in raw if not counted_by_pandas([b"%d-0" % T0 if e[1] in CLEAN else e[0], e[1]])
                        or not T0 <= int(e[0][:e[0].index(b"-")]) < T0 + DAY_MS]
     assert int(want["count"].sum()) + len(invalid) == len(raw)
+
+
+def _id_key(eid: bytes) -> tuple[int, int]:
+    ms, seq = eid.split(b"-")
+    return int(ms), int(seq)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_bulk_path_sums_a_clean_batch_as_the_plain_rule_does(seed):
+    """Clean batches (the usual case) take the bisecting path, and it agrees with the entry-by-entry one,
+    wherever the batch starts and ends and however sparse its readings are."""
+    rnd = random.Random(seed)
+    raw = clean(rnd, rnd.randint(1, 3000), start=T0 + rnd.choice([0, 1, HOUR_MS - 1, 7 * HOUR_MS]),
+                step_max=rnd.choice([1, 50, 4000, HOUR_MS // 3, HOUR_MS]))
+    raw = [e for e in raw if int(e[0][:-2]) < T0 + DAY_MS]
+    if rnd.random() < 0.5:      # several readings in one millisecond: sequence numbers of two widths
+        raw = [[b"%s-%d" % (e[0][:-2], seq), e[1]] for e in raw[:40] for seq in (0, 9, 10, 11)] + raw[40:]
+    bulk = tally_clean(raw, DAY)
+    assert bulk is not None
+    assert bulk == tally_each(raw, DAY)
+    assert sum(bulk.counts) == len(raw) and len(set(bulk.hours)) == len(bulk.hours)
+
+
+@pytest.mark.parametrize("first, last", [(0, 2 * HOUR_MS), (HOUR_MS, 2 * HOUR_MS), (HOUR_MS - 1, HOUR_MS),
+                                         (HOUR_MS, HOUR_MS), (5, 5), (0, DAY_MS - 1000)])
+def test_the_bulk_path_at_hour_boundaries(first, last):
+    """Batches that start or end exactly on an hour, or hold one reading: every reading in its own hour."""
+    raw = [[b"%d-0" % (T0 + ms), [b"temp_f", b"%d" % (ms // 1000 % 300 - 150)]]
+           for ms in range(first, last + 1, 1000 if last - first >= 1000 else max(1, last - first))]
+    t = tally_clean(raw, DAY)
+    want: dict[int, list[int]] = {}
+    for eid, (_, v) in raw:
+        ms = int(eid[:-2])
+        acc = want.setdefault(ms - ms % HOUR_MS, [0, 0])
+        acc[0] += int(v)
+        acc[1] += 1
+    assert t is not None and list(zip(t.hours, t.sums, t.counts)) == [(h, s, c) for h, (s, c) in sorted(want.items())]
+
+
+def test_unusual_batches_go_entry_by_entry():
+    """An odd spelling, another field, a reading outside the day or IDs whose ms parts differ in width:
+    not the bisecting path (its shortcuts would not hold), and the same tally as the plain rule."""
+    raw = clean(random.Random(3), 500)
+    odd = [raw[:250] + [[raw[250][0], [b"temp_f", b"007"]]] + raw[251:],
+           raw[:9] + [[raw[9][0], [b"temp_f", b"5", b"x", b"1"]]] + raw[10:],
+           raw + [[b"%d-0" % (T0 + DAY_MS), [b"temp_f", b"5"]]],
+           [[b"999999999999-0", [b"temp_f", b"5"]], *raw]]
+    for batch in odd:
+        assert tally_clean(batch, (0, T0 + DAY_MS)) is None
+        assert tally_raw(batch, (0, T0 + DAY_MS)) == tally_each(batch, (0, T0 + DAY_MS))
 
 
 def both(r, keys, **kw):

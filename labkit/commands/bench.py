@@ -34,7 +34,7 @@ import redis
 from ..core import producer
 from ..core.aggregating import BATCH, AggregatingConsumer
 from ..core.context import Context
-from ..core.fastfold import paused_gc
+from ..core.batches import paused_gc
 from ..core.keys import Keys
 from ..core.partition import HOUR_MS, id_ms, next_partition
 from ..core.runner import delete_namespace, prepare
@@ -119,7 +119,7 @@ def read_ceiling(r: redis.Redis, partitions: list[str], count: int = READ_COUNT,
     The next batch is asked for as soon as this one's last ID is known.
 
     With ``pause_gc`` Python's cyclic garbage collector is paused while a reply
-    is parsed, as :class:`~labkit.core.fastfold.BatchReader` does (hiredis builds
+    is parsed, as :class:`~labkit.core.batches.BatchReader` does (hiredis builds
     five objects per entry, and collection passes over them cost more than the
     parsing).
     """

@@ -11,9 +11,9 @@ import time
 import redis
 
 from .. import progressbar
-from ..core import producer
-from ..core.aggregating import DEFAULT_MAXLEN
+from ..core.averages import DEFAULT_MAXLEN
 from ..core.context import Context
+from ..core.partition import DEFAULT_RETENTION_DAYS
 from ..errors import LabkitError
 from ..log import LogLine, TerminalSink
 from ..servers import connection
@@ -123,6 +123,7 @@ def cmd_cluster(args) -> int:
 
 
 def cmd_produce(args) -> int:
+    from ..core import producer     # here, not at the top: numpy is not for every command (verify starts fast)
     if args.live:
         return _produce_live(args)
     if args.rate is not None or args.duration is not None:
@@ -284,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=float, default=None, help="days of readings (default 10)")
     s.add_argument("--interval", type=float, default=None, help="seconds between readings (default 1)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--retention-days", type=float, default=producer.DEFAULT_RETENTION_DAYS,
+    s.add_argument("--retention-days", type=float, default=DEFAULT_RETENTION_DAYS,
                    help="each partition expires this long after its day ends (default 2; see docs/design.md, Expiry)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--live", action="store_true", help="write real-time readings into today's partition until stopped")

@@ -47,10 +47,11 @@ from .keys import Keys
 from .lease import Holder, Lease
 from .partition import DAY_MS, HOUR_MS, day_start_ms, id_ms, next_partition, parse_partition
 from .state import AggregatingState, combine_caps, data_gone
-from .fastfold import BatchReader, as_entries, fold_raw, paused_gc, xrange_raw
+from .averages import DEFAULT_MAXLEN
+from .batches import BatchReader, paused_gc, xrange_raw
+from .fastfold import as_entries, fold_raw
 from .window import HourAverage, HourlyWindow, fold
 
-DEFAULT_MAXLEN = 120
 BATCH = 10_000          # measured as fast as 20,000 and faster than 50,000 (docs/benchmark.md)
 BLOCK_MS = 500
 WRITING_POLL_MS = 250  # longest wait on a partition that is still being written (see _loop)
@@ -204,7 +205,7 @@ class AggregatingConsumer:
               reader: BatchReader | None) -> None:
         while not stop.is_set():
             day_lo = day_start_ms(parse_partition(s.stream, self.keys.partition_prefix))
-            # The fast path holds the collector while a batch is alive (see fastfold.paused_gc).
+            # The fast path holds the collector while a batch is alive (see batches.paused_gc).
             with paused_gc() if reader else contextlib.nullcontext():
                 rec_raw, exists, entries = self._read(s, reader)
                 rec = manifest.Record.decode(rec_raw)
@@ -252,7 +253,7 @@ class AggregatingConsumer:
         The manifest is read *before* the batch: if it says "complete", the
         batch read after it saw everything the partition will hold.  On one
         server a pipeline keeps that order in one round trip (the fast path's
-        :class:`~labkit.core.fastfold.BatchReader` sends the same pipeline, one batch
+        :class:`~labkit.core.batches.BatchReader` sends the same pipeline, one batch
         ahead, and hands back the raw entries); the plain path reads the three in
         that order, one round trip each (a cluster pipeline would send to its nodes in parallel).
         """

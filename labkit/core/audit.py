@@ -2,7 +2,7 @@
 
 Ground truth here is a dict ``hour start (ms) -> (sum, count)`` of exact
 integers (:func:`load_hours`, summed in bulk by
-:func:`~labkit.core.fastfold.tally_raw`); the published averages are a list of
+:func:`~labkit.core.tally.tally_raw`); the published averages are a list of
 rows (dicts of the stream's fields plus ``ms``, :func:`load_published`).
 :func:`audit` is pure and is the one audit: ``python -m labkit verify`` calls
 it through :func:`check_hours` without importing pandas (start-up is most of
@@ -23,9 +23,11 @@ import redis
 from ..errors import LabkitError
 from ..servers.connection import is_cluster, refresh
 from ..servers.replies import text
-from .fastfold import BatchReader, paused_gc, tally_raw
+from .batches import BatchReader, paused_gc
 from .keys import Keys
+from .keyspace import list_partitions
 from .partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
+from .tally import tally_raw
 from .window import round_half_up
 
 #: Entries per XRANGE when ground truth is read (the consumer's batch: measured the fastest, docs/benchmark.md).
@@ -156,7 +158,7 @@ def load_hours(r: redis.Redis, partitions: list[str], prefix: str | None = None,
     """Ground truth of ``partitions`` read and summed in bulk: ``{hour start ms: (sum, count)}`` in exact
     integers, sorted by hour, and the entries that count in no hour, as ``(partition, id)``.
 
-    Each batch is tallied as it arrives (:func:`~labkit.core.fastfold.tally_raw`) while the server
+    Each batch is tallied as it arrives (:func:`~labkit.core.tally.tally_raw`) while the server
     prepares the next one.  Tests hold it to the pandas path (:func:`labkit.core.truth.hourly_truth`).
     """
     acc: dict[int, list[int]] = {}
@@ -168,7 +170,7 @@ def load_hours(r: redis.Redis, partitions: list[str], prefix: str | None = None,
                 day = _day_of(key, prefix)
                 for batch in _batches(r, reader, key):
                     t = tally_raw(batch, (day, day + DAY_MS))
-                    for h, s, c in zip(t.hours.tolist(), t.sums.tolist(), t.counts.tolist()):
+                    for h, s, c in zip(t.hours, t.sums, t.counts):
                         a = acc.get(h)
                         if a is None:
                             acc[h] = [s, c]
@@ -374,7 +376,6 @@ def check_hours(r: redis.Redis, keys: Keys, partitions: list[str] | None = None,
     promised (:func:`audit`); ``accept``: sources (partitions, or the averages stream) whose named problems
     the learner acknowledged.  Returns the report, the published rows and the ground truth, as plain
     structures (:func:`labkit.core.truth.check` gives them as DataFrames)."""
-    from .runner import list_partitions
     averages, trimmed = load_published(r, keys)
     existing = list_partitions(r, keys)
     names = existing if partitions is None else partitions

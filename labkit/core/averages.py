@@ -30,6 +30,8 @@ from .state import AveragesState, data_gone
 from .window import round_half_up
 
 BLOCK_MS = 500
+#: The cap on ``temps:averages``: the aggregating consumer publishes with ``XADD … MAXLEN ~ 120``.
+DEFAULT_MAXLEN = 120
 
 
 def describe(fields: dict) -> str:

@@ -13,6 +13,8 @@ from ..errors import LabkitError
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
+#: Each partition expires this many days after its day ends (docs/design.md, Expiry).
+DEFAULT_RETENTION_DAYS = 2.0
 PREFIX = "temps:"
 _DIGITS = re.compile(r"[0-9]{8}")  # ASCII only: str.isdigit() accepts other scripts' digits
 

@@ -55,8 +55,9 @@ from ..servers import connection
 from . import eviction, keyspace, manifest
 from .keys import Keys
 from .lease import Holder, Lease
-from .partition import (
+from .partition import (  # noqa: F401 (DEFAULT_RETENTION_DAYS: the producer's default, here as well)
     DAY_MS,
+    DEFAULT_RETENTION_DAYS,
     day_of,
     day_start_ms,
     id_ms,
@@ -65,7 +66,6 @@ from .partition import (
 )
 
 DEFAULT_START = "2025-01-01"
-DEFAULT_RETENTION_DAYS = 2.0
 WALK_START, WALK_MIN, WALK_MAX = 50, 0, 100
 BATCH = 20_000
 REPLICA_WAIT_MS = 2000  # how long a partition's replicas get to confirm it, on a cluster

@@ -20,7 +20,7 @@ import redis
 from . import audit as _core
 from .audit import (ACKNOWLEDGEABLE, AVERAGE_FIELDS, KINDS, READ_BATCH, Problem, Report,  # noqa: F401 (one path)
                     _batches, _day_of, _decimal, _hour_named, exact_2dp, load_promises, load_start_ms)
-from .fastfold import BatchReader, paused_gc
+from .batches import BatchReader, paused_gc
 from .keys import Keys
 from .partition import DAY_MS, HOUR_MS
 from .window import PLAUSIBLE_F, TEMP_PATTERN
@@ -60,7 +60,7 @@ def load_readings(r: redis.Redis, partitions: list[str], chunk: int = 100_000,
     ids, temps, days = [], [], []
     reader = BatchReader(r, chunk)
     try:
-        with paused_gc():       # a million small lists: no cycles among them (see fastfold.paused_gc)
+        with paused_gc():       # a million small lists: no cycles among them (see batches.paused_gc)
             for key in partitions:
                 day = _day_of(key, prefix)
                 n0 = len(ids)

@@ -31,6 +31,9 @@ PLAUSIBLE_F = (-150, 200)
 TEMP_PATTERN = r"-?[0-9]{1,9}"
 _TEMP_STR = re.compile(TEMP_PATTERN)
 _TEMP_BYTES = re.compile(TEMP_PATTERN.encode())
+#: The usual spelling (``b"%d"``) of every valid reading, for the bulk paths' one dict lookup per value.
+#: Valid but unusual spellings (``007``, ``-0``) are not here: batches holding them take the plain rule.
+USUAL_SPELLING = {b"%d" % v: v for v in range(PLAUSIBLE_F[0], PLAUSIBLE_F[1] + 1)}
 
 
 class BadReading(ValueError):
