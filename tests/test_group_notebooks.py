@@ -31,22 +31,29 @@ def test_the_companion_notebooks_exist():
     assert [p.name for p in MINE if p.is_file()] == [f"{n}.ipynb" for n in NAMES]
 
 
+def test_the_companion_notebooks_have_no_exercises_or_quizzes():
+    """So ``LABKIT_SOLUTIONS=1`` changes nothing in them but whether a failed final check raises, and the
+    run below, which requires every check to pass, covers both ways at once.  A notebook that gains an
+    exercise or a quiz must run both ways again, as the lab's do (tests/test_notebooks.py)."""
+    for path in MINE:
+        code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        assert not re.search(r"\bex\.check\(|exercises|quiz|solutions", code), path.name
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("solutions", ["shipped", "LABKIT_SOLUTIONS=1"])
 @pytest.mark.parametrize("path", [
     # 11 sets maxmemory on its server for a moment (every client's writes are refused meanwhile); 12 reads the
     # server's command counters and slow log, which must count its own calls only.
     pytest.param(p, id=p.stem, marks=[pytest.mark.server_wide] if p.name[:2] in ("11", "12") else []) for p in MINE])
-def test_notebook_runs_top_to_bottom(path, solutions, target, lab_home, kernel_dir, r):
-    """Both ways, as every notebook runs in CI (these have no exercises, so both runs must pass alike)."""
+def test_notebook_runs_top_to_bottom(path, target, lab_home, kernel_dir, r):
+    """Top to bottom as shipped; every final check must pass (which LABKIT_SOLUTIONS=1 would only enforce)."""
     from labkit.labs import groups
     from labkit.core.keys import Keys
 
     namespace = "nb" + uuid.uuid4().hex[:8]
-    env = {"LABKIT_SOLUTIONS": "1"} if solutions != "shipped" else {}
     try:
-        nb, _ = execute_notebook(path, target, lab_home, kernel_dir, namespace, DAYS, CELL_TIMEOUT, env)
+        nb, _ = execute_notebook(path, target, lab_home, kernel_dir, namespace, DAYS, CELL_TIMEOUT)
     finally:
         # Hash-tagged keys (a cluster's) start with "{<namespace>".
         # The learner's progress (the notebook's outcome, kept on purpose) is the one key that stays.
