@@ -21,9 +21,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .partition import HOUR_MS
+from .tally import reading_columns
 from .window import USUAL_SPELLING, HourAverage, HourlyWindow, fold
 
-_FIELD = b"temp_f"
 _MAX_MS_DIGITS = 18     # so every ms fits an int64
 
 
@@ -52,16 +52,12 @@ def parse_raw(raw) -> Parsed | None:
     ``b"%d"`` of a plausible reading; every ID is ``<ms>-<seq>`` in ASCII digits,
     all of one width (so they can be cut into columns), in ascending order.
     """
-    n = len(raw)
-    if not n:
+    columns = reading_columns(raw)
+    if columns is None:
         return None
+    ids, values = columns
+    n = len(ids)
     try:
-        ids, pairs = zip(*raw)                  # columns: one pass in C each
-        if set(map(len, pairs)) != {2}:
-            return None
-        fields, values = zip(*pairs)
-        if fields.count(_FIELD) != n:
-            return None
         temps = np.fromiter(map(USUAL_SPELLING.__getitem__, values), np.int64, n)
         width = len(ids[0])
         if set(map(len, ids)) != {width}:

@@ -48,6 +48,21 @@ def reading_value(pairs) -> int | None:
     return value if isinstance(value, int) else None
 
 
+def reading_columns(raw) -> tuple[tuple, tuple] | None:
+    """The IDs and the values of a raw batch as two columns, when every entry is exactly one field, ``temp_f``
+    (the shape of every reading); ``None`` otherwise, or for an empty batch.  The values are not checked."""
+    if not raw:
+        return None
+    try:
+        ids, pairs = zip(*raw)                  # columns: one pass in C each
+        if set(map(len, pairs)) != {2}:
+            return None
+        fields, values = zip(*pairs)
+    except (TypeError, ValueError):             # an entry or its fields None, or not a pair
+        return None
+    return (ids, values) if fields.count(_FIELD) == len(raw) else None
+
+
 def tally_raw(raw, day: tuple[int, int]) -> Tally:
     """Ground truth of one XRANGE batch of a partition whose UTC day is ``day`` (``[start, end)`` in ms):
     per hour the exact sum and count of its valid readings (:func:`reading_value`, time inside ``day``),
@@ -61,16 +76,12 @@ def tally_raw(raw, day: tuple[int, int]) -> Tally:
 
 def tally_clean(raw, day: tuple[int, int]) -> Tally | None:
     """The tally of a batch in which every entry is a usual reading inside ``day``; ``None`` otherwise."""
-    n = len(raw)
-    if not n:
+    columns = reading_columns(raw)
+    if columns is None:
         return None
+    ids, values = columns
+    n = len(ids)
     try:
-        ids, pairs = zip(*raw)                  # columns: one pass in C each
-        if set(map(len, pairs)) != {2}:
-            return None
-        fields, values = zip(*pairs)
-        if fields.count(_FIELD) != n:
-            return None
         first, last = ids[0], ids[-1]
         width = first.index(b"-")
         if last.index(b"-") != width:           # ms parts of two widths: bytes order is not number order
