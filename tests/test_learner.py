@@ -3,8 +3,8 @@
 A learner runs the notebook, then answers each exercise wrong before getting it
 right, re-runs cells, runs the whole notebook again in the same kernel, restarts
 the kernel and runs it from the top, with the computer's clock in a zone with
-an offset.  The answers are given in UTC too: a local-time answer must be judged
-wrong even where local time is UTC.  After every one of those the notebook's final
+an offset (tests/test_exercises.py judges every answer under UTC and other clocks
+too).  After every one of those the notebook's final
 checks must pass, and each exercise must say ✗ for the wrong answer and ✓ for the
 right one.  In notebook 04 the learner also does what the notebook invites
 ("try by hand"): a later partition started and stopped, a crash and a resume,
@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 LAB = sorted(p for p in NOTEBOOKS.glob("*.ipynb") if re.match(r"0[0-6]-", p.name))
 DAYS = "1.5"
-ZONES = ["UTC", "America/New_York"]
+#: A zone with an offset: local-time mistakes show.  (Each exercise's wrong and right answers under UTC, New York
+#: and Kolkata clocks are judged in-process by tests/test_exercises.py; here the notebook's whole flow runs.)
+ZONES = ["America/New_York"]
 
 pytestmark = [pytest.mark.slow]
 
@@ -199,8 +201,6 @@ def test_a_learner_answers_wrong_then_right_reruns_and_restarts(path, zone, lear
         out = lab.final()
         assert f"exercises: {len(exercises)} of {len(exercises)} solved" in out, out
         assert checks_passed(out, path), out
-    if zone == "UTC":
-        return      # the answers had to be judged with local time = UTC too; the reruns are the same anywhere
 
     lab.run_all()                                   # the whole notebook again, in the same kernel
     assert checks_passed(lab.final(), path), lab.final()
