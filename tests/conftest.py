@@ -89,6 +89,21 @@ def r(target):
     client.close()
 
 
+@pytest.fixture
+def two_learners(r, target):
+    """Two class learners, alice… and bob…, with ACL users on the test server: ``{namespace: their REDIS_URL}``.
+    Afterwards their users are removed and every key of theirs is deleted (``cohort.learner_names``)."""
+    from labkit.classroom import cohort, fence
+    from labkit.core import keyspace
+    tag = uuid.uuid4().hex[:6]
+    names = [f"alice{tag}", f"bob{tag}"]
+    urls = {n: fence.learner_url(target.url, n, fence.ensure_learner(r, n)) for n in names}
+    yield urls
+    for n in names:
+        fence.remove_learner(r, n)
+        keyspace.delete_keys(r, cohort.learner_names(r, n))
+
+
 def _delete_namespace(r, keys) -> None:
     """Delete a test namespace's keys, or (no namespace) exactly the course-named keys labkit owns."""
     from labkit.core.keyspace import delete_keys, delete_namespace, scan_keys

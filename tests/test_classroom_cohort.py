@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
 
@@ -33,17 +32,6 @@ def test_a_row_from_what_was_read():
     assert (empty.consumer, empty.verified, empty.last_activity) == (None, None, None)
     text = cohort.table([row, empty])
     assert "alice" in text and "FAILED" in text and "1/12" in text and "0/12" in text
-
-
-@pytest.fixture
-def two_learners(r, target):
-    tag = uuid.uuid4().hex[:6]
-    names = [f"alice{tag}", f"bob{tag}"]
-    urls = {n: fence.learner_url(target.url, n, fence.ensure_learner(r, n)) for n in names}
-    yield urls
-    for n in names:
-        fence.remove_learner(r, n)
-        keyspace.delete_keys(r, cohort.learner_names(r, n))
 
 
 def test_cohort_shows_each_learner_and_reset_removes_exactly_one(r, cli, two_learners):

@@ -76,20 +76,6 @@ def test_learner_url_keeps_the_address_and_swaps_the_credentials():
 
 # ---------------------------------------------------------------- a real server, a real cluster
 
-@pytest.fixture
-def learners(r, target):
-    """Two learners with ACL users on the test server (removed, with their keys, afterwards)."""
-    from labkit.core.keyspace import delete_namespace
-    tag = uuid.uuid4().hex[:6]
-    names = [f"alice{tag}", f"bob{tag}"]
-    urls = {n: fence.learner_url(target.url, n, fence.ensure_learner(r, n)) for n in names}
-    yield urls
-    for n in names:
-        fence.remove_learner(r, n)
-        for ns in (n, f"{n}.groups07", f"{n}-chaos"):
-            delete_namespace(r, Keys(ns))
-
-
 def assert_fenced(r_alice, alice: Keys, bob: Keys, admin) -> None:
     """Alice's own keys (plain, hash-tagged, companion, scratch) work; bob's keys and admin commands answer NOPERM."""
     r_alice.xadd(alice.partition_prefix + "20250101", {"temp_f": "70"})
@@ -117,9 +103,9 @@ def assert_fenced(r_alice, alice: Keys, bob: Keys, admin) -> None:
     assert admin_node.execute_command("ACL", "DRYRUN", user, "XADD", alice.averages, "*", "a", "1") == b"OK"
 
 
-def test_a_learner_reaches_her_keys_only(r, learners):
-    alice, bob = learners
-    r_alice = connection.connect(connection.Target(learners[alice], embedded=False))
+def test_a_learner_reaches_her_keys_only(r, two_learners):
+    alice, bob = two_learners
+    r_alice = connection.connect(connection.Target(two_learners[alice], embedded=False))
     try:
         from labkit.core.keyspace import keys_for
         assert_fenced(r_alice, keys_for(r_alice, Keys(alice)), keys_for(r_alice, Keys(bob)), r)
@@ -127,11 +113,11 @@ def test_a_learner_reaches_her_keys_only(r, learners):
         r_alice.close()
 
 
-def test_a_new_spawn_gets_a_new_password(r, learners, target):
-    alice = next(iter(learners))
+def test_a_new_spawn_gets_a_new_password(r, two_learners, target):
+    alice = next(iter(two_learners))
     new_url = fence.learner_url(target.url, alice, fence.ensure_learner(r, alice))
     with pytest.raises(LabkitError, match="refused the credentials"):
-        connection.connect(connection.Target(learners[alice], embedded=False))
+        connection.connect(connection.Target(two_learners[alice], embedded=False))
     connection.connect(connection.Target(new_url, embedded=False)).close()
     assert alice in fence.learners(r)
 
