@@ -55,7 +55,7 @@ from ..servers import connection
 from . import eviction, keyspace, manifest
 from .keys import Keys
 from .lease import Holder, Lease
-from .partition import (  # noqa: F401 (DEFAULT_RETENTION_DAYS: the producer's default, here as well)
+from .partition import (
     DAY_MS,
     DEFAULT_RETENTION_DAYS,
     day_of,

@@ -71,7 +71,8 @@ def tally_raw(raw, day: tuple[int, int]) -> Tally:
     ``raw`` is the reply as the server sent it, ``[[id, [field, value, …]], …]``, in its order
     (ascending IDs).  A clean batch is summed hour by hour; anything else entry by entry.
     """
-    return tally_clean(raw, day) or tally_each(raw, day)
+    clean = tally_clean(raw, day)
+    return clean if clean is not None else tally_each(raw, day)
 
 
 def tally_clean(raw, day: tuple[int, int]) -> Tally | None:
