@@ -97,7 +97,8 @@ def exact_2dp(total: int, count: int) -> Decimal:
     return round_half_up(Fraction(int(total), int(count)), 2)
 
 
-def _decimal(text) -> Decimal | None:
+def exact_decimal(text) -> Decimal | None:
+    """A published field as an exact, finite Decimal (``None`` if it is not a number)."""
     try:
         d = Decimal(str(text))
     except (InvalidOperation, ValueError):
@@ -115,7 +116,7 @@ def _number(value) -> int | Decimal | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        return _decimal(value)
+        return exact_decimal(value)
 
 
 def _hour_named(date, hour) -> int | None:
@@ -128,11 +129,12 @@ def _hour_named(date, hour) -> int | None:
     return (when - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
-def _day_of(key: str, prefix: str | None) -> int:
+def partition_day(key: str, prefix: str | None) -> int:
+    """The start (ms) of the UTC day partition ``key`` holds (``prefix``: its name before the date)."""
     return day_start_ms(parse_partition(key, prefix if prefix is not None else key[:-8]))
 
 
-def _batches(r: redis.Redis, reader: BatchReader, key: str):
+def partition_batches(r: redis.Redis, reader: BatchReader, key: str):
     """Every entry of ``key``, batch by batch as the server sends them, one batch read ahead.  On a cluster
     a failover that moves ``key`` (read as a lost connection, see BatchReader) is survived once: the read
     goes on from the last entry received, at the new master."""
@@ -167,8 +169,8 @@ def load_hours(r: redis.Redis, partitions: list[str], prefix: str | None = None,
     try:
         with paused_gc():
             for key in partitions:
-                day = _day_of(key, prefix)
-                for batch in _batches(r, reader, key):
+                day = partition_day(key, prefix)
+                for batch in partition_batches(r, reader, key):
                     t = tally_raw(batch, (day, day + DAY_MS))
                     for h, s, c in zip(t.hours, t.sums, t.counts):
                         a = acc.get(h)
@@ -225,7 +227,7 @@ def compare(truth: dict[int, tuple[int, int]], averages: list[dict], rep: Report
         true_avg = exact_2dp(true_sum, true_count)
         total = _number(a.get("sum_temp_f"))
         good = (fields_agree and _number(a.get("num_observations")) == true_count
-                and (total is None or total == true_sum) and _decimal(a.get("average_temp_f")) == true_avg)
+                and (total is None or total == true_sum) and exact_decimal(a.get("average_temp_f")) == true_avg)
         row = dict(a, true_sum=true_sum, true_count=true_count, true_avg=true_avg, good=good)
         rows.append(row)
         if good:

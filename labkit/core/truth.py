@@ -18,8 +18,8 @@ import pandas as pd
 import redis
 
 from . import audit as _core
-from .audit import (ACKNOWLEDGEABLE, AVERAGE_FIELDS, KINDS, READ_BATCH, Problem, Report,  # noqa: F401 (one path)
-                    _batches, _day_of, _decimal, _hour_named, exact_2dp, load_promises, load_start_ms)
+from .audit import (AVERAGE_FIELDS, READ_BATCH, Report, exact_2dp, exact_decimal, partition_batches,
+                    partition_day)
 from .batches import BatchReader, paused_gc
 from .keys import Keys
 from .partition import DAY_MS, HOUR_MS
@@ -62,9 +62,9 @@ def load_readings(r: redis.Redis, partitions: list[str], chunk: int = 100_000,
     try:
         with paused_gc():       # a million small lists: no cycles among them (see batches.paused_gc)
             for key in partitions:
-                day = _day_of(key, prefix)
+                day = partition_day(key, prefix)
                 n0 = len(ids)
-                for batch in _batches(r, reader, key):
+                for batch in partition_batches(r, reader, key):
                     ids += [e[0] for e in batch]
                     temps += [_field(e[1], b"temp_f") for e in batch]
                 days += [day] * (len(ids) - n0)
@@ -143,7 +143,7 @@ def verify(truth: pd.DataFrame, averages: pd.DataFrame, trimmed: int = 0, start_
     rep.no_raw_data = int((~has_truth).sum())
     pub = pub[has_truth].copy()
     pub["true_avg"] = [exact_2dp(s, c) for s, c in zip(pub["true_sum"], pub["true_count"])]
-    avg_ok = [_decimal(a) == t for a, t in zip(pub["average_temp_f"], pub["true_avg"])]
+    avg_ok = [exact_decimal(a) == t for a, t in zip(pub["average_temp_f"], pub["true_avg"])]
     good = (pub["fields_agree"] & (pub["count"] == pub["true_count"])
             & (pub["sum"].isna() | (pub["sum"] == pub["true_sum"]))
             & pd.Series(avg_ok, index=pub.index, dtype=bool))
