@@ -14,6 +14,7 @@ from labkit import notebook as nbk
 from labkit.core import producer
 from labkit.errors import LabkitError
 from labkit.core.runner import list_partitions
+from labkit.core.partition import id_ms
 
 
 @pytest.fixture
@@ -186,6 +187,10 @@ def test_settle_and_run_start_follow_the_panels_last_run(r, lab_env, panels):
     assert nbk.run_start(panel) == lab.names[1] and nbk.settle(panel).note == "caught up and stopped"
     panel.start(lab.names[0])
     panel.crash()
+    # 1.5 days take the fold ~0.1 s, so on a busy machine it may reach the end before the crash: one more
+    # reading after the end makes "crashed before the end of the data" true however far it got.
+    end_ms = id_ms(r.xrevrange(lab.names[-1], count=1)[0][0])
+    r.xadd(lab.names[-1], {"temp_f": "70"}, id=f"{end_ms + 1000}-0")
     s = nbk.settle(panel)
     assert not s and s.note.startswith("they crashed at") and "before the end of the data" in s.note, s
     panel.resume()
