@@ -274,6 +274,46 @@ def test_a_live_producer_restarted_continues_and_the_consumer_goes_on(r, keys, t
     assert h.error is None, h.error
 
 
+
+def test_verify_while_live_production_goes_on_says_the_newest_hour_is_still_open(r, keys, target, cli):
+    """Live mode marks a partition complete only when its day is over, so the consumer holds the newest hour
+    open (it has not ended): verify says so and passes, where it used to call that hour lost and fail."""
+    from labkit.core.keyspace import list_partitions
+    from labkit.core.live import run_live
+    now = time.time()
+    offset = ((int(now * 1000) // HOUR_MS + 1) * HOUR_MS) / 1000 - 0.5 - now   # an hour ends 0.5 s in
+    run_live(r, keys, rate=200, duration=1.0, clock=lambda: time.time() + offset)
+    today = list_partitions(r, keys)[-1]
+    assert not manifest.read(r, keys)[today].complete
+    consume_until_idle(target, keys, today)
+    v = cli("verify", namespace=keys.namespace)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert "1 still open" in v.stdout and "open: " in v.stdout and "lost" not in v.stdout, v.stdout
+
+
+def test_an_open_hour_is_only_the_newest_of_a_partition_still_being_written():
+    """Pure: the newest hour of raw data is open while its partition (the newest) is not complete and the
+    consumer gave up on nothing there; anything else unpublished is lost."""
+    from labkit.core.audit import audit
+    from labkit.core.manifest import COMPLETE, WRITING, Record
+    day1, day2 = "temps:20250101", "temps:20250102"
+    truth = {T0: (600, 10), T0 + HOUR_MS: (300, 5)}
+    pub = [{"id": f"{T0}-0", "ms": T0, "hour": "0", "date": "2025/01/01", "average_temp_f": "60.00",
+            "num_observations": "10", "sum_temp_f": "600"}]
+    writing = {day1: Record(WRITING, "run")}
+    rep = audit(truth, pub, writing, {}, cap=0, start=day1, present={day1})
+    assert rep.ok and rep.open == [T0 + HOUR_MS] and not rep.missing and "1 still open" in rep.summary()
+    assert [p.kind for p in rep.notes] == ["open"] and day1 in rep.notes[0].detail
+    assert audit(truth, pub, {}, {}, cap=0, start=day1, present={day1}).open == [T0 + HOUR_MS]  # no record
+    for records, losses, present in (
+            ({day1: Record(COMPLETE, "run", 15, T0 + HOUR_MS + 4 * 60_000, T0)}, {}, {day1}),   # complete: lost
+            (writing, {day1: "it was abandoned"}, {day1}),                                         # given up on
+            ({**writing, day2: Record(WRITING, "run")}, {}, {day1, day2})):                         # a later one
+        rep = audit(truth, pub, records, losses, cap=0, start=day1, present=present)
+        assert not rep.ok and rep.open == [] and [p.kind for p in rep.problems] == ["lost"], records
+    nothing = audit({T0: (600, 10)}, [], writing, {}, cap=0, start=day1, present={day1})
+    assert nothing.open == [T0] and not nothing.ok and not nothing.problems     # nothing closed yet: not a pass
+
 # ---------------------------------------------------------------------------- 6. keys removed by hand
 
 def test_a_deleted_manifest_does_not_leave_the_consumer_waiting(r, keys, cli):

@@ -212,12 +212,16 @@ def cmd_verify(args) -> int:
         print(f"… and {len(rep.problems) - shown} more problem(s)")
     for problem in rep.accepted[:shown]:
         print(f"acknowledged {problem.line()}")
+    for note in rep.notes:
+        print(note.line())
     print(f"verify: {keys.averages}: {rep.summary()}")
     kinds = sorted({p.kind for p in rep.problems})
     progress.record(r, keys, "verify", "last", "ok" if rep.ok else "failed", hours=rep.compared,
                     problems=len(rep.problems), kinds=kinds)
     if not rep.compared and not rep.problems:
-        raise LabkitError(f"nothing to verify: {keys.averages} is empty",
+        raise LabkitError(f"nothing to verify: {keys.averages} is empty" + (
+                          ", and the only hour so far is still open" if rep.open else ""),
+                          "wait for an hour to close (see above), then verify again" if rep.open else
                           "run python -m labkit consume temps:YYYYMMDD first")
     if rep.problems:
         sources = sorted({p.source for p in rep.problems if p.kind in ("lost", "unchecked")})

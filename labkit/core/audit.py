@@ -69,6 +69,8 @@ class Report:
     no_raw_data: int = 0
     table: object = None                             # notebooks: a DataFrame, one row per published hour
     problems: list = field(default_factory=list)     # Problems found by audit(), oldest hour first
+    open: list = field(default_factory=list)         # hour starts (ms) the consumer rightly holds open
+    notes: list = field(default_factory=list)        # why each open hour is open (Problems of kind "open")
     accepted: list = field(default_factory=list)     # Problems of sources the learner acknowledged
     audited: bool = False                            # problems were looked for (audit(), not verify() alone)
 
@@ -86,6 +88,8 @@ class Report:
         text = (f"{self.compared} hours compared: {self.matched} matched, {len(self.mismatched)} mismatched, "
                 f"{len(self.missing)} missing, {self.trimmed} trimmed by the cap, "
                 f"{self.no_raw_data} without raw data, {self.duplicates} duplicated")
+        if self.open:
+            text += f", {len(self.open)} still open"
         if self.audited:
             text += f"; {len(self.problems)} problem(s)" + (f", {len(self.accepted)} acknowledged"
                                                             if self.accepted else "")
@@ -309,9 +313,12 @@ def audit(truth: dict[int, tuple[int, int]], averages: list[dict], records: dict
             problems.append(Problem(ms, "partial", p, f"published from {int(got)} readings; {p} was written with "
                                                       f"{n} for this hour ({n - int(got) - dead.get(ms, 0)} gone: "
                                                       "deleted or evicted before they were read)"))
-    # Hours that should be there and are not: from start on, with raw data or promised by the manifest.
+    # Hours that should be there and are not: from start on, with raw data or promised by the manifest,
+    # less the newest hour while its partition is still being written (the consumer rightly holds it open).
+    rep.notes = still_open(truth, seen, records, losses, present, prefix)
+    rep.open = [n.hour_ms for n in rep.notes]
     hours = set(h for h in truth if start_ms is None or h >= start_ms) | set(promised)
-    expected = sorted(h for h in hours if h not in seen)
+    expected = sorted(h for h in hours if h not in seen and h not in rep.open)
     first = min(seen) if seen else None
     before = [h for h in expected if first is None or h < first]
     provable = cap < 0 or (cap > 0 and len(averages) >= cap)
@@ -339,6 +346,27 @@ def audit(truth: dict[int, tuple[int, int]], averages: list[dict], records: dict
     rep.problems = [x for x in problems if x not in acked]
     rep.accepted = acked
     return rep
+
+
+def still_open(truth: dict, seen: set, records: dict, losses: dict, present: set, prefix: str) -> list[Problem]:
+    """The hour the consumer rightly holds open, as a note (none, or one).  Pure.
+
+    An hour closes when a later reading arrives or when its partition's manifest
+    record says complete (:mod:`labkit.core.aggregating`).  So the newest hour of
+    raw data is not yet due while its partition is the newest there is (in ``present``), is not
+    marked complete (live mode marks a day only once it is over), and the
+    consumer did not give up on it.  Every other unpublished hour is due.
+    """
+    if not truth:
+        return []
+    h = max(truth)
+    p = f"{prefix}{utc(h):%Y%m%d}"
+    rec = records.get(p)
+    if h in seen or (rec is not None and rec.complete) or p in losses or p not in present or max(present) > p:
+        return []
+    why = "its manifest record says writing" if rec is not None else "it has no manifest record"
+    return [Problem(h, "open", p, f"not due yet: {p} is still being written ({why}), so the consumer publishes "
+                                  "this hour once a later reading arrives or the partition is marked complete")]
 
 
 def load_start_ms(r: redis.Redis, keys: Keys) -> int | None:
