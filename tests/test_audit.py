@@ -225,6 +225,11 @@ def test_verify_names_extra_trimmed_lost_and_duplicated_hours(r, keys, cli, targ
     # a learner who has read the loss acknowledges it: then everything else is exact
     v = cli("verify", "--accept", day2, namespace=keys.namespace)
     assert v.returncode == 0 and "acknowledged lost: 2025/01/02 00:00" in v.stdout, v.stdout + v.stderr
+    # a typo is refused in one line; a partition with nothing to acknowledge is said to have none
+    v = cli("verify", "--accept", "foo", namespace=keys.namespace)
+    assert v.returncode == 2 and "--accept foo: that names neither a partition" in v.stderr, v.stderr
+    v = cli("verify", "--accept", day2, "--accept", day1, namespace=keys.namespace)
+    assert v.returncode == 0 and f"--accept {day1}: it has no loss to acknowledge" in v.stdout, v.stdout
     # an average for a day never produced, the first hours deleted from an uncapped stream, a duplicate
     fields = {"hour": "5", "date": "2025/01/09", "average_temp_f": "50.00", "num_observations": "60",
               "sum_temp_f": "3000"}

@@ -109,6 +109,8 @@ CASES = [
     ("consume-idle-exit-zero", ["consume", "temps:20250101", "--idle-exit", "0"], None, None, "--idle-exit"),
     ("unknown-option", ["produce", "--dayz", "3"], None, None, "unrecognized arguments"),
     ("not-a-number", ["produce", "--days", "ten"], None, None, "invalid float value"),
+    ("lab-port-out-of-range", ["lab", "--port", "99999"], None, None, "use 1 to 65535"),
+    ("verify-accept-not-a-name", ["verify", "--accept", "foo"], None, None, "names neither a partition"),
 ]
 
 

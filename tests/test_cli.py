@@ -39,22 +39,29 @@ def test_produce_prints_the_course_lines(cli, ns_keys):
 
 
 def test_demo_the_readmes_main_job_verifies_every_hour_and_saves_its_plot(cli, ns_keys, r, tmp_path):
-    """The README's first command ends in ``python -m labkit demo``; here on 1.5 days (36 hours, the final one
-    included), then once more over what the first run left (a learner runs it twice)."""
+    """The README's first command ends in ``python -m labkit demo``; here on 2.5 days, then on 1.5 (36 hours, the
+    final one included) over what the first run left (a learner runs it again, smaller: the days the first wrote
+    and the second does not are the demo's leftovers, cleared first; a key it did not write stays)."""
     from tests.conftest import _delete_namespace
     from labkit.core.keyspace import keys_for
     from labkit.core.runner import list_partitions
     demo_keys = keys_for(r, Keys(ns_keys.namespace + "-demo"))    # the demo's own namespace, apart from the lab's
+    mine = demo_keys.key("notes")
     try:
-        for run in (1, 2):
+        r.set(mine, "not the demo's")
+        for run, days, hours in ((1, "2.5", 60), (2, "1.5", 36)):
             plot = tmp_path / f"demo{run}.png"
-            res = cli("demo", "--days", "1.5", "--plot", str(plot), namespace=ns_keys.namespace, timeout=300)
+            res = cli("demo", "--days", days, "--plot", str(plot), namespace=ns_keys.namespace, timeout=300)
             assert res.returncode == 0, res.stdout + res.stderr
-            assert res.stdout.splitlines()[-1] == "demo: 36/36 hours verified", res.stdout
+            assert res.stdout.splitlines()[-1] == f"demo: {hours}/{hours} hours verified", res.stdout
             assert f"the data stays in namespace {demo_keys.namespace}" in res.stdout
             assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
             rep, averages, _ = check(r, demo_keys)
-            assert rep.ok and rep.matched == 36 == len(averages)
+            assert rep.ok and rep.matched == hours == len(averages)
+        assert len(list_partitions(r, demo_keys)) == 2 and r.get(mine) == b"not the demo's"
+        bad = cli("demo", "--days", "1", "--plot", str(tmp_path / "no" / "such" / "dir.png"), namespace=ns_keys.namespace)
+        assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--plot" in bad.stderr, bad.stderr
+        assert len(list_partitions(r, demo_keys)) == 2            # refused before anything was written
         # The notebooks (LABKIT_NAMESPACE as it was) find nothing of the demo's.
         assert list_partitions(r, ns_keys) == [] and not r.exists(ns_keys.averages)
     finally:
@@ -175,6 +182,20 @@ def test_server_commands_mask_the_password(cli, target):
     if pw:
         assert pw not in res.stdout + res.stderr + url.stdout
         assert pw in cli("server", "url", "--reveal").stdout
+
+
+def test_server_url_is_what_redis_cli_takes(cli):
+    """The notebooks' "type it yourself" line, ``redis-cli -u "$(python -m labkit server url --reveal)"``, logs
+    in (Debian 12's redis-cli 7.0 refused the embedded server's ``redis://:pw@`` with WRONGPASS)."""
+    import shutil
+    from labkit.servers.connection import cli_url
+    assert cli_url("redis://:pw@h:1/0") == "redis://default:pw@h:1/0"
+    assert cli_url("rediss://u:pw@h:1") == "rediss://u:pw@h:1" and cli_url("redis://h:1/0") == "redis://h:1/0"
+    if not shutil.which("redis-cli"):
+        pytest.skip("redis-cli is not installed (apt install redis-tools): CI installs it")
+    url = cli("server", "url", "--reveal").stdout.strip()
+    res = subprocess.run(["redis-cli", "-u", url, "PING"], capture_output=True, text=True, timeout=30)
+    assert res.stdout.strip() == "PONG", res.stdout + res.stderr
 
 
 def test_lab_command_line_adds_what_this_machine_needs():

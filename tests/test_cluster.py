@@ -367,7 +367,7 @@ def test_cluster_cli_start_status_stop_restart(cluster_cli, tmp_path):
     assert res.returncode == 0, res.stderr
     info = cluster.read_info(tmp_path)
     assert info.binary.endswith("valkey-server") and len(info.nodes) == 6
-    assert info.password not in res.stdout + res.stderr and "redis://:***@127.0.0.1:" in res.stdout
+    assert info.password not in res.stdout + res.stderr and "redis://default:***@127.0.0.1:" in res.stdout
     assert all(n.port + cluster.BUS_OFFSET < 65536 for n in info.nodes)
     url = cli("url", "--reveal").stdout.strip()
     assert url == info.url and info.password in url

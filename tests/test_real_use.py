@@ -427,3 +427,39 @@ def test_chaos_and_soak_namespaces_follow_labkit_namespace(monkeypatch):
     assert Keys.for_tool("chaos").namespace == "alice-chaos"
     monkeypatch.delenv("LABKIT_NAMESPACE")
     assert Keys.for_tool("chaos").namespace == "labkit-chaos"
+
+
+def test_consumers_stopped_by_an_error_let_go_of_their_lease_at_once(r, keys, target):
+    """A pair that stops by itself (here: its partition rewritten under it) releases the namespace's lease as
+    it ends, so Start right after works; it used to be refused until the lease expired (about 10 s)."""
+    produce(r, keys, days=1, interval_ms=60_000)
+    day1 = keys.partition_prefix + "20250101"
+    h = start_consumers(day1, sink=ListSink(), keys=keys, target=target, averages_maxlen=0)
+    assert h.wait_idle(0.3, timeout=30)
+    produce(r, keys, days=1, interval_ms=60_000, seed=9)
+    wait_for(lambda: not h.running, timeout=10)
+    assert h.error is not None
+    h2 = start_consumers(day1, sink=ListSink(), keys=keys, target=target, averages_maxlen=0)   # no join, no stop
+    try:
+        assert h2.wait_idle(0.3, timeout=30)
+    finally:
+        h2.stop()
+    rep, _, _ = check(r, keys)
+    assert rep.ok and rep.matched == 24
+
+
+def test_slow_motion_pauses_between_batches_and_changes_no_result(r, keys, target):
+    """``pace_ms``: a pause after each full batch, so a person can press Stop or Simulate crash mid-run."""
+    produce(r, keys, days=1, interval_ms=60_000)            # 1,440 readings: 15 batches of 100
+    t = time.monotonic()
+    h = start_consumers(keys.partition_prefix + "20250101", sink=ListSink(), keys=keys, target=target,
+                        averages_maxlen=0, batch=100, pace_ms=40)
+    try:
+        assert h.wait_idle(0.3, timeout=30)
+    finally:
+        h.stop()
+    assert time.monotonic() - t >= 14 * 0.040 + 0.3
+    rep, _, _ = check(r, keys)
+    assert rep.ok and rep.matched == 24
+    with pytest.raises(LabkitError, match="pace"):
+        start_consumers(None, keys=keys, target=target, pace_ms=-1)

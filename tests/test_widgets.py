@@ -255,6 +255,26 @@ def test_a_closed_panel_resumes_when_a_cell_above_is_run_again(r, keys, data, pa
     p.close()
 
 
+
+def test_a_new_panel_takes_over_the_consumers_an_earlier_panel_of_this_kernel_left_running(r, keys, data, panel):
+    """Running the panel's cell again while its consumers run: the new panel shows and controls them (they
+    used to run on with no button left to stop them, and Start was refused by this kernel's own lease)."""
+    old = panel()
+    old.start(list_partitions(r, keys)[0])
+    assert old.wait_idle(0.5, timeout=120)
+    new = panel()
+    assert new.running and new.handle is old.handle and new.started_from == old.started_from
+    assert "an earlier panel in this kernel" in output_text(new.agg_output)
+    assert not old._ticker.is_alive() or wait_for(lambda: not old._ticker.is_alive())
+    producer.produce(r, producer.Dataset(producer.parse_start("2025-01-03"), 1), keys)
+    assert wait_for(lambda: "Changing partition to consume stream" in output_text(new.agg_output), timeout=30)
+    assert "2025/01/03" not in output_text(old.avg_output)            # the old boxes are no longer written
+    new.stop()
+    assert not new.running and not old.running
+    new.start(list_partitions(r, keys)[0])                             # the lease was let go
+    assert new.running
+    new.stop()
+
 def test_output_sink_keeps_every_line_from_many_threads():
     a, b = LogBox(), LogBox()
     sink = OutputSink({"avg": b}, a, max_lines=10_000)

@@ -13,7 +13,7 @@ import redis
 from .. import progressbar
 from ..core.averages import DEFAULT_MAXLEN
 from ..core.context import Context
-from ..core.partition import DEFAULT_RETENTION_DAYS
+from ..core.partition import DEFAULT_RETENTION_DAYS, is_partition
 from ..errors import LabkitError
 from ..log import LogLine, TerminalSink
 from ..servers import connection
@@ -61,8 +61,8 @@ def cmd_server(args) -> int:
                                 + f", {i.get('used_memory_human')} used, {r.dbsize()} keys"))
         return 0 if (info or t) else 1
     elif args.action == "url":
-        t = connection.target()
-        print(t.url if args.reveal else connection.mask(t.url))
+        url = connection.cli_url(connection.target().url)
+        print(url if args.reveal else connection.mask(url))
     return 0
 
 
@@ -203,8 +203,14 @@ def cmd_verify(args) -> int:
     from ..core.audit import check_hours      # not truth.check: pandas would be most of verify's time
     ctx = Context.open()
     keys, r = ctx.keys, ctx.r
+    for name in args.accept:
+        if name != keys.averages and not is_partition(name, keys.partition_prefix):
+            raise LabkitError(f"--accept {name}: that names neither a partition nor {keys.averages}",
+                              f"give the source a problem line names, e.g. --accept {keys.partition_prefix}20250101")
     eviction.check(r, TerminalSink(), "verify")
     rep, _, _ = check_hours(r, keys, accept=args.accept)
+    for name in sorted(set(args.accept) - {p.source for p in rep.accepted}):
+        print(f"verify: --accept {name}: it has no loss to acknowledge")
     shown = 40
     for problem in rep.problems[:shown]:
         print(problem.line())
@@ -222,7 +228,7 @@ def cmd_verify(args) -> int:
         raise LabkitError(f"nothing to verify: {keys.averages} is empty" + (
                           ", and the only hour so far is still open" if rep.open else ""),
                           "wait for an hour to close (see above), then verify again" if rep.open else
-                          "run python -m labkit consume temps:YYYYMMDD first")
+                          f"run python -m labkit consume {keys.partition_prefix}YYYYMMDD first")
     if rep.problems:
         sources = sorted({p.source for p in rep.problems if p.kind in ("lost", "unchecked")})
         hint = (f"; once you have read why, acknowledge a named loss with --accept {sources[0]}" if sources else "")
@@ -261,6 +267,17 @@ def cmd_soak(args) -> int:
 
 
 # ---------------------------------------------------------------- parser
+
+def _port(text: str) -> int:
+    """A TCP port number (argparse type)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 1 to 65535")
+    return port
+
 
 def _eviction_flag(s: argparse.ArgumentParser) -> None:
     s.add_argument("--allow-eviction", action="store_true",
@@ -322,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("lab", help="open JupyterLab on the notebooks (127.0.0.1, --allow-root when root); prints the URL")
-    s.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
+    s.add_argument("--port", type=_port, default=None, help="port to listen on (default: a free one)")
     s.add_argument("--no-browser", action="store_true", help="do not open a browser, only print the URL")
     s.set_defaults(func=cmd_lab)
 

@@ -8,7 +8,8 @@ import time
 from ..core import producer
 from ..core.context import Context
 from ..core.keys import Keys
-from ..core.runner import start_consumers
+from ..core.keyspace import delete_keys
+from ..core.runner import list_partitions, start_consumers
 from ..core.truth import check
 from ..errors import LabkitError
 from ..log import LogLine, TerminalSink, null_sink
@@ -18,6 +19,8 @@ from ..servers import connection
 def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet: bool = False) -> int:
     """Produce, consume, verify and plot in a namespace of the demo's own (:meth:`Keys.for_tool`), so the
     notebooks, which use ``LABKIT_NAMESPACE`` (or none), find only their own data afterwards."""
+    if plot_path:
+        check_plot_path(plot_path)
     out = TerminalSink()
     t = connection.target()
     out(LogLine("demo", f"Redis: {t}"))
@@ -26,6 +29,7 @@ def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet:
     out(LogLine("demo", f"the demo's data goes to namespace {keys.namespace} ({keys.partition_prefix}YYYYMMDD, "
                         f"{keys.averages}, …), apart from the notebooks' keys"))
     data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
+    clear_earlier_run(r, keys, out)
     timings = {}
 
     t0 = time.perf_counter()
@@ -68,3 +72,28 @@ def run_demo(days: float = 10, plot_path: str | None = "labkit-demo.png", quiet:
         out(LogLine("demo", l))
     sys.stdout.flush()
     return 0 if ok else 1
+
+
+def check_plot_path(path: str) -> None:
+    """Refuse a plot path that cannot be written, before the run rather than after it."""
+    import os
+    folder = os.path.dirname(os.path.abspath(path))
+    if not path.lower().endswith((".png", ".svg", ".pdf")):
+        raise LabkitError(f"--plot {path}: the plot is saved as PNG, SVG or PDF", "e.g. --plot labkit-demo.png")
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise LabkitError(f"--plot {path}: the folder {folder} does not exist or cannot be written",
+                          "name a file in a folder you can write, e.g. --plot labkit-demo.png")
+
+
+def clear_earlier_run(r, keys: Keys, out) -> None:
+    """Delete what an earlier demo wrote in the demo's namespace (its partitions, states, averages, manifest,
+    dead letters, progress): a smaller run would otherwise consume the earlier run's later days too.  Keys the
+    demo does not write stay; a demo still running there is refused, not cleared under."""
+    for lease in (keys.producer_lease, keys.aggregating_lease):
+        if r.exists(lease):
+            raise LabkitError(f"another demo is running in namespace {keys.namespace} ({lease} is held)",
+                              "wait for it to finish, or set LABKIT_NAMESPACE to run a separate demo")
+    names = list_partitions(r, keys) + [keys.averages, keys.averages_state, keys.aggregating_state, keys.manifest,
+                                        keys.deadletter, keys.progress]
+    if delete_keys(r, set(names)):
+        out(LogLine("demo", f"cleared the previous demo run's keys in namespace {keys.namespace}"))

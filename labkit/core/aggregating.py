@@ -146,8 +146,10 @@ def _clock(ms: int) -> str:
 
 class AggregatingConsumer:
     def __init__(self, r: redis.Redis, keys: Keys, sink: Sink, averages_maxlen: int = DEFAULT_MAXLEN,
-                 batch: int = BATCH, block_ms: int = BLOCK_MS, lease: Lease | None = None, fast: bool = True):
+                 batch: int = BATCH, block_ms: int = BLOCK_MS, lease: Lease | None = None, fast: bool = True,
+                 pace_ms: int = 0):
         self.r, self.keys, self.sink = r, keys, sink
+        self.pace_s = pace_ms / 1000      # slow motion: a pause after each full batch (0: none)
         self.cluster = connection.is_cluster(r)
         self.fast = fast        # the fast path: read-ahead and the bulk fold
         self.maxlen, self.batch, self.block_ms = averages_maxlen, batch, block_ms
@@ -234,6 +236,8 @@ class AggregatingConsumer:
                 self.idle_since = None
                 if got:
                     self._waiting = ""
+                if self.pace_s and got == self.batch:
+                    stop.wait(self.pace_s)
                 continue
             # Block on one stream only (two could be in different hash slots of a cluster): the
             # current partition while it may grow, else the next one, which wakes us when it appears.

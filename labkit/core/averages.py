@@ -114,7 +114,7 @@ class AveragesConsumer:
         now = "is gone" if added == 0 else f"was re-created ({added} entries added since)"
         return LabkitError(f"{stream} {now}: it was deleted under the running consumers (by hand or by another "
                            f"tool), so the {s.entries_read} entries this consumer had read (up to {s.last_id}) "
-                           "are gone", "start again from a partition (python -m labkit consume temps:YYYYMMDD), "
+                           "are gone", f"start again from a partition (python -m labkit consume {self.keys.partition_prefix}YYYYMMDD), "
                            "and keep other tools off labkit's keys (or set LABKIT_NAMESPACE)")
 
     def _snapshot(self, last_id: str):

@@ -38,6 +38,18 @@ from .state import AggregatingState, AveragesState
 
 RECONNECT_S = connection.RECONNECT_S
 
+#: The pairs this process runs, by (server address, lease key): a notebook panel made again finds them
+#: (:func:`running_here`) instead of leaving them running with no button to stop them.
+_RUNNING: dict[tuple[str, str], "Consumers"] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def running_here(target: connection.Target, keys: Keys) -> "Consumers | None":
+    """The consumers this process runs for ``keys``' namespace on ``target``, if any are running."""
+    with _RUNNING_LOCK:
+        h = _RUNNING.get((target.address, keys.aggregating_lease))
+    return h if h is not None and h.running else None
+
 
 def _partitions_hint(r: redis.Redis, keys: Keys) -> str:
     names = list_partitions(r, keys)
@@ -74,7 +86,7 @@ def prepare(r: redis.Redis, keys: Keys, partition: str | None) -> AggregatingSta
         s = AggregatingState.load(r, keys)
         if s is None:
             raise LabkitError("there is no saved state to resume from",
-                              "start from a partition, e.g. python -m labkit consume temps:YYYYMMDD; "
+                              f"start from a partition, e.g. python -m labkit consume {keys.partition_prefix}YYYYMMDD; "
                               + _partitions_hint(r, keys))
         AveragesState.load(r, keys)  # validates
         return s
@@ -115,20 +127,51 @@ class Consumers:
 
     def __init__(self, target: connection.Target, keys: Keys, sink: Sink, averages_maxlen: int,
                  batch: int = BATCH, block_ms: int = BLOCK_MS, reconnect_s: float = RECONNECT_S,
-                 lease: Lease | None = None):
-        self.target, self.keys, self.sink = target, keys, sink
+                 lease: Lease | None = None, pace_ms: int = 0):
+        self.target, self.keys = target, keys
+        self._sink = sink
         self.reconnect_s = reconnect_s
+        self._ended = threading.Lock()
+        self._left = 2          # threads still running; the last one to end lets go of the lease
         self._stop = threading.Event()
         self._crash = threading.Event()
         # No silent client-level retries: the runner reconnects, says so, and reloads state.
         self._clients = [connection.connect(target, retry=Retry(NoBackoff(), 0)) for _ in range(2)]
         self.lease = lease and Lease(self._clients[0], lease.key, lease.holder, lease.ttl_ms)
-        self.agg = AggregatingConsumer(self._clients[0], keys, sink, averages_maxlen, batch, block_ms, self.lease)
-        self.avg = AveragesConsumer(self._clients[1], keys, sink, block_ms)
+        self.agg = AggregatingConsumer(self._clients[0], keys, self.sink, averages_maxlen, batch, block_ms,
+                                       self.lease, pace_ms=pace_ms)
+        self.avg = AveragesConsumer(self._clients[1], keys, self.sink, block_ms)
         self._workers = [_Worker("agg", self.agg), _Worker("avg", self.avg)]
         self.started_at = time.monotonic()
 
+    def sink(self, line: LogLine) -> None:
+        """Where both consumers' lines go (:meth:`redirect` changes it while they run)."""
+        self._sink(line)
+
+    def redirect(self, sink: Sink) -> None:
+        """Send the consumers' lines to ``sink`` from now on (a new notebook panel taking them over)."""
+        self._sink = sink
+
     def _run(self, w: _Worker) -> None:
+        try:
+            self._work(w)
+        finally:
+            with self._ended:
+                self._left -= 1
+                last = self._left == 0
+            if last:
+                self._let_go()
+
+    def _let_go(self) -> None:
+        """Both threads have ended: give up the lease (a simulated crash leaves it in Redis, as a real one
+        would; this process forgets it, so a resume here can take it over at once)."""
+        with _RUNNING_LOCK:
+            if _RUNNING.get((self.target.address, self.keys.aggregating_lease)) is self:
+                del _RUNNING[(self.target.address, self.keys.aggregating_lease)]
+        if self.lease:
+            self.lease.forget() if self._crash.is_set() else self.lease.release()
+
+    def _work(self, w: _Worker) -> None:
         try:
             while True:
                 try:
@@ -156,6 +199,7 @@ class Consumers:
             w.error = failed.error
             self.sink(LogLine(w.name, failed.said("stopped")))
             self._stop.set()
+            self._unblock()     # the other one, blocked in XREAD, ends now rather than after its block
 
     def _reconnect(self, w: _Worker, exc: Exception) -> bool:
         """Wait for the server (see :func:`labkit.servers.connection.reconnect`); False once ``reconnect_s`` has passed."""
@@ -166,6 +210,8 @@ class Consumers:
         return ok
 
     def start(self) -> "Consumers":
+        with _RUNNING_LOCK:
+            _RUNNING[(self.target.address, self.keys.aggregating_lease)] = self
         for w in self._workers:
             w.thread = threading.Thread(target=self._run, args=(w,), name=f"labkit-{w.name}", daemon=True)
             w.thread.start()
@@ -189,10 +235,6 @@ class Consumers:
             if w.thread:
                 w.thread.join(None if deadline is None else max(0, deadline - time.monotonic()))
         if not self.running:
-            if self.lease:
-                # A simulated crash leaves the lease in Redis, as a real one would; this
-                # process forgets it, so a resume here can take it over at once.
-                self.lease.forget() if self._crash.is_set() else self.lease.release()
             for c in self._clients:
                 c.close()
 
@@ -326,17 +368,21 @@ def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFA
                     sink: Sink | None = None, keys: Keys | None = None,
                     target: connection.Target | None = None, batch: int = BATCH,
                     block_ms: int = BLOCK_MS, reconnect_s: float = RECONNECT_S,
-                    context: Context | None = None) -> Consumers:
+                    context: Context | None = None, pace_ms: int = 0) -> Consumers:
     """Start both consumers in background threads and return their handle.
 
     With ``partition`` both states and ``temps:averages`` are reset and the
     aggregating consumer starts there; without, both resume from saved state.
     Where and which keys: ``context`` (its server and key names), else ``target``
-    and ``keys`` (each by default from the environment).
+    and ``keys`` (each by default from the environment).  ``pace_ms``: slow motion, a pause
+    after each full batch so that a person can press Stop or Simulate crash mid-run (0: full speed).
     """
     if not 1 <= batch <= 1_000_000 or not 1 <= block_ms <= connection.SOCKET_TIMEOUT_S * 500:
         raise LabkitError(f"batch {batch} / block {block_ms} ms out of range",
                           "batch 1..1000000; block under half the socket timeout")
+    if not 0 <= pace_ms <= 10_000:
+        raise LabkitError(f"pace_ms {pace_ms} is out of range", "0 (full speed) to 10000 ms after each batch",
+                          "pace_ms")
     if averages_maxlen < 0:
         raise LabkitError(f"averages_maxlen {averages_maxlen} is negative", "use 0 for uncapped, or e.g. 120",
                           "averages_maxlen")
@@ -347,7 +393,7 @@ def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFA
         lease = acquire_consumer_lease(ctx.r, ctx.keys)
         prepare(ctx.r, ctx.keys, partition)
         handle = Consumers(ctx.target, ctx.keys, sink or TerminalSink(), averages_maxlen, batch, block_ms,
-                           reconnect_s, lease)
+                           reconnect_s, lease, pace_ms)
     except redis.RedisError as exc:
         if lease:
             lease.release()

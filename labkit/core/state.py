@@ -51,7 +51,7 @@ def data_gone(keys: Keys, what: str) -> LabkitError:
     return LabkitError(f"{what} is gone from Redis: the server restarted without persistence, or "
                        "labkit's keys were deleted, so the consumers' position and temps:averages are lost",
                        "produce the dataset again (python -m labkit produce), then start from a partition: "
-                       "python -m labkit consume temps:YYYYMMDD")
+                       f"python -m labkit consume {keys.partition_prefix}YYYYMMDD")
 
 
 def named(name: str, default=dataclasses.MISSING):

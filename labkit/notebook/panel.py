@@ -33,7 +33,7 @@ from ..core import keyspace
 from ..core.aggregating import DEFAULT_MAXLEN
 from ..core.keys import Keys
 from ..core.partition import id_ms, next_partition
-from ..core.runner import Consumers, list_partitions, read_status, start_consumers
+from ..core.runner import Consumers, list_partitions, read_status, running_here, start_consumers
 from ..errors import LabkitError
 from ..log import ListSink, LogLine, tee
 from ..servers import connection
@@ -196,6 +196,26 @@ class ConsumerPanel:
         ])
         self.widget.add_class("labkit-panel")
         self.refresh()
+        self._take_over()
+
+    def _take_over(self) -> None:
+        """Show and control the consumers an earlier panel of this kernel left running for this namespace
+        (its cell was run again): else they would run on with no button to stop them."""
+        handle = running_here(self.target, self.keys)
+        if handle is None:
+            return
+        earlier = getattr(handle, "panel", None)
+        if earlier is not None:
+            earlier._tick_stop.set()            # its boxes are no longer shown: stop drawing into them
+            self.started_from = earlier.started_from
+            self.averages_maxlen = earlier.averages_maxlen
+        handle.panel = self
+        handle.redirect(self.sink)
+        self.handle = handle
+        self.sink(LogLine("panel", "These consumers were started by an earlier panel in this kernel and are "
+                                   "still running: this panel now shows them (from here on) and controls them."))
+        self._start_ticker()
+        self.update()
 
     # ------------------------------------------------------------ display
 
@@ -296,6 +316,7 @@ class ConsumerPanel:
         self._crashed = False
         self.handle = start_consumers(partition, averages_maxlen=self.averages_maxlen, sink=self.sink,
                                       keys=self.keys, target=self.target, **self.consumer_options)
+        self.handle.panel = self
         self._start_ticker()
         self.update()
         return self.handle

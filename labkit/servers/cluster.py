@@ -71,7 +71,7 @@ class ClusterInfo:
     home: str = ""  # the LABKIT_HOME whose cluster.json this is
 
     def url_of(self, port: int) -> str:
-        return f"redis://:{self.password}@{self.host}:{port}"
+        return f"redis://default:{self.password}@{self.host}:{port}"   # a user named: redis-cli 7.0 -u needs one
 
     @property
     def url(self) -> str:

@@ -37,6 +37,12 @@ def mask(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+def cli_url(url: str) -> str:
+    """The URL as ``redis-cli -u`` takes it: a password without a user names the ``default`` user (redis-cli
+    7.0 sends an empty user name otherwise, and the server refuses it)."""
+    return re.sub(r"^(rediss?://):(?=[^@/]*@)", r"\1default:", url)
+
+
 @dataclass(frozen=True)
 class Target:
     """Where labkit's Redis is."""

@@ -44,7 +44,7 @@ class ServerInfo:
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+        return f"redis://default:{self.password}@{self.host}:{self.port}/0"   # a user named: redis-cli 7.0 -u needs one
 
 
 def server_binary() -> Path:
