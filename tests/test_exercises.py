@@ -11,6 +11,7 @@ import inspect
 import os
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -295,3 +296,121 @@ def test_a_prediction_near_the_measured_length_is_not_right():
     for p in (121, 200, 219):
         out = ex.check("xlen_after_cap", p, measured=140, node=100)
         assert out.status == "wrong" and "140" in out.detail, (p, out)
+
+
+# ---------------------------------------------------------------- any answer: one line, never wrongly "right"
+
+def _one_line_not_right(out, seen: str) -> None:
+    """The answer is ✗ on one plain line that shows what was seen."""
+    assert out.status == "wrong", out
+    assert "✗ not right yet" in repr(out) and "\n" not in out.detail and "Traceback" not in out.detail, out.detail
+    assert seen in out.detail, out.detail
+
+
+def _utc_of(entry_id):
+    return pd.Timestamp(int(entry_id.split("-")[0]), unit="ms", tz="UTC")
+
+
+def _one_element_index(entry_id):
+    return pd.to_datetime([int(entry_id.split("-")[0])], unit="ms", utc=True)
+
+
+def _hour_in_an_array(entry_id):
+    date, hour = solutions.hour_of(entry_id)
+    return date, np.array([hour])
+
+
+XLEN = {"measured": 140, "node": 100}
+
+#: Answers an outside tester wrote in the notebooks: each one raised inside the check, or was accepted as right.
+#: ``(exercise, answer, context, what the detail must show)``.
+ODD_ANSWERS = {
+    "reading_time, a Series": ("reading_time", lambda i: pd.Series([_utc_of(i)]), {}, "Series"),
+    "reading_time, an array of two": ("reading_time", lambda i: np.array([_utc_of(i)] * 2), {}, "ndarray"),
+    "reading_time, an array of one": ("reading_time", lambda i: np.array([_utc_of(i).to_pydatetime()]), {}, "ndarray"),
+    "reading_time, a DatetimeIndex": ("reading_time", _one_element_index, {}, "DatetimeIndex"),
+    "hour_of, the hour in an array": ("hour_of", _hour_in_an_array, {}, "array([0])"),
+    "ttl_gap_hours, nan": ("ttl_gap_hours", float("nan"), {"ttls_h": [48.0, 72.0]}, "nan"),
+    "xlen_after_cap, inf": ("xlen_after_cap", float("inf"), XLEN, "inf"),
+    "xlen_after_cap, 140.9": ("xlen_after_cap", 140.9, XLEN, "140.9"),
+    "xlen_after_cap, a string": ("xlen_after_cap", "140", XLEN, "'140'"),
+}
+
+
+@pytest.mark.parametrize("case", ODD_ANSWERS, ids=list(ODD_ANSWERS))
+def test_an_answer_of_the_wrong_kind_is_one_line_not_right(case):
+    name, answer, context, seen = ODD_ANSWERS[case]
+    _one_line_not_right(ex.check(name, answer, **context), seen)
+
+
+def _sums_as_dicts(entries):
+    return {h: {"sum": s, "count": c} for h, (s, c) in solutions.hourly_sums(entries).items()}
+
+
+def _sums_by_text_keys(entries):
+    return {str(h): v for h, v in solutions.hourly_sums(entries).items()}
+
+
+def _sums_with_a_fraction(entries):
+    return {h: (s + 0.5, c) for h, (s, c) in solutions.hourly_sums(entries).items()}
+
+
+def _open_hour_as_a_dict(r, state):
+    s, c = solutions.open_hour_from_partition(r, state)
+    return {"sum": s, "count": c}
+
+
+def _open_hour_and_a_zero(r, state):
+    return (*solutions.open_hour_from_partition(r, state), 0)
+
+
+def _open_hour_with_a_fraction(r, state):
+    s, c = solutions.open_hour_from_partition(r, state)
+    return s + 0.4, c
+
+
+#: The same for the exercises that read the server: ``(exercise, answer, context from the lab, what is shown)``.
+ODD_SERVER_ANSWERS = {
+    "hourly_means, one number": ("hourly_means", lambda df: df["temp_f"].mean(), "readings", "float64"),
+    "hourly_means, all nan": ("hourly_means", lambda df: solutions.hourly_means(df) * float("nan"), "readings", "nan"),
+    "noon_readings, one entry": ("noon_readings", lambda r, p: r.xrange(p, "-", "+", count=10)[0], "noon", "tuple"),
+    "hourly_sums, dicts for pairs": ("hourly_sums", _sums_as_dicts, "batch", "'sum'"),
+    "hourly_sums, text keys": ("hourly_sums", _sums_by_text_keys, "batch", "'1735689600000'"),
+    "hourly_sums, sums with a fraction": ("hourly_sums", _sums_with_a_fraction, "batch", ".5"),
+    "open_hour, a dict": ("open_hour_from_partition", _open_hour_as_a_dict, "state", "'sum'"),
+    "open_hour, three numbers": ("open_hour_from_partition", _open_hour_and_a_zero, "state", "tuple"),
+    "open_hour, a sum with a fraction": ("open_hour_from_partition", _open_hour_with_a_fraction, "state", ".4"),
+}
+
+
+@pytest.fixture
+def lab_context(r, keys, dataset):
+    """Each server exercise's context, on the test dataset (the open hour: 10:00 to 10:20:00 of the first day)."""
+    first = dataset[0]
+    last = f"{1735689600000 + 10 * 3_600_000 + 1_200_000}-0"
+    temps = [int(f[b"temp_f"]) for _, f in r.xrange(first, 1735689600000 + 10 * 3_600_000, last)]
+    state = {"current_stream_key": first, "last_message_id": last,
+             "current_hourly_total": str(sum(temps)), "current_hourly_count": str(len(temps))}
+    return {"readings": {"readings": load_readings(r, [first]).astype({"temp_f": int})},
+            "noon": {"r": r, "partition": first},
+            "batch": {"entries": r.xread({first: "0"}, count=5000)[0][1]},
+            "state": {"r": r, "state": state}}
+
+
+@pytest.mark.parametrize("case", ODD_SERVER_ANSWERS, ids=list(ODD_SERVER_ANSWERS))
+def test_an_answer_of_the_wrong_kind_is_one_line_not_right_against_the_server(case, lab_context):
+    name, answer, context, seen = ODD_SERVER_ANSWERS[case]
+    _one_line_not_right(ex.check(name, answer, **lab_context[context]), seen)
+    assert ex.check(name, getattr(solutions, name), **lab_context[context]).solved
+
+
+def test_a_prediction_is_a_finite_number_and_a_count_a_whole_one():
+    """``140.0`` is the number 140; ``140.9``, text, ``True``, nan and inf are not a count of entries."""
+    for p in (140, 140.0, np.int64(140), np.float64(140.0)):
+        assert ex.check("xlen_after_cap", p, **XLEN).solved, p
+    for p in ("140", "140.0", True, float("nan"), float("-inf")):
+        _one_line_not_right(ex.check("xlen_after_cap", p, **XLEN), "")
+    for p in (24, 24.0, 23.9, np.float64(24)):
+        assert ex.check("ttl_gap_hours", p, ttls_h=[48.0, 72.0]).solved, p
+    for p in ("24", float("nan"), float("inf"), [24], 10**400):     # 10**400: too big for a float
+        _one_line_not_right(ex.check("ttl_gap_hours", p, ttls_h=[48.0, 72.0]), "")

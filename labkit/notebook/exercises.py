@@ -9,9 +9,13 @@ In a notebook::
 An exercise not yet done (a function that still returns ``None``, a prediction
 still ``None``) says "not solved yet" and the notebook goes on: Run All never
 stops on an exercise, and an error in the learner's code is reported in one
-line.  Every check compares with something independent of the reference
-solution: labkit's own pure functions, ground truth from the raw readings, or
-what the server measured.
+line.  Whatever the answer is (a Series where a datetime was asked, nan, a dict
+of dicts), reading it never raises out of the check: :func:`_examine` is the one
+place the learner's answer is read and compared, and a wrong kind of answer that
+happens to compare equal (a one-element array, ``"140"``, ``140.9``) is wrong.
+Every check compares with something independent of the reference solution:
+labkit's own pure functions, ground truth from the raw readings, or what the
+server measured.
 
 With ``LABKIT_SOLUTIONS=1`` the reference solutions in :mod:`labkit.notebook.solutions`
 are checked instead of the learner's answers, and a check that fails raises:
@@ -22,8 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
+import numbers
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
@@ -141,14 +148,14 @@ def _call(fn, *args):
     if fn is None:
         raise NotSolved("write the function in the cell above, then run this cell again")
     if not callable(fn):
-        raise Wrong(f"expected a function, got {type(fn).__name__} {fn!r:.60}")
+        raise Wrong(f"expected a function, got {_seen(fn)}")
     try:
         return fn(*args)
     except NotImplementedError:
         raise NotSolved("the function still raises NotImplementedError") from None
     except Exception as exc:
         args_text = ", ".join(_short(a) for a in args)
-        raise Wrong(f"calling it with ({args_text}) raised {type(exc).__name__}: {exc}") from None
+        raise Wrong(f"calling it with ({args_text}) raised {type(exc).__name__}: {_one_line(str(exc), 200)}") from None
 
 
 def _short(value) -> str:
@@ -156,25 +163,96 @@ def _short(value) -> str:
     return text if len(text) <= 40 else type(value).__name__
 
 
-def _cases(fn, name: str, cases: list[tuple[tuple, object, str]], same=lambda got, want: got == want) -> str:
-    """Run ``fn`` on each ``(args, expected, why)``; the first ``None`` means not solved yet."""
+def _one_line(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _shown(value) -> str:
+    """The start of ``value``'s repr, on one line."""
+    try:
+        return _one_line(repr(value))
+    except Exception:           # the learner's own class, with a repr that fails
+        return "(an object that cannot be shown)"
+
+
+def _seen(value) -> str:
+    """What the learner's answer is, in a few words: its type, then the start of its repr."""
+    shown, kind = _shown(value), type(value).__name__
+    return shown if value is None or shown.startswith(kind) else f"{kind} {shown}"
+
+
+def _examine(got, look: Callable, expected: str):
+    """``look(got)``: the one place a learner's answer is read and compared.
+
+    ``look`` turns the answer into plain values (or a verdict) and may fail on any answer it was not written for:
+    ``len`` of a number, ``[0]`` of a dict, the truth of a Series.  Any such error means the answer is not what
+    was asked for, so it becomes one line, "expected …; got …", never a traceback.
+    """
+    try:
+        return look(got)
+    except (NotSolved, Wrong):
+        raise
+    except Exception:
+        raise Wrong(f"expected {expected}; got {_seen(got)}") from None
+
+
+def _finite(x) -> float:
+    """``x`` as a float, if it is a finite number: text, ``True``, nan and inf are not."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"not a number: {x!r}")
+    x = float(x)                # OverflowError for an int too big for a float
+    if not math.isfinite(x):
+        raise ValueError(f"not finite: {x}")
+    return x
+
+
+def _whole(x) -> int:
+    """``x`` as an int, if it is a whole number: ``140``, ``np.int64(140)`` or ``140.0``, not ``140.9`` or ``"140"``."""
+    if isinstance(x, numbers.Integral) and not isinstance(x, bool):
+        return int(x)
+    x = _finite(x)
+    if not x.is_integer():
+        raise ValueError(f"not a whole number: {x}")
+    return int(x)
+
+
+def _pair(got) -> tuple[int, int]:
+    """A ``(sum, count)`` answer as two ints: a tuple or list of exactly two whole numbers."""
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        raise TypeError("not a pair")
+    return _whole(got[0]), _whole(got[1])
+
+
+def _a(kinds) -> str:
+    return "a " + " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
+
+
+def _cases(fn, name: str, cases: list[tuple[tuple, object, str]], same=lambda got, want: got == want,
+           kind: type | tuple | None = None) -> str:
+    """Run ``fn`` on each ``(args, expected, why)``; the first ``None`` means not solved yet.
+
+    The answer must be of ``kind`` (by default the expected value's type) before it is compared: a one-element
+    array or DatetimeIndex compares equal to a datetime, but it is not one."""
     for i, (args, want, why) in enumerate(cases):
         got = _call(fn, *args)
         if got is None and i == 0:
             raise NotSolved("the function still returns None: write its body, then run this cell again")
-        if not same(got, want):
-            call = f"{name}({', '.join(map(repr, args))})"
-            raise Wrong(f"{call} returned {got!r}; expected {want!r}" + (f" ({why})" if why else ""))
+        call = f"{name}({', '.join(map(repr, args))})"
+        because = f" ({why})" if why else ""
+        kinds = kind or type(want)
+        if not isinstance(got, kinds):
+            raise Wrong(f"{call} returned {_seen(got)}; expected {want!r}, {_a(kinds)}{because}")
+        if not _examine(got, lambda g: bool(same(g, want)), f"{want!r} from {call}"):
+            raise Wrong(f"{call} returned {_shown(got)}; expected {want!r}{because}")
     return f"all {len(cases)} cases give the expected answer"
 
 
-def _prediction(value, kind=float):
+def _prediction(value, look: Callable = _finite, expected: str = "a number"):
+    """The learner's prediction read by ``look`` (:func:`_finite`, :func:`_whole`); ``None`` is not solved yet."""
     if value is None:
         raise NotSolved("set your prediction in the cell above (replace None), then run this cell again")
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise Wrong(f"a prediction must be a number, got {value!r}") from None
+    return _examine(value, look, expected)
 
 
 def _utc(ms: int) -> dt.datetime:
@@ -209,17 +287,17 @@ def _zone(rule: str):
         time.tzset()
 
 
-def _cases_in_zones(fn, name: str, cases, same=lambda got, want: got == want) -> str:
+def _cases_in_zones(fn, name: str, cases, same=lambda got, want: got == want, kind=None) -> str:
     """:func:`_cases` with the process's clock in UTC, then in each of :data:`ZONES`: the answer is a UTC fact,
     whatever the computer's time zone (where the zone cannot be changed, Windows, on the clock as it is)."""
     if not hasattr(time, "tzset"):
-        return _cases(fn, name, cases, same)
+        return _cases(fn, name, cases, same, kind)
     with _zone("UTC0"):
-        done = _cases(fn, name, cases, same)
+        done = _cases(fn, name, cases, same, kind)
     for label, rule in ZONES:
         try:
             with _zone(rule):
-                _cases(fn, name, cases, same)
+                _cases(fn, name, cases, same, kind)
         except Wrong as exc:
             raise Wrong(f"right while the computer's clock is in UTC, but with the clock in {label}: {exc}. "
                         "The answer must not depend on the computer's time zone: give datetime.fromtimestamp "
@@ -255,7 +333,7 @@ def _next_partition_name(fn) -> str:
 
 
 def _ttl_gap_hours(prediction, ttls_h: list[float] | None = None) -> str:
-    p = _prediction(prediction)
+    p = _prediction(prediction, _finite, "a number of hours")
     want = DAY_MS / HOUR_MS          # each partition expires a day after the one before (labkit.core.producer)
     seen = ""
     if ttls_h and len(ttls_h) >= 2:
@@ -273,15 +351,23 @@ def _noon_readings(fn, r, partition: str, prefix: str | None = None) -> str:
     if got is None:
         raise NotSolved("the function still returns None: write its body, then run this cell again")
     want = [e[0].decode() for e in r.xrange(partition, noon, noon + 9_000)]
-    try:
-        ids = [text(e[0]) for e in got]
-    except (TypeError, IndexError, AttributeError):
-        raise Wrong(f"expected the entries as XRANGE returns them, [(id, fields), …]; got {got!r:.80}") from None
+    ids = _examine(got, _entry_ids, "the entries as XRANGE returns them, [(id, fields), …]")
     if ids != want:
         raise Wrong(f"got {len(ids)} entries ({', '.join(ids[:2])}{', …' if len(ids) > 2 else ''}); expected "
                     f"{len(want)}, from {want[0] if want else '(none)'} to {want[-1] if want else '(none)'}: "
                     "XRANGE's bounds are inclusive")
     return f"{len(ids)} entries, {ids[0]} … {ids[-1]}" if ids else "no readings at noon in this partition"
+
+
+def _entry_ids(got) -> list[str]:
+    """The IDs of a list of entries as XRANGE returns them; anything else raises."""
+    if not isinstance(got, (list, tuple)):
+        raise TypeError("not a list")
+    for entry in got:
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], (bytes, str))
+                and isinstance(entry[1], Mapping)):
+            raise TypeError("not an (id, fields) entry")
+    return [text(entry[0]) for entry in got]
 
 
 def _hourly_means(fn, readings) -> str:
@@ -324,31 +410,39 @@ def _means_match(fn, readings) -> str:
     got = _call(fn, readings.copy())
     if got is None:
         raise NotSolved("the function still returns None: write its body, then run this cell again")
-    if isinstance(got, dict):
+    values = _examine(got, _hourly_values, "one mean per hour, oldest first, as a pandas Series")
+    if len(values) != len(want):
+        raise Wrong(f"got {len(values)} hourly means; the readings have {len(want)} hours")
+    for i, (g, w) in enumerate(zip(values, want)):
+        if not abs(g - w) <= 1e-9:        # written so that nan is not close to anything
+            raise Wrong(f"hour {i}: got {g}, expected {w} (the exact mean of that hour's readings)")
+    return f"{len(want)} hourly means, equal to ground truth (first {want[0]:.4f} °F)"
+
+
+def _hourly_values(got) -> list[float]:
+    """The numbers of a Series, a DataFrame's mean column, a dict by hour or a list; nan stays, text does not."""
+    if isinstance(got, Mapping):
         values = [got[k] for k in sorted(got)]
     elif hasattr(got, "columns"):
         cols = [c for c in got.columns if "mean" in str(c)] or list(got.columns)
         values = got[cols[0]].tolist()
     else:
         values = list(getattr(got, "values", got))
-    try:
-        values = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise Wrong(f"expected one number per hour, got {values[:3]!r:.80}") from None
-    if len(values) != len(want):
-        raise Wrong(f"got {len(values)} hourly means; the readings have {len(want)} hours")
-    for i, (g, w) in enumerate(zip(values, want)):
-        if abs(g - w) > 1e-9:
-            raise Wrong(f"hour {i}: got {g}, expected {w} (the exact mean of that hour's readings)")
-    return f"{len(want)} hourly means, equal to ground truth (first {want[0]:.4f} °F)"
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"not a number: {v!r}")
+    return [float(v) for v in values]
 
 
 def _hour_of(fn) -> str:
     def hour(ms):
         h = HourAverage(ms - ms % HOUR_MS, 0, 1)
         return (h.date, h.hour)
-    return _cases_in_zones(fn, "hour_of", [((f"{ms}-0",), hour(ms), why) for ms, why in _IDS],
-                           same=lambda got, want: isinstance(got, (tuple, list)) and tuple(got) == want)
+
+    def same(got, want):
+        return len(got) == 2 and isinstance(got[0], str) and (got[0], _whole(got[1])) == want
+    return _cases_in_zones(fn, "hour_of", [((f"{ms}-0",), hour(ms), why) for ms, why in _IDS], same,
+                           kind=(tuple, list))
 
 
 def _hourly_sums(fn, entries) -> str:
@@ -360,16 +454,20 @@ def _hourly_sums(fn, entries) -> str:
     got = _call(fn, entries)
     if got is None:
         raise NotSolved("the function still returns None: write its body, then run this cell again")
-    try:
-        got = {int(k): (int(v[0]), int(v[1])) for k, v in dict(got).items()}
-    except (TypeError, ValueError, IndexError):
-        raise Wrong(f"expected {{hour start ms: (sum, count)}}, got {got!r:.80}") from None
+    got = _examine(got, _hour_sums, "{hour start ms: (sum, count)}, whole numbers in a dict")
     if got != want:
         _name_the_key_mistake(got, want)
         bad = [h for h in sorted(set(want) | set(got)) if got.get(h) != want.get(h)][0]
         raise Wrong(f"for the hour starting {bad} ({_utc(bad):%Y/%m/%d %H}:00): got {got.get(bad)}, "
                     f"expected {want.get(bad)}")
     return f"{len(want)} hours, sums and counts exact for {len(entries):,} readings"
+
+
+def _hour_sums(got) -> dict[int, tuple[int, int]]:
+    """A ``{hour start ms: (sum, count)}`` answer as ints; text keys, fractions or ``{"sum": …}`` values raise."""
+    if not isinstance(got, Mapping):
+        raise TypeError("not a dict")
+    return {_whole(k): _pair(v) for k, v in got.items()}
 
 
 def _name_the_key_mistake(got: dict, want: dict) -> None:
@@ -389,9 +487,9 @@ def _name_the_key_mistake(got: dict, want: dict) -> None:
 def _crash_position(choice, state: dict | None = None, batch: int | None = None) -> str:
     if choice is None:
         raise NotSolved("set your choice, 'a', 'b' or 'c', in the cell above, then run this cell again")
-    c = str(choice).strip().lower()
+    c = _examine(choice, lambda c: str(c).strip().lower(), "'a', 'b' or 'c'")
     if c not in ("a", "b", "c"):
-        raise Wrong(f"choose 'a', 'b' or 'c', not {choice!r}")
+        raise Wrong(f"choose 'a', 'b' or 'c', not {_shown(choice)}")
     evidence = where = open_hour = ""
     if state:
         open_hour = (f" (here current_hourly_count {state.get('current_hourly_count')}, current_hourly_total "
@@ -418,10 +516,7 @@ def _open_hour_from_partition(fn, r, state: dict) -> str:
     got = _call(fn, r, state)
     if got is None:
         raise NotSolved("the function still returns None: write its body, then run this cell again")
-    try:
-        got = (int(got[0]), int(got[1]))
-    except (TypeError, ValueError, IndexError):
-        raise Wrong(f"expected (sum, count), got {got!r:.60}") from None
+    got = _examine(got, _pair, "(sum, count), two whole numbers")
     if got != want:
         raise Wrong(f"got (sum, count) = {got}; the saved state says {want}: read from the start of the hour "
                     "of last_message_id up to it, both ends included")
@@ -429,7 +524,7 @@ def _open_hour_from_partition(fn, r, state: dict) -> str:
 
 
 def _xlen_after_cap(prediction, measured: int, node: int = 100) -> str:
-    p = _prediction(prediction, int)
+    p = _prediction(prediction, _whole, "a whole number of entries, as XLEN replies")
     if p == measured:
         return f"exactly {measured}: at least 120, and less than 120 plus one node ({node} entries)"
     if p == 120:
