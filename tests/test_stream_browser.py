@@ -49,6 +49,42 @@ def test_a_time_of_day_counts_from_the_day_it_is_on():
     assert B.day_of_key("temps:averages", "temps:", T0 + 30 * HOUR) == T0 + 24 * HOUR
 
 
+#: What a learner typed in the Jump box that was not a time: each gets one line with a hint, never an exception.
+NOT_TIMES = ["1200", "9:5", "T12:00", "12h", "-5", "12:00 PM", "12:00+05:30", "noon", "", "2025-13-01T12:00",
+             "99999999999999999999", "1735732800000-0-0"]
+
+
+def test_the_forms_a_jump_accepts_and_a_hint_for_anything_else():
+    day2 = T0 + 24 * HOUR
+    assert B.clock_ms("12:00", day2) == day2 + 12 * HOUR                    # a time of day: on the day browsed
+    assert B.clock_ms("12:00:00.5", day2) == day2 + 12 * HOUR + 500        # not today
+    assert B.clock_ms("09:05:07", day2) == day2 + 9 * HOUR + 5 * 60_000 + 7000
+    assert B.clock_ms("12:00Z", day2) == B.clock_ms("12:00 UTC", day2) == day2 + 12 * HOUR
+    assert B.clock_ms("2025-01-01T12:00", day2) == T0 + 12 * HOUR        # a full date and time (UTC) wins
+    assert B.clock_ms("2025-01-01T12:00:00+05:30", day2) == T0 + 12 * HOUR - 5 * HOUR - 30 * 60_000
+    assert B.clock_ms("2025-01-01", day2) == T0
+    assert B.clock_ms(f"{T0 + 5000}-0", day2) == T0 + 5000                 # an entry ID
+    assert B.clock_ms(str(T0 + 5000), day2) == T0 + 5000                   # epoch ms
+    for bad in NOT_TIMES:
+        with pytest.raises(LabkitError, match="is not a time") as caught:
+            B.clock_ms(bad, day2)
+        assert caught.value.hint, bad
+    hints = {bad: _hint(bad, day2) for bad in ("1200", "9:5", "12:00 PM", "12:00+05:30")}
+    assert "12:00" in hints["1200"] and "09:05" in hints["9:5"] and "24-hour" in hints["12:00 PM"], hints
+    assert "2025-01-02T12:00+05:30" in hints["12:00+05:30"], hints
+    # A bare time of day with no day to count from is refused, never read as today.
+    with pytest.raises(LabkitError, match="time of day"):
+        B.to_ms("12:00")
+    assert B.to_ms("12:00", day_ms=day2) == day2 + 12 * HOUR
+
+
+def _hint(bad: str, day_ms: int) -> str:
+    try:
+        B.clock_ms(bad, day_ms)
+    except LabkitError as exc:
+        return exc.hint
+    raise AssertionError(f"{bad!r} was taken as a time")
+
 def test_pages_are_the_commands_redis_cli_would_run():
     assert B.first_page("temps:20250101").cli == "XRANGE temps:20250101 - + COUNT 20"
     assert B.first_page("temps:20250101", T0, 5).cli == f"XRANGE temps:20250101 {T0} + COUNT 5"
@@ -178,6 +214,47 @@ def test_the_widget_pages_with_its_buttons(r, keys):
     assert "application/vnd.jupyter.widget-view+json" in (bundle[0] if isinstance(bundle, tuple) else bundle)
     assert box is b.widget
 
+
+
+def test_a_bare_time_of_day_counts_from_the_day_of_the_partition_read(r, keys):
+    produce(r, keys, days=1.5)
+    b = B.StreamBrowser(r=r, keys=keys)
+    day1, day2 = keys.key("temps:20250101"), keys.key("temps:20250102")
+    for name, start in ((day1, T0), (day2, T0 + 24 * HOUR)):
+        want = [e[0].decode() for e in r.xrange(name, start + 6 * HOUR, "+", count=5)]
+        assert want and list(b.entries(name, at="06:00", count=5)["id"]) == want
+        assert list(b.show(name, at="06:00")["id"]) == [e[0].decode() for e in r.xrange(name, start + 6 * HOUR, "+",
+                                                                                            count=20)]
+    assert list(b.entries(day1, at="12:00:00.5", count=1)["id"]) == [f"{T0 + 12 * HOUR + 1000}-0"]
+
+
+def test_the_jump_box_says_in_one_line_what_it_takes_and_never_raises(r, keys, caplog):
+    import logging
+    produce(r, keys, days=1)
+    b = B.StreamBrowser(r=r, keys=keys)
+    b.widget
+    w = b._widget
+    day1 = keys.key("temps:20250101")
+    for hint in ("12:00", "2025-01-01T12:00", "1735732800000-0"):   # the accepted forms, where a learner looks
+        assert hint in w.clock.tooltip and hint in B.StreamBrowser.jump.__doc__
+    assert "12:00" in w.clock.placeholder
+    w.clock.value = "12:00"
+    w.jump_button.click()
+    shown = w.page.value
+    assert f"{T0 + 12 * HOUR}-0" in shown and "labkit-bad" not in w.status.value
+    with caplog.at_level(logging.WARNING):
+        for bad in NOT_TIMES:
+            w.status.value = ""
+            w.clock.value = bad
+            w.jump_button.click()
+            assert "labkit-bad" in w.status.value and "is not a time" in w.status.value, (bad, w.status.value)
+            assert "hint:" in w.status.value and "\n" not in w.status.value, (bad, w.status.value)
+            assert w.page.value == shown, bad                    # the page stays where it was
+    assert not [rec for rec in caplog.records if "callback" in rec.getMessage().lower()], caplog.text
+    # Something nobody expected, inside any button: one line in the widget, not a traceback.
+    w._safely(lambda: 1 / 0)
+    assert "labkit-bad" in w.status.value and "ZeroDivisionError: division by zero" in w.status.value
+    assert "Traceback" not in w.status.value
 
 def test_the_table_can_refresh_itself_and_leaves_the_page_alone(r, keys):
     import time

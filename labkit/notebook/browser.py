@@ -2,13 +2,20 @@
 
 ``StreamBrowser(lab)`` (or ``nbk.browse(lab)``) shows what RedisInsight's stream browser shows, inside the
 notebook: a table of the partitions (entries, TTL, memory, first and last reading), the entries of one of them
-20 a page with *Previous* / *Next*, a jump to a time of day, and ``temps:averages`` and the two consumers' state
+20 a page with *Previous* / *Next*, a jump to a time, and ``temps:averages`` and the two consumers' state
 hashes the same way.  Beside each view is the ``redis-cli`` command it ran.
 
 The same data comes from code, exactly as the widget shows it::
 
     browser.partitions()                     # partition, entries, ttl_s, memory_bytes, first_id, last_id
     browser.entries(name, at="2025-01-01T12:00", count=20)     # id, time, temp_f
+    browser.entries(name, at="12:00")        # 12:00 UTC on that partition's day
+
+A time, in the *Jump to* box or as ``at=``, is one of (:data:`TIME_FORMS`): a time of day ``HH:MM``,
+``HH:MM:SS`` or ``HH:MM:SS.fff`` (UTC, on the day of the partition browsed; on ``temps:averages``, the day of
+the page shown); a date and time ``2025-01-01T12:00`` (UTC unless it ends in an offset such as ``+01:00``); an
+entry ID ``1735732800000-0``; or epoch milliseconds ``1735732800000``.  Anything else is one line saying what
+it takes, never today's date by accident; and nothing a button does ever raises out of the widget.
 
 It uses only commands a learner's fenced user may run on its own namespace: ``SCAN`` with the partitions'
 pattern, ``XLEN``, ``TTL``, ``MEMORY USAGE``, ``XRANGE``, ``XREVRANGE`` and ``HGETALL`` (no ``KEYS``, no
@@ -20,6 +27,8 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import math
+import numbers
 import re
 import shlex
 import threading
@@ -40,43 +49,119 @@ PARTITION_COLUMNS = ["partition", "entries", "ttl_s", "memory_bytes", "first_id"
 ENTRY_COLUMNS = ["id", "time", "temp_f"]
 STATE = "state hashes"          # the dropdown's choice for the two consumers' state hashes
 AUTO_S = 5.0                    # the auto-refresh's period
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+#: The times the browser takes, as a string (the Jump box, ``entries(at=…)``, ``show(at=…)``), in words.
+TIME_FORMS = ("a time of day HH:MM, HH:MM:SS or HH:MM:SS.fff (UTC, on the day of the partition browsed), e.g. 12:00; "
+              "a date and time, UTC unless it ends in an offset, e.g. 2025-01-01T12:00 or 2025-01-01 12:00:30+01:00; "
+              "an entry ID, e.g. 1735732800000-0; or epoch milliseconds, e.g. 1735732800000")
+#: A time of day: ``12:00``, ``9:30:05``, ``12:00:00.5``, optionally ``Z`` / ``UTC`` after it.
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(?:\s*(?:Z|UTC))?", re.I)
+#: A date, or a date and time, optionally with ``Z`` / ``UTC`` or an offset: what ``pd.Timestamp`` then reads.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+                        r"(?:\s*(?:Z|UTC)|[+-]\d{2}:?\d{2})?", re.I)
+#: The hint for what is not a time (one line in the widget: shorter than :data:`TIME_FORMS`).
+_TYPE_HINT = ("type 12:00 or 12:00:30 (UTC, on the day browsed), 2025-01-01T12:00 (UTC unless an offset follows), "
+              "an entry ID such as 1735732800000-0, or epoch ms such as 1735732800000")
+_ENTRY_ID = re.compile(r"(\d{13})-\d+")     # the lab's IDs: 13-digit ms, a dash, a sequence number
+_EPOCH_MS = re.compile(r"\d{13}")
 
 
 # ---------------------------------------------------------------- pure: times, pages, commands
 
-def to_ms(at) -> int:
-    """``at`` as epoch milliseconds: an int (ms), a datetime or pandas Timestamp, or an ISO string.
+def _date_of(day_ms: int | None) -> str:
+    return f"{pd.Timestamp(day_ms, unit='ms', tz='UTC'):%Y-%m-%d}" if day_ms is not None else "2025-01-01"
 
-    A time without a zone is taken as UTC, as everything in the lab is.
+
+def _not_a_time(at, day_ms: int | None = None) -> LabkitError:
+    """The one-line error for what is not a time, with a hint for the usual slips (``1200``, ``9:5``, ``12:00 PM``)."""
+    s = at.strip() if isinstance(at, str) else ""
+    hint = _TYPE_HINT
+    clock = re.fullmatch(r"(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?", s)
+    ampm = re.fullmatch(r"(\d{1,2})(?::(\d{2}))?(?::(\d{2}))?\s*([ap])\.?m\.?", s, re.I)
+    if re.fullmatch(r"\d{1,4}", s):
+        digits = s.zfill(4) if len(s) > 2 else s.zfill(2) + "00"
+        if int(digits[:2]) < 24 and int(digits[2:]) < 60:
+            hint = f"a time of day takes a colon: {digits[:2]}:{digits[2:]} (or type epoch ms, 13 digits)"
+    elif clock and not _CLOCK.fullmatch(s):
+        parts = [g.zfill(2) for g in clock.groups() if g is not None]
+        hint = f"minutes and seconds take two digits: {':'.join(parts)}"
+    elif ampm and 1 <= int(ampm.group(1)) <= 12:
+        h = int(ampm.group(1)) % 12 + (12 if ampm.group(4).lower() == "p" else 0)
+        rest = "".join(f":{g}" for g in ampm.groups()[1:3] if g is not None) or ":00"
+        hint = f"use the 24-hour clock (UTC): {h:02d}{rest}"
+    elif re.fullmatch(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*[+-]\d{1,2}(?::?\d{2})?", s):
+        hint = f"a time of day is UTC; with an offset, give the date too: {_date_of(day_ms)}T{s.replace(' ', '')}"
+    elif re.fullmatch(r"T\d{1,2}:\d{2}.*", s, re.I):
+        hint = f"drop the T ({s[1:]}), or put the date before it ({_date_of(day_ms)}{s})"
+    return LabkitError(f"{at!r} is not a time", hint)
+
+
+def is_time_of_day(at) -> bool:
+    """Whether ``at`` is a bare time of day (``"12:00"``), which counts from a day :func:`to_ms` must be given."""
+    return isinstance(at, str) and _CLOCK.fullmatch(at.strip()) is not None
+
+
+def to_ms(at, day_ms: int | None = None) -> int:
+    """``at`` as epoch milliseconds: an int (ms), a datetime or pandas Timestamp, or a string in one of the
+    :data:`TIME_FORMS`.
+
+    A time without a zone is UTC, as everything in the lab is.  A bare time of day (``"12:00"``) counts from
+    ``day_ms`` (the start of its day, epoch ms); without one it is refused, never read as today.  Anything that
+    is not a time is a :class:`~labkit.errors.LabkitError` whose hint says what is.
     """
     if isinstance(at, bool):
-        raise LabkitError(f"{at!r} is not a time", "give epoch ms, a datetime or an ISO string like 2025-01-01T12:00")
-    if isinstance(at, int):
-        return at
-    if isinstance(at, float) and at == at:
+        raise _not_a_time(at)
+    if isinstance(at, numbers.Integral):
         return int(at)
-    if isinstance(at, (str, dt.datetime, dt.date, pd.Timestamp)):
+    if isinstance(at, float):
+        if math.isfinite(at):
+            return int(at)
+        raise _not_a_time(at)
+    if isinstance(at, str):
+        return _text_ms(at, day_ms)
+    if isinstance(at, (dt.datetime, dt.date, pd.Timestamp)):
         try:
-            ts = pd.Timestamp(at.strip() if isinstance(at, str) else at)
-        except (ValueError, TypeError):
-            ts = None
-        if ts is not None and ts is not pd.NaT:
-            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-            return int(ts.value // 1_000_000)
-    raise LabkitError(f"{at!r} is not a time", "give epoch ms, a datetime or an ISO string like 2025-01-01T12:00")
+            return _timestamp_ms(pd.Timestamp(at))
+        except (ValueError, TypeError, OverflowError):
+            pass
+    raise _not_a_time(at)
+
+
+def _timestamp_ms(ts: pd.Timestamp) -> int:
+    if ts is pd.NaT:
+        raise ValueError("NaT")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value // 1_000_000)
+
+
+def _text_ms(text_: str, day_ms: int | None) -> int:
+    s = text_.strip()
+    m = _CLOCK.fullmatch(s)
+    if m:
+        h, mi, sec = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+        if h > 23 or mi > 59 or sec > 59:
+            raise LabkitError(f"{text_!r} is not a time of day", "use HH:MM or HH:MM:SS (UTC), e.g. 12:00 or 23:59:30")
+        if day_ms is None:
+            raise LabkitError(f"{text_!r} is a time of day: of which day?",
+                              f"give the date too, e.g. 2025-01-01T{s}, or read a partition (its own day counts)")
+        ms = int((m.group(4) or "0")[:3].ljust(3, "0"))
+        return day_ms + ((h * 60 + mi) * 60 + sec) * 1000 + ms
+    m = _ENTRY_ID.fullmatch(s)
+    if m:
+        return int(m.group(1))
+    if _EPOCH_MS.fullmatch(s):
+        return int(s)
+    if _DATE_TIME.fullmatch(s):
+        try:
+            return _timestamp_ms(pd.Timestamp(s))
+        except (ValueError, TypeError, OverflowError):
+            pass
+    raise _not_a_time(text_, day_ms)
 
 
 def clock_ms(clock: str, day_ms: int) -> int:
-    """A time of day (``"14:30"``, ``"14:30:05"``, UTC) on the day that starts at ``day_ms``; or, given a full
-    date and time (``"2025-01-02 05:00"``), that time."""
-    m = _CLOCK.fullmatch(clock.strip())
-    if not m:
-        return to_ms(clock)
-    h, mi, s = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-    if h > 23 or mi > 59 or s > 59:
-        raise LabkitError(f"{clock!r} is not a time of day", "use HH:MM or HH:MM:SS, e.g. 12:00 or 23:59:30")
-    return day_ms + ((h * 60 + mi) * 60 + s) * 1000
+    """A time typed in the Jump box (any of the :data:`TIME_FORMS`), a time of day counting from the day that
+    starts at ``day_ms``: ``"14:30"`` is 14:30 UTC on that day, ``"2025-01-02 05:00"`` is that time."""
+    return to_ms(clock, day_ms)
 
 
 def day_of_key(name: str, prefix: str, seen_ms: int | None = None) -> int:
@@ -220,10 +305,14 @@ class StreamBrowser:
         return partitions_table(rows)
 
     def entries(self, name: str, at=None, count: int = PAGE) -> pd.DataFrame:
-        """``count`` entries of ``name`` from time ``at`` (epoch ms, a datetime or an ISO string; from the
-        start when ``None``): columns ``id, time, temp_f`` for a partition, ``id, time`` and the fields for
-        ``temps:averages``."""
-        return self._read(first_page(name, None if at is None else to_ms(at), count))
+        """``count`` entries of ``name`` from time ``at`` (from the start when ``None``): columns ``id, time,
+        temp_f`` for a partition, ``id, time`` and the fields for ``temps:averages``.
+
+        ``at`` is epoch ms, a datetime, or a string in one of the :data:`TIME_FORMS`: ``"12:00"`` (12:00 UTC on
+        ``name``'s own day; on ``temps:averages``, the day of the page shown, else of its first entry),
+        ``"2025-01-01T12:00"``, an entry ID ``"1735732800000-0"`` or epoch ms ``"1735732800000"``.
+        """
+        return self._read(first_page(name, self._at_ms(name, at), count))
 
     def averages(self, at=None, count: int = PAGE) -> pd.DataFrame:
         """``temps:averages`` from ``at``, as :meth:`entries` shows a partition."""
@@ -237,6 +326,22 @@ class StreamBrowser:
         self.commands["state"] = [f"HGETALL {cli([self.keys.aggregating_state])}",
                                   f"HGETALL {cli([self.keys.averages_state])}"]
         return pd.DataFrame(rows, columns=["hash", "field", "value"])
+
+    def _at_ms(self, name: str, at) -> int | None:
+        """``at`` as epoch ms, a bare time of day counted from ``name``'s day (:meth:`_day_of`)."""
+        if at is None:
+            return None
+        return to_ms(at, self._day_of(name) if is_time_of_day(at) else None)
+
+    def _day_of(self, name: str) -> int:
+        """Where a time of day on ``name`` counts from: a partition's own day; else the day of the page shown of
+        it, else of its first entry (``XRANGE name - + COUNT 1``)."""
+        if is_partition(name, self.keys.partition_prefix):
+            return day_of_key(name, self.keys.partition_prefix)
+        if self.key == name and self.frame is not None and not self.frame.empty and "id" in self.frame:
+            return day_of_key(name, self.keys.partition_prefix, id_ms(self.frame["id"].iloc[0]))
+        first = node_client(self.r, name).xrange(name, count=1)
+        return day_of_key(name, self.keys.partition_prefix, id_ms(text(first[0][0])) if first else None)
 
     def _read(self, page: Page) -> pd.DataFrame:
         try:
@@ -253,14 +358,14 @@ class StreamBrowser:
     # ---------------------------------------------------------- paging (the buttons, from code)
 
     def show(self, name: str, at=None) -> pd.DataFrame:
-        """Show the first page of ``name`` (from ``at``)."""
-        self.key, self.note = name, ""
+        """Show the first page of ``name`` (from ``at``, as :meth:`entries` takes it)."""
         if name == STATE:
-            self.frame = self.state()
+            frame, note = self.state(), ""
         else:
-            self.frame = self.entries(name, at, self.page_size)
-            if self.frame.empty:
-                self.note = "no entries" if at is None else f"no entries from {_when(to_ms(at))} on"
+            at_ms = self._at_ms(name, at)          # a time that is not one: nothing changes
+            frame = self._read(first_page(name, at_ms, self.page_size))
+            note = "" if not frame.empty else "no entries" if at_ms is None else f"no entries from {_when(at_ms)} on"
+        self.key, self.frame, self.note = name, frame, note
         self._draw()
         return self.frame
 
@@ -272,12 +377,21 @@ class StreamBrowser:
         """The page before (the same one, with a note, at the start)."""
         return self._turn(lambda f: previous_page(self.key, f["id"].iloc[0], self.page_size), "the first page")
 
-    def jump(self, clock: str) -> pd.DataFrame:
-        """The page from a time of day (``"12:00"``, UTC) on the shown partition's day, or a full date and time."""
+    def jump(self, clock) -> pd.DataFrame:
+        """The page of the stream shown from a time (the *Jump* button), one of the :data:`TIME_FORMS`:
+
+        - a time of day ``12:00``, ``12:00:30`` or ``12:00:30.5``: UTC, on the shown partition's own day (on
+          ``temps:averages``, on the day of the page shown);
+        - a date and time ``2025-01-01T12:00`` (or ``2025-01-01 12:00:30``): UTC, unless it ends in an offset
+          such as ``+01:00``; a date alone, ``2025-01-01``, is its midnight;
+        - an entry ID ``1735732800000-0``, or epoch milliseconds ``1735732800000``.
+
+        Anything else (``1200``, ``9:5``, ``12:00 PM``, ``12:00+05:30``) raises a
+        :class:`~labkit.errors.LabkitError` whose hint says what to type; the page shown stays as it was.
+        """
         if self.key is None or self.key == STATE:
             raise LabkitError("choose a stream first", "pick a partition or temps:averages in the dropdown")
-        seen = id_ms(self.frame["id"].iloc[0]) if self.frame is not None and not self.frame.empty else None
-        return self.show(self.key, clock_ms(clock, day_of_key(self.key, self.keys.partition_prefix, seen)))
+        return self.show(self.key, clock)
 
     def _turn(self, page, edge: str) -> pd.DataFrame:
         if self.key is None or self.key == STATE or self.frame is None or self.frame.empty:
@@ -329,6 +443,21 @@ class StreamBrowser:
         return bundle
 
 
+#: The Jump box's tooltip: what it takes.
+JUMP_TIP = ("Jump to: 12:00 or 12:00:30 (UTC, on this partition's day), 2025-01-01T12:00 (UTC, or ending in an "
+            "offset such as +01:00), an entry ID such as 1735732800000-0, or epoch ms such as 1735732800000")
+
+
+def _one_line(exc: BaseException) -> str:
+    """What went wrong, in one line: a labkit error as it is, Redis's reply, else the error's type and message."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, LabkitError):
+        return first
+    if isinstance(exc, redis.RedisError):
+        return f"Redis said: {first}"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def _when(ms: int) -> str:
     return f"{pd.Timestamp(ms, unit='ms', tz='UTC'):%Y-%m-%d %H:%M:%S} UTC"
 
@@ -359,8 +488,9 @@ class _Widget:
         self.chooser = W.Dropdown(description="Stream", layout=W.Layout(width="360px"))
         self.prev_button = W.Button(description="Previous", icon="arrow-left")
         self.next_button = W.Button(description="Next", icon="arrow-right")
-        self.clock = W.Text(placeholder="HH:MM (UTC)", description="Jump to", layout=W.Layout(width="220px"))
-        self.jump_button = W.Button(description="Jump")
+        self.clock = W.Text(placeholder="12:00 or 2025-01-01T12:00", description="Jump to", tooltip=JUMP_TIP,
+                            layout=W.Layout(width="300px"))
+        self.jump_button = W.Button(description="Jump", tooltip=JUMP_TIP)
         self.auto_box = W.Checkbox(value=False, description=f"auto-refresh every {AUTO_S:g} s", indent=False)
         self.auto_box.observe(lambda change: self.auto(AUTO_S if change["new"] else None), names="value")
         self._stop: threading.Event | None = None
@@ -385,13 +515,16 @@ class _Widget:
         self._filling = False
 
     def _safely(self, action) -> None:
+        """Run what a button or the dropdown asked for; whatever goes wrong is one red line in the widget."""
         try:
             with self._lock:
                 action()
-        except LabkitError as exc:
-            self.status.value = f'<span class="labkit-bad">{html.escape(str(exc))}</span>'
-        except redis.RedisError as exc:
-            self.status.value = f'<span class="labkit-bad">Redis said: {html.escape(str(exc).splitlines()[0])}</span>'
+        except Exception as exc:    # a widget callback must never raise: ipywidgets would print a traceback
+            self.say(exc)
+
+    def say(self, exc: BaseException) -> None:
+        """``exc`` as the one red status line."""
+        self.status.value = f'<span class="labkit-bad">{html.escape(_one_line(exc))}</span>'
 
     def auto(self, every_s: float | None) -> None:
         """Start (or, with ``None``, stop) the thread that refreshes the table."""
@@ -406,8 +539,8 @@ class _Widget:
                     try:
                         with self._lock:
                             self.refresh(page=False)
-                    except (LabkitError, redis.RedisError) as exc:   # said in the widget; the thread goes on
-                        self.status.value = f'<span class="labkit-bad">{html.escape(str(exc).splitlines()[0])}</span>'
+                    except Exception as exc:        # said in the widget; the thread goes on
+                        self.say(exc)
             self._thread = threading.Thread(target=tick, name="labkit-browser", daemon=True)
             self._thread.start()
         if self.auto_box.value != bool(every_s):
