@@ -248,6 +248,16 @@ def test_the_checks_of_04_follow_what_the_learner_ran(zone, learner):
     out = lab.run(checks)                           # still running: the checks wait for them to settle
     assert checks_passed(out, path), out
 
+    # Stop in the middle of a run, as the notebook says: slow motion first (a run at full speed is over before a
+    # person can press Stop), then Resume; then full speed again.
+    do("import time\npanel.stop()\npanel.consumer_options.pop('batch')\npanel.consumer_options['pace_ms'] = 100\n"
+       "panel.start(names[0])\ntime.sleep(0.3)\npanel.stop()")
+    out = lab.run(checks)
+    assert "they stopped at" in out and "before the end of the data" in out and "Traceback" not in out, out
+    do("panel.resume()")
+    assert checks_passed(lab.run(checks), path)
+    do("del panel.consumer_options['pace_ms']")
+
     # The "Run them" cell again, after a Stop: it says they are stopped, not "did not settle".
     do("if panel.running:\n    panel.stop()")
     out = lab.run(lab.index("started = nbk.start_unless_started(panel)"))
