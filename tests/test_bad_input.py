@@ -106,6 +106,8 @@ CASES = [
     ("produce-start-words", ["produce", "--start", "yesterday"], None, None, "is not a date"),
     ("produce-retention-too-short", ["produce", "--retention-days", "0.5"], None, None, "--retention-days"),
     ("consume-negative-maxlen", ["consume", "temps:20250101", "--averages-maxlen", "-1"], None, None, "negative"),
+    ("consume-huge-maxlen", ["consume", "temps:20250101", "--averages-maxlen", "9223372036854775808"], None,
+     lambda r: r.xadd("temps:averages", {"hour": "0"}, id="1-0"), "above 1,000,000,000"),   # nothing reset
     ("consume-idle-exit-zero", ["consume", "temps:20250101", "--idle-exit", "0"], None, None, "--idle-exit"),
     ("unknown-option", ["produce", "--dayz", "3"], None, None, "unrecognized arguments"),
     ("not-a-number", ["produce", "--days", "ten"], None, None, "invalid float value"),

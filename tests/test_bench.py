@@ -33,5 +33,11 @@ def test_bench_reports_ratios_to_its_limits_and_cleans_only_its_own_keys(cli, r,
                          out, re.M), out
         assert list(r.scan_iter(match="labkit-bench:*", count=1000)) == []
         assert r.get(keys.key("mine")) == b"kept" and r.get("labkit-bench-other:x") == b"kept"
+        r.set("labkit-bench:foreign", "not the bench's")    # in its namespace, not written by it: refused, kept
+        res = cli("bench", "--days", "0.05", "--baseline-readings", "300", timeout=300)
+        assert res.returncode == 2 and "bench did not write" in res.stderr and "Traceback" not in res.stderr, res.stderr
+        assert r.get("labkit-bench:foreign") == b"not the bench's"
+        res = cli("bench", "--baseline-readings", "-5")
+        assert res.returncode == 2 and "--baseline-readings must be above 0" in res.stderr, res.stderr
     finally:
-        r.delete("labkit-bench-other:x")
+        r.delete("labkit-bench-other:x", "labkit-bench:foreign")

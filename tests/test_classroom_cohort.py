@@ -86,9 +86,24 @@ def test_reset_refuses_while_the_consumer_holds_its_lease(r, two_learners):
         lease.release()
 
 
-def test_reset_refuses_what_is_not_a_learner(cli):
+def test_reset_refuses_what_is_not_a_learner(cli, r, two_learners):
+    """Only a learner of this server is reset: never the course's own keys (``temps``) nor another app's that
+    happens to look like a namespace (both used to be deleted whole)."""
     run = cli("cohort", "reset", "a.b", "--yes")
     assert run.returncode == 2 and "not a learner namespace" in run.stderr and "Traceback" not in run.stderr
+    tag = next(iter(two_learners))[len("alice"):]
+    other = f"otherapp{tag}"
+    r.set(f"{other}:cache", "theirs")
+    try:
+        for name, words in (("temps", "the course's own key prefix"), (other, "is not a learner on this server")):
+            run = cli("cohort", "reset", name, "--yes")
+            assert run.returncode == 2 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert r.get(f"{other}:cache") == b"theirs"
+        with pytest.raises(Exception, match="not a learner on this server"):
+            cohort.reset(r, other, force=True)
+    finally:
+        r.delete(f"{other}:cache")
+    assert fence.namespace_for("temps") != "temps" and not fence.is_learner_namespace("labkit")
 
 
 def test_the_view_table_in_html():

@@ -247,3 +247,11 @@ def test_lab_opens_jupyterlab_on_the_notebooks_and_prints_its_url(tmp_path):
     assert rc == 143, (rc, proc.stderr.read())
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=3)
+
+
+def test_verify_before_any_consume_says_there_is_nothing_to_verify(cli, ns_keys):
+    """Partitions produced, nothing consumed yet: one line saying so, not a 'lost' line for every hour."""
+    assert cli("produce", "--days", "1", "--interval", "60", namespace=ns_keys.namespace).returncode == 0
+    v = cli("verify", namespace=ns_keys.namespace)
+    assert v.returncode == 2 and "nothing to verify" in v.stderr and "lost:" not in v.stdout, v.stdout + v.stderr
+    assert f"consume {ns_keys.partition_prefix}YYYYMMDD" in v.stderr

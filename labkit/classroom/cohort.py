@@ -108,11 +108,21 @@ def learner_names(r, namespace: str) -> set[str]:
     return {n for pattern in fence.key_patterns(namespace) for n in keyspace.scan_keys(r, pattern)}
 
 
+def check_learner(r, namespace: str) -> None:
+    """Refuse, in one line, a name that is not a learner of this server: a reset deletes every key under it, so
+    it must be a learner's namespace (an ACL user of theirs, or their progress), never ``temps`` or another app's."""
+    fence.key_patterns(namespace)  # refuses what cannot be a learner namespace, before anything is read
+    if namespace not in namespaces(r):
+        raise LabkitError(f"{namespace} is not a learner on this server (no Redis user {fence.USER_PREFIX}{namespace}, "
+                          "no progress of theirs), so its keys are not a learner's to reset",
+                          "python -m labkit cohort lists the learners")
+
+
 def reset(r, namespace: str, force: bool = False) -> int:
     """Delete exactly the learner's keys (their ACL user stays).  Refuses while their consumer or producer holds
     its lease, unless ``force``.  Returns how many keys were deleted."""
+    check_learner(r, namespace)
     keys = keyspace.keys_for(r, Keys(namespace))
-    fence.key_patterns(namespace)  # refuses what is not a learner namespace, before anything is read
     for lease_key, what in ((keys.aggregating_lease, "consumer"), (keys.producer_lease, "producer")):
         h = Holder.decode(r.get(lease_key))
         if h and not force:

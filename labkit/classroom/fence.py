@@ -42,15 +42,19 @@ def namespace_for(username: str) -> str:
     name = (username or "").strip()
     if not name:
         raise LabkitError("an empty user name has no namespace", "give every learner a user name")
-    if _PLAIN.fullmatch(name):
+    if _PLAIN.fullmatch(name) and name not in RESERVED:
         return name
     plain = re.sub(r"[^a-z0-9_]", "_", name.lower())[:32].strip("_") or "user"
     return f"{plain}_{hashlib.sha256(name.encode()).hexdigest()[:6]}"
 
 
+#: Names whose keys (``temps:*``, ``labkit:*``) are the course's own, un-namespaced: never a learner's.
+RESERVED = frozenset({"temps", "labkit"})
+
+
 def is_learner_namespace(namespace: str) -> bool:
-    """Whether ``namespace`` can be a learner's: 1-40 of ``[a-z0-9_]`` (pure)."""
-    return bool(_PLAIN.fullmatch(namespace or ""))
+    """Whether ``namespace`` can be a learner's: 1-40 of ``[a-z0-9_]``, not a :data:`RESERVED` name (pure)."""
+    return bool(_PLAIN.fullmatch(namespace or "")) and namespace not in RESERVED
 
 
 def acl_user(namespace: str) -> str:
@@ -85,6 +89,9 @@ def learner_url(server_url: str, namespace: str, password: str) -> str:
 
 
 def _check(namespace: str) -> None:
+    if namespace in RESERVED:
+        raise LabkitError(f"{namespace!r} is the course's own key prefix ({namespace}:*), never a learner's",
+                          "name a learner: python -m labkit cohort lists them")
     if not is_learner_namespace(namespace):
         raise LabkitError(f"{namespace!r} is not a learner namespace",
                           "use 1-40 lower-case letters, digits or '_' (namespace_for maps a hub user name)")

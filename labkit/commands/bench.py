@@ -37,6 +37,7 @@ from ..core.context import Context
 from ..core.batches import paused_gc
 from ..core.keys import Keys
 from ..core.partition import HOUR_MS, id_ms, next_partition
+from ..core.keyspace import claim_scratch
 from ..core.runner import delete_namespace, prepare
 from ..core.truth import load_averages
 from ..errors import LabkitError
@@ -243,9 +244,12 @@ def run_bench(days: float = 10, baseline_readings: int = 20_000) -> int:
     def say(text: str) -> None:
         out(LogLine("bench", text))
 
+    if not days > 0 or baseline_readings < 1:
+        raise LabkitError("--days and --baseline-readings must be above 0", "e.g. --days 10 --baseline-readings 20000")
     ctx = Context.open(Keys.for_tool("bench"))
     r, keys = ctx.r, ctx.keys
     say(f"Redis: {ctx.target}, {server_name(r)}; keys under {keys.namespace}:")
+    claim_scratch(r, keys, "bench")     # before the try: a namespace that is not ours is never deleted
     try:
         data = producer.Dataset(producer.parse_start(producer.DEFAULT_START), days)
         n = min(data.count, XADD_CEILING_MAX)

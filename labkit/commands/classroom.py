@@ -43,8 +43,9 @@ def _reset(r, args) -> int:
     if not args.name:
         raise LabkitError("cohort reset needs a learner's name", "e.g. python -m labkit cohort reset alice")
     ns = args.name.strip()
-    if not fence.is_learner_namespace(ns):
+    if not fence.is_learner_namespace(ns) and ns not in fence.RESERVED:
         raise LabkitError(f"{ns!r} is not a learner namespace", "python -m labkit cohort lists them")
+    cohort.check_learner(r, ns)
     names = cohort.learner_names(r, ns)
     if not names:
         TerminalSink()(LogLine("", f"{ns} has no keys on this server: nothing to reset"))

@@ -208,6 +208,9 @@ def cmd_verify(args) -> int:
             raise LabkitError(f"--accept {name}: that names neither a partition nor {keys.averages}",
                               f"give the source a problem line names, e.g. --accept {keys.partition_prefix}20250101")
     eviction.check(r, TerminalSink(), "verify")
+    if not r.exists(keys.averages) and not r.exists(keys.aggregating_state):
+        raise LabkitError(f"nothing to verify: {keys.averages} is empty and no consumer has run in this namespace",
+                          f"run python -m labkit consume {keys.partition_prefix}YYYYMMDD first")
     rep, _, _ = check_hours(r, keys, accept=args.accept)
     for name in sorted(set(args.accept) - {p.source for p in rep.accepted}):
         print(f"verify: --accept {name}: it has no loss to acknowledge")

@@ -37,6 +37,8 @@ from .partition import day_start_ms, id_ms, parse_partition
 from .state import AggregatingState, AveragesState
 
 RECONNECT_S = connection.RECONNECT_S
+#: The largest ``temps:averages`` cap taken (the commit script reads it as a Lua number: exact to 2**53).
+MAX_MAXLEN = 1_000_000_000
 
 #: The pairs this process runs, by (server address, lease key): a notebook panel made again finds them
 #: (:func:`running_here`) instead of leaving them running with no button to stop them.
@@ -383,9 +385,9 @@ def start_consumers(partition: str | None = None, *, averages_maxlen: int = DEFA
     if not 0 <= pace_ms <= 10_000:
         raise LabkitError(f"pace_ms {pace_ms} is out of range", "0 (full speed) to 10000 ms after each batch",
                           "pace_ms")
-    if averages_maxlen < 0:
-        raise LabkitError(f"averages_maxlen {averages_maxlen} is negative", "use 0 for uncapped, or e.g. 120",
-                          "averages_maxlen")
+    if not 0 <= averages_maxlen <= MAX_MAXLEN:
+        raise LabkitError(f"averages_maxlen {averages_maxlen} is " + ("negative" if averages_maxlen < 0 else
+                          f"above {MAX_MAXLEN:,}"), "use 0 for uncapped, or e.g. 120", "averages_maxlen")
     ctx = context or Context.open(keys, target)
     lease = None
     try:
