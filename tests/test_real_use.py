@@ -463,3 +463,29 @@ def test_slow_motion_pauses_between_batches_and_changes_no_result(r, keys, targe
     assert rep.ok and rep.matched == 24
     with pytest.raises(LabkitError, match="pace"):
         start_consumers(None, keys=keys, target=target, pace_ms=-1)
+
+
+def test_readings_trimmed_under_the_consumer_never_make_a_partial_hour_look_whole(r, keys, target):
+    """An XTRIM (or eviction) takes readings the consumer has not read yet, in the middle of its partition: the
+    hours it cut are named and not published (they were published as whole, from 400 of 3,600 readings), and the
+    partition's last hour, whole, is published (it was withheld for the partition's shortfall)."""
+    produce(r, keys, days=1, interval_ms=10_000)                         # 360 readings an hour
+    day1 = keys.partition_prefix + "20250101"
+    sink = ListSink()
+    h = start_consumers(day1, sink=sink, keys=keys, target=target, averages_maxlen=0, batch=100, pace_ms=50)
+    try:
+        wait_for(lambda: h.status()["readings"] >= 500, timeout=30)
+        assert h.status()["readings"] < 12 * 360, "the consumer passed 12:00 before the trim: machine too slow?"
+        r.xtrim(day1, minid=T0 + 12 * HOUR_MS + 30 * 60_000)              # everything before 12:30 goes
+        assert h.wait_idle(0.5, timeout=60)
+    finally:
+        h.stop()
+    rep, averages, _ = check(r, keys)
+    assert (averages["num_observations"] == "360").all(), averages[["hour", "num_observations"]]
+    published = set(averages["ms"])
+    assert {T0 + k * HOUR_MS for k in range(13, 24)} <= published                # 13:00-23:00, whole, all there
+    assert T0 + 12 * HOUR_MS not in published                                     # 12:30-13:00 only: withheld
+    agg = sink.texts("agg")
+    assert any(f"{day1} lost readings of the hour 2025/01/01 12:00" in t and "180 of the 360" in t for t in agg), agg
+    # lost: the hours cut; unchecked: hours published whole before the trim took their readings
+    assert not rep.mismatched and {p.kind for p in rep.problems} <= {"lost", "unchecked"}, rep.problems

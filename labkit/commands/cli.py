@@ -192,8 +192,8 @@ def cmd_consume(args) -> int:
             f"a consumer stopped: {handle.error}", "see the lines above")
     losses = handle.status()["losses"]
     if losses and not interrupted:
-        raise LabkitError(f"the aggregating consumer lost {losses} partition(s) or their tails (named above, and "
-                          f"in {handle.keys.deadletter})", "python -m labkit verify names each hour lost; "
+        raise LabkitError(f"the aggregating consumer named {losses} loss(es) of readings: partitions, their tails "
+                          f"or hours (above, and in {handle.keys.deadletter})", "python -m labkit verify names each hour lost; "
                           "produce the days again and start from a partition, or acknowledge them with verify --accept")
     return interrupted or 0
 

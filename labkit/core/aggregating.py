@@ -225,6 +225,7 @@ class AggregatingConsumer:
             if got < self.batch:
                 new, window, extra = self._after_drain(new, window, rec, bool(exists), lost)
                 closed += extra
+            closed = self._whole(closed, bad, rec, s.stream, lost)
             if crash.is_set():
                 raise SimulatedCrash()
             changed = new != s or bool(closed or bad or lost)
@@ -290,6 +291,13 @@ class AggregatingConsumer:
         if short and id_ms(s.last_id) >= rec.last_ms:
             why = (f"{p} lost readings: the consumer read {s.read:,} of the {rec.count:,} its producer wrote "
                    "(deleted, or evicted, while it waited to be read)")
+            if rec.promised_hours():
+                # Each hour is held to its own promise (_whole): the last one is published if it is whole.
+                self.losses += 1
+                self.log(why + ".")
+                lost.append((p, why))
+                gone = replace(s, stream=p, last_id=_given_up(day_end), total=0, count=0)
+                return self._move_on(gone, HourlyWindow(), [h for h in [window.close()] if h], lost)
         elif rec and rec.complete:
             why = (f"{p} lost readings after {self._where(s)}: it expired or was deleted while being read "
                    f"(its producer wrote up to {_clock(rec.last_ms)})")
@@ -354,6 +362,42 @@ class AggregatingConsumer:
         self.log(f"Changing partition to consume stream: {later[0]}")
         return (replace(s, stream=later[0], last_id="0", total=0, count=0, partition_run="", read=0), HourlyWindow(),
                 closed)
+
+    def _whole(self, closed: list[HourAverage], bad: list, rec, p: str, lost: list) -> list[HourAverage]:
+        """The closed hours of ``p`` that hold every reading its manifest promised them.  An hour short of its
+        promise lost readings before they were read (an XTRIM, XDEL or eviction in the middle of the partition):
+        it is named and not published, never published as if it were whole.  Readings dead-lettered for being
+        invalid were read, so they count.  Without a promise (live mode, a partition being written) every
+        closed hour is kept, and so is one already published (the commit tells a replay from a late reading)."""
+        promised = rec.promised_hours() if closed and rec is not None else {}
+        keep = []
+        for h in closed:
+            n = promised.get(h.hour_start_ms, 0)
+            if (h.count >= n or h.count + self._dead_in(p, h.hour_start_ms, bad) >= n
+                    or self.r.xrange(self.keys.averages, h.entry_id, h.entry_id)):
+                keep.append(h)      # whole; or published already (a replay, or a late reading: the commit says)
+                continue
+            why = (f"{p} lost readings of the hour {h.date} {h.hour}:00 before they were read (deleted, or "
+                   f"evicted): the consumer read {h.count:,} of the {n:,} its producer wrote; that hour is not "
+                   "published")
+            self.losses += 1
+            self.log(why + ".")
+            lost.append((p, why))
+        return keep
+
+    def _dead_in(self, p: str, hour_ms: int, bad: list) -> int:
+        """Readings of ``p``'s hour ``hour_ms`` that were dead-lettered (this batch's ``bad``, and earlier ones
+        from the dead-letter stream): read, but not counted in the hour.  Only asked when an hour falls short."""
+        def within(eid) -> bool:
+            try:
+                return hour_ms <= id_ms(eid) < hour_ms + HOUR_MS
+            except ValueError:
+                return False
+        n = sum(within(eid) for eid, _, _ in bad)
+        for _, f in self.r.xrange(self.keys.deadletter):
+            if text(f.get(b"source", b""), "replace") == p and within(f.get(b"id", b"-")):
+                n += 1
+        return n
 
     def _lose(self, partition: str, window: HourlyWindow, lost: list, why: str) -> None:
         if window.count:
