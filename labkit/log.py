@@ -37,19 +37,32 @@ def use_colour(stream: TextIO) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
+#: How a consumer's "waiting" line starts.
+WAITING = "Waiting for "
+
+
 class TerminalSink:
-    """Writes one line per log line; thread-safe; colours only where they help."""
+    """Writes one line per log line; thread-safe; colours only where they help.
+
+    A consumer says it is waiting each time it catches up; fed in real time (live mode) that is several times
+    a second.  A terminal cannot take a line back (a notebook panel shows only the newest, see
+    :mod:`labkit.notebook.logbox`), so a waiting line that repeats the same source's last line is not printed
+    again: it still stands there."""
 
     def __init__(self, stream: TextIO | None = None, colour: bool | None = None):
         self.stream = stream or sys.stdout
         self.colour = use_colour(self.stream) if colour is None else colour
         self._lock = threading.Lock()
+        self._last: dict[str, str] = {}
 
     def __call__(self, line: LogLine) -> None:
         text = str(line)
         if self.colour and line.source in COLOURS:
             text = f"{COLOURS[line.source]}{text}{RESET}"
         with self._lock:
+            if line.text.startswith(WAITING) and self._last.get(line.source) == line.text:
+                return
+            self._last[line.source] = line.text
             self.stream.write(text + "\n")
             self.stream.flush()
 

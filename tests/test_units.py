@@ -217,3 +217,26 @@ def test_a_companion_lab_has_its_own_namespace_under_the_learners():
     from labkit.labs.names import lab_keys
     assert Keys("alice").companion("groups07") == Keys("alice.groups07") == lab_keys("groups07", Keys("alice"))
     assert Keys().companion("groups07") == Keys("groups07") != Keys()
+
+
+def test_the_terminal_prints_a_repeated_waiting_line_once():
+    """Live mode: the aggregating consumer catches up several times a second and says it waits each time (381
+    identical lines in 5 s on a terminal); a repeat of the same source's last line is not printed again, and
+    the course's console is unchanged (a waiting line after another line is printed)."""
+    import io
+    from labkit.log import LogLine, TerminalSink
+    out = io.StringIO()
+    sink = TerminalSink(out, colour=False)
+    wait = "Waiting for new messages in stream temps:20261205, or new stream partition."
+    for _ in range(50):
+        sink(LogLine("agg", wait))
+    sink(LogLine("avg", "Waiting for new messages in stream temps:averages"))
+    sink(LogLine("avg", "Average temperature for 2026/12/05 at 7 was 50F (3600 observations)."))
+    sink(LogLine("avg", "Waiting for new messages in stream temps:averages"))
+    sink(LogLine("agg", "Changing partition to consume stream: temps:20261206"))
+    sink(LogLine("agg", wait))
+    assert out.getvalue().splitlines() == [
+        f"agg: {wait}", "avg: Waiting for new messages in stream temps:averages",
+        "avg: Average temperature for 2026/12/05 at 7 was 50F (3600 observations).",
+        "avg: Waiting for new messages in stream temps:averages",
+        "agg: Changing partition to consume stream: temps:20261206", f"agg: {wait}"]
