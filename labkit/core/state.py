@@ -49,7 +49,7 @@ def _bad(key: str, why: str) -> LabkitError:
 
 def data_gone(keys: Keys, what: str) -> LabkitError:
     return LabkitError(f"{what} is gone from Redis: the server restarted without persistence, or "
-                       "labkit's keys were deleted, so the consumers' position and temps:averages are lost",
+                       "labkit's keys were deleted, so the consumer's saved position is lost",
                        "produce the dataset again (python -m labkit produce), then start from a partition: "
                        f"python -m labkit consume {keys.partition_prefix}YYYYMMDD")
 
