@@ -203,12 +203,15 @@ def test_readings_gone_before_they_were_read_are_named_and_consume_exits_non_zer
     r.xdel(day1, *gone)                                   # 10 readings of 03:00 evicted before the consumer came
     res = cli("consume", day1, "--averages-maxlen", "0", "--idle-exit", "1", namespace=keys.namespace)
     assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert (f"{day1} lost readings of the hour 2025/01/01 3:00 before they were read (deleted, or evicted): the "
+            "consumer read 50 of the 60 its producer wrote; that hour is not published") in res.stdout, res.stdout
     assert f"{day1} lost readings: the consumer read 1,430 of the 1,440 its producer wrote" in res.stdout
-    assert "lost 1 partition(s)" in res.stderr
+    assert "named 2 loss(es) of readings" in res.stderr
     v = cli("verify", namespace=keys.namespace)
     assert v.returncode == 1, v.stdout
-    assert "partial: 2025/01/01 03:00: published from 50 readings" in v.stdout, v.stdout
-    assert f"lost: 2025/01/01 23:00: not published: the consumer recorded {day1} lost readings" in v.stdout
+    assert "lost: 2025/01/01 03:00: not published: the consumer recorded" in v.stdout, v.stdout
+    assert "23:00" not in v.stdout and "partial" not in v.stdout             # the whole last hour is published
+    assert cli("verify", "--accept", day1, namespace=keys.namespace).returncode == 0
 
 
 # ---------------------------------------------------------------------------- 2. verify audits what was promised
@@ -419,3 +422,124 @@ def test_only_a_loss_can_be_acknowledged_never_a_wrong_value():
     pub = pd.DataFrame([{"id": wrong.entry_id, "ms": wrong.hour_start_ms, **wrong.fields()}])
     rep = audit(truth, pub, {}, {}, cap=0, accept={"temps:20250101", "temps:averages"})
     assert [p.kind for p in rep.problems] == ["mismatch"] and not rep.accepted and not rep.ok
+
+
+# ---------------------------------------------------------------------------- raw data gone after a correct publish
+
+def test_a_reading_deleted_after_a_correct_publish_is_unchecked_and_can_be_acknowledged(r, keys, cli):
+    produce(r, keys, days=1, interval_ms=60_000)
+    day1 = keys.partition_prefix + "20250101"
+    res = cli("consume", day1, "--averages-maxlen", "0", "--idle-exit", "1", namespace=keys.namespace)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert cli("verify", namespace=keys.namespace).returncode == 0
+    assert r.xdel(day1, f"{T0 + HOUR_MS}-0") == 1                          # one reading of 01:00
+    v = cli("verify", namespace=keys.namespace)
+    assert v.returncode == 1 and "mismatch:" not in v.stdout and "(unchecked)" in v.stderr, v.stdout + v.stderr
+    assert "unchecked: 2025/01/01 01:00: published " in v.stdout and (
+        f"{day1} holds 59 of the 60 readings promised for this hour (deleted or evicted after it was published), "
+        "so it cannot be checked") in v.stdout, v.stdout
+    assert "23 matched, 0 mismatched" in v.stdout and f"--accept {day1}" in v.stderr, v.stdout + v.stderr
+    v = cli("verify", "--accept", day1, namespace=keys.namespace)
+    assert v.returncode == 0 and "acknowledged unchecked: 2025/01/01 01:00" in v.stdout, v.stdout + v.stderr
+    r.xtrim(day1, minid=f"{T0 + 2 * HOUR_MS + 30 * 60_000}", approximate=False)   # cut inside 02:00
+    v = cli("verify", namespace=keys.namespace)
+    kinds = [line.split(":")[0] for line in v.stdout.splitlines() if line.startswith(("unchecked", "mismatch"))]
+    assert v.returncode == 1 and kinds == ["unchecked"] * 3, v.stdout
+    assert "holds 30 of the 60 readings promised" in v.stdout
+    assert cli("verify", "--accept", day1, namespace=keys.namespace).returncode == 0
+
+
+def _rows(*hours):
+    """Published rows of ``(hour start, sum, count)``, as load_published gives them."""
+    from labkit.core.window import HourAverage
+    return [{"id": x.entry_id, "ms": x.hour_start_ms, **x.fields()} for x in (HourAverage(*h) for h in hours)]
+
+
+def _three_hours():
+    """A complete, regular partition of 00:00-02:59, one reading a minute (60 promised per hour)."""
+    from labkit.core.manifest import COMPLETE, Record
+    return {"temps:20250101": Record(COMPLETE, "run", 3 * 60, T0 + 3 * HOUR_MS - 60_000, T0)}
+
+
+def _kinds(rep):
+    return [(p.hour_ms, p.kind) for p in rep.problems]
+
+
+def test_an_hour_that_lost_readings_after_a_correct_publish_is_unchecked():
+    """Pure: published from all 60 promised readings (or 58 plus 2 dead-lettered), the partition now holds fewer."""
+    from labkit.core.audit import audit
+    day1, records = "temps:20250101", _three_hours()
+    truth = {T0: (3000 - 50, 59), T0 + HOUR_MS: (3000, 60), T0 + 2 * HOUR_MS: (3000, 60)}
+    pub = _rows((T0, 3000, 60), (T0 + HOUR_MS, 3000, 60), (T0 + 2 * HOUR_MS, 3000, 60))
+    rep = audit(truth, pub, records, {}, cap=0, start=day1, present={day1})
+    assert _kinds(rep) == [(T0, "unchecked")] and rep.problems[0].source == day1
+    assert rep.problems[0].detail == (
+        f"published 50.00 from 60 readings, but {day1} holds 59 of the 60 readings promised for this hour "
+        "(deleted or evicted after it was published), so it cannot be checked")
+    assert rep.matched == 2 and rep.mismatched == [] and not rep.ok
+    rep = audit(truth, pub, records, {}, cap=0, start=day1, present={day1}, accept={day1})
+    assert rep.ok and [p.kind for p in rep.accepted] == ["unchecked"] and rep.compared == 2
+    dead = audit({**truth, T0: (2850, 57)}, _rows((T0, 2900, 58), *[(h, 3000, 60) for h in (T0 + HOUR_MS,
+                 T0 + 2 * HOUR_MS)]), records, {}, cap=0, start=day1, present={day1}, dead={T0: 2})
+    assert _kinds(dead) == [(T0, "unchecked")] and "holds 57 of the 58 valid readings" in dead.problems[0].detail
+
+
+def test_a_wrong_value_stays_a_mismatch_whatever_is_left_of_its_raw_data():
+    """Pure: a published count other than the promise, all promised readings still there, no promise at all, or
+    a row that disagrees with itself: a mismatch, never acknowledgeable."""
+    from labkit.core.audit import audit
+    from labkit.core.manifest import COMPLETE, WRITING, Record
+    day1, records = "temps:20250101", _three_hours()
+    rest = [(T0 + HOUR_MS, 3000, 60), (T0 + 2 * HOUR_MS, 3000, 60)]
+    truth = {T0: (3000, 60), T0 + HOUR_MS: (3000, 60), T0 + 2 * HOUR_MS: (3000, 60)}
+    less = {**truth, T0: (2950, 59)}
+    bad_sum = _rows((T0, 3000, 60), *rest)
+    bad_sum[0]["sum_temp_f"] = "3010"                                       # 50.17 on its own count: not 50.00
+    no_sum = _rows((T0, 500 * 60, 60), *rest)
+    no_sum[0]["sum_temp_f"] = None                   # 500.00: no one missing reading in PLAUSIBLE_F makes that
+    for t, pub, recs, dead in (
+            (less, _rows((T0, 3050, 61), *rest), records, {}),              # more than promised
+            (less, _rows((T0, 3000, 60), *rest), records, {T0: 1}),         # 60 + 1 dead-lettered: not the 60
+            (truth, _rows((T0, 3001, 60), *rest), records, {}),            # every promised reading is there
+            ({**truth, T0: (3100, 61)}, _rows((T0, 3000, 60), *rest), records, {}),  # more there than promised
+            (less, _rows((T0, 3000, 60), *rest), {}, {}),                   # no manifest record
+            (less, _rows((T0, 3000, 60), *rest), {day1: Record(WRITING, "run")}, {}),      # not complete
+            (less, _rows((T0, 3000, 60), *rest), {day1: Record(COMPLETE, "run", 180, T0 + 3 * HOUR_MS - 1, T0)},
+             {}),                                                           # irregular: no promise per hour
+            (less, bad_sum, records, {}),
+            (less, _rows((T0, 2950 + 201, 60), *rest), records, {}),       # the missing one would be 201 °F
+            (less, no_sum, records, {})):
+        rep = audit(t, pub, recs, {}, cap=0, start=day1, present={day1}, dead=dead, accept={day1, "temps:averages"})
+        assert _kinds(rep) == [(T0, "mismatch")] and not rep.accepted and not rep.ok, (t[T0], pub[0], recs, dead)
+        assert rep.matched == 2 and len(rep.mismatched) == 1
+    for field, value, hour in (("date", "2025/01/02", T0 + DAY_MS), ("hour", "5", T0 + 5 * HOUR_MS)):
+        pub = _rows((T0, 3000, 60), *rest)
+        pub[0][field] = value                                               # the row names another hour
+        rep = audit(less, pub, records, {}, cap=0, start=day1, present={day1}, accept={day1})
+        assert _kinds(rep) == [(hour, "mismatch")] and not rep.accepted, field
+    twice = audit(truth, _rows((T0, 3001, 60), (T0, 3002, 60), *rest), records, {}, cap=0, start=day1,
+                  present={day1})
+    assert _kinds(twice) == [(T0, "duplicate"), (T0, "mismatch")] and len(twice.mismatched) == 2
+
+
+def test_an_hour_published_from_fewer_readings_than_promised_is_partial_once():
+    """Pure: partial is named once, whether its raw data are still there, gone from the partition, or the
+    partition is gone; a wrong value is a mismatch (once) even so."""
+    from labkit.core.audit import audit
+    day1, records = "temps:20250101", _three_hours()
+    pub = _rows((T0, 3000, 60), (T0 + HOUR_MS, 3000, 60), (T0 + 2 * HOUR_MS, 1500, 30))
+    truth = {T0: (3000, 60), T0 + HOUR_MS: (3000, 60)}
+    for t, present in (({**truth, T0 + 2 * HOUR_MS: (1500, 30)}, {day1}), (truth, {day1}), ({}, set())):
+        rep = audit(t, pub, records, {}, cap=0, start=day1, present=present)
+        gone = [(h, "unchecked") for h in (T0, T0 + HOUR_MS) if h not in t]          # the partition is gone
+        assert _kinds(rep) == [*gone, (T0 + 2 * HOUR_MS, "partial")], (t, present, rep.problems)
+        assert not rep.ok and rep.mismatched == [] and rep.matched == len(t)
+        rep = audit(t, pub, records, {}, cap=0, start=day1, present=present, accept={day1})
+        assert rep.ok == bool(t) and [p.kind for p in rep.accepted][-1] == "partial" and not rep.problems
+    rep = audit(truth, pub, records, {}, cap=0, start=day1, present={day1})
+    assert "now holds none of them" in rep.problems[0].detail, rep.problems[0].detail
+    for later in ((1450, 29), (1510, 30)):      # fewer still after publishing, or all there and different
+        rep = audit({**truth, T0 + 2 * HOUR_MS: later}, pub, records, {}, cap=0, start=day1, present={day1},
+                    accept={day1})
+        assert _kinds(rep) == [(T0 + 2 * HOUR_MS, "mismatch")] and not rep.accepted and len(rep.mismatched) == 1
+        assert "60 were promised" in rep.problems[0].detail, rep.problems[0].detail

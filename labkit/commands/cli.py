@@ -200,7 +200,7 @@ def cmd_consume(args) -> int:
 
 def cmd_verify(args) -> int:
     from ..core import eviction, progress
-    from ..core.audit import check_hours      # not truth.check: pandas would be most of verify's time
+    from ..core.audit import ACKNOWLEDGEABLE, check_hours   # not truth.check: pandas would be most of its time
     ctx = Context.open()
     keys, r = ctx.keys, ctx.r
     for name in args.accept:
@@ -233,7 +233,7 @@ def cmd_verify(args) -> int:
                           "wait for an hour to close (see above), then verify again" if rep.open else
                           f"run python -m labkit consume {keys.partition_prefix}YYYYMMDD first")
     if rep.problems:
-        sources = sorted({p.source for p in rep.problems if p.kind in ("lost", "unchecked")})
+        sources = sorted({p.source for p in rep.problems if p.kind in ACKNOWLEDGEABLE})
         hint = (f"; once you have read why, acknowledge a named loss with --accept {sources[0]}" if sources else "")
         print(f"verify: failed: {len(rep.problems)} hour(s) not published once with the exact value "
               f"({', '.join(kinds)}){hint}", file=sys.stderr)

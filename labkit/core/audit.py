@@ -28,7 +28,7 @@ from .keys import Keys
 from .keyspace import list_partitions
 from .partition import DAY_MS, HOUR_MS, day_start_ms, parse_partition
 from .tally import tally_raw
-from .window import round_half_up
+from .window import PLAUSIBLE_F, round_half_up
 
 #: Entries per XRANGE when ground truth is read (the consumer's batch: measured the fastest, docs/benchmark.md).
 READ_BATCH = 10_000
@@ -265,7 +265,9 @@ def audit(truth: dict[int, tuple[int, int]], averages: list[dict], records: dict
     is not is a :class:`Problem`: lost (not published: which partition, why),
     extra (no raw data was ever produced for it), duplicate, mismatch, partial
     (published from fewer readings than were promised), unchecked (published,
-    but its raw data are gone, so it cannot be checked).
+    but its raw data, or some of the readings it was promised and published
+    from, are gone since, so it cannot be checked).  A published hour is named
+    once for its value: mismatch, else partial, else unchecked, else extra.
     """
     start_ms = day_start_ms(parse_partition(start, prefix)) if start else None
     rep = Report(audited=True)
@@ -290,12 +292,43 @@ def audit(truth: dict[int, tuple[int, int]], averages: list[dict], records: dict
         if times > 1:
             problems.append(Problem(int(ms), "duplicate", averages_key,
                                     f"published {times} times in {averages_key}"))
-    for row in rep.mismatched:
-        ms = _hour_named(row["date"], row["hour"]) or 0
-        problems.append(Problem(ms, "mismatch", partition_of(ms),
+    # Each published hour is named at most once for its value (a duplicate is named apart, above): mismatch,
+    # else partial, else unchecked, else extra.
+    wrong: set[int] = set()
+    for row in [x for x in rep.table if not x["good"]]:
+        ms = int(row["ms"])
+        why = _cannot_check(row, promised.get(ms), dead.get(ms, 0))
+        if why:
+            rep.mismatched.remove({k: row[k] for k in ("date", "hour", "average_temp_f", "true_avg",
+                                                       "num_observations", "true_count")})
+            if ms not in wrong:
+                wrong.add(ms)
+                problems.append(Problem(ms, "unchecked", promised[ms][1], why))
+            continue
+        hour = _hour_named(row["date"], row["hour"]) or 0
+        if hour in wrong:
+            continue
+        wrong.add(hour)
+        n, p = promised.get(ms, (None, partition_of(hour)))
+        got, d = _number(row["num_observations"]), dead.get(ms, 0)
+        promise = (f"; {n} were promised for this hour" + (f" ({d} dead-lettered)" if d else "")
+                   if n is not None and got is not None and got + d != n else "")
+        problems.append(Problem(hour, "mismatch", p,
                                 f"published {row['average_temp_f']} from {row['num_observations']} readings, "
-                                f"ground truth {row['true_avg']:.2f} from {int(row['true_count'])}"))
-    for ms in sorted(seen - set(truth)):
+                                f"ground truth {row['true_avg']:.2f} from {int(row['true_count'])}{promise}"))
+    partial: set[int] = set()
+    for ms in sorted(seen & set(promised) - wrong):
+        n, p = promised[ms]
+        got = counts.get(ms)
+        if got is not None and got + dead.get(ms, 0) < n:
+            partial.add(ms)
+            unchecked = "" if ms in truth else (f", and {p} " + ("is gone now" if p not in present else
+                                                                  "now holds none of them")
+                                                + ", so the published value cannot be checked")
+            problems.append(Problem(ms, "partial", p, f"published from {int(got)} readings; {p} was written with "
+                                                      f"{n} for this hour ({n - int(got) - dead.get(ms, 0)} gone: "
+                                                      f"deleted or evicted before they were read){unchecked}"))
+    for ms in sorted(seen - set(truth) - partial):
         p = partition_of(ms)
         if p in records and p not in present:
             problems.append(Problem(ms, "unchecked", p, f"{p} is gone (expired or deleted), so this published "
@@ -306,13 +339,6 @@ def audit(truth: dict[int, tuple[int, int]], averages: list[dict], records: dict
         else:
             problems.append(Problem(ms, "extra", averages_key, "published, but no raw data was ever produced for "
                                                                f"this hour ({p} {'holds none' if p in records else 'was never produced'})"))
-    for ms in sorted(seen & set(promised)):
-        n, p = promised[ms]
-        got = counts.get(ms)
-        if got is not None and got + dead.get(ms, 0) < n:
-            problems.append(Problem(ms, "partial", p, f"published from {int(got)} readings; {p} was written with "
-                                                      f"{n} for this hour ({n - int(got) - dead.get(ms, 0)} gone: "
-                                                      "deleted or evicted before they were read)"))
     # Hours that should be there and are not: from start on, with raw data or promised by the manifest,
     # less the newest hour while its partition is still being written (the consumer rightly holds it open).
     rep.notes = still_open(truth, seen, records, losses, present, prefix)
@@ -346,6 +372,37 @@ def audit(truth: dict[int, tuple[int, int]], averages: list[dict], records: dict
     rep.problems = [x for x in problems if x not in acked]
     rep.accepted = acked
     return rep
+
+
+def _cannot_check(row: dict, promise: tuple[int, str] | None, dead: int) -> str:
+    """Why a published ``row`` that disagrees with ground truth cannot be checked (readings deleted after it was
+    published), or "" when it is a mismatch.  ``promise``: ``(readings, partition)`` the manifest promised for
+    its hour; ``dead``: the hour's dead-lettered readings."""
+    if promise is None:
+        return ""
+    n, p = promise
+    ms, got = int(row["ms"]), _number(row.get("num_observations"))
+    try:
+        got = int(got) if got is not None and got == int(got) else None
+    except (OverflowError, ValueError):
+        got = None
+    when = utc(ms)
+    if not (ms % HOUR_MS == 0 and _number(row.get("hour")) == when.hour and row.get("date") == f"{when:%Y/%m/%d}"
+            and got is not None and got + dead == n and row["true_count"] < got):
+        return ""
+    # The missing readings were valid (the consumer counted them), so each lay in PLAUSIBLE_F: a value no
+    # such readings could make is wrong, checkable or not.
+    missing = got - int(row["true_count"])
+    lo, hi = (int(row["true_sum"]) + missing * f for f in PLAUSIBLE_F)
+    avg, total = exact_decimal(row.get("average_temp_f")), _number(row.get("sum_temp_f"))
+    if avg is None or not exact_2dp(lo, got) <= avg <= exact_2dp(hi, got):
+        return ""
+    if total is not None and not (total == int(total) and lo <= total <= hi and exact_2dp(int(total), got) == avg):
+        return ""
+    valid = f"{n} readings promised" if not dead else f"{n - dead} valid readings promised"
+    return (f"published {row['average_temp_f']} from {got} readings, but {p} holds {row['true_count']} of the "
+            f"{valid} for this hour ({f'{dead} more were dead-lettered; ' if dead else ''}deleted or evicted after it "
+            "was published), so it cannot be checked")
 
 
 def still_open(truth: dict, seen: set, records: dict, losses: dict, present: set, prefix: str) -> list[Problem]:
