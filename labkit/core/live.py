@@ -15,11 +15,14 @@ reading it goes on (only a dataset ``produce``, which deletes and rewrites a
 partition, is a rewrite).  Once a partition exists every write to it is
 ``XADD … NOMKSTREAM``: one that vanished (deleted, evicted) stops live mode,
 named, instead of being re-created without its expiry.  Expiry never lies in
-the server's past, whatever the client's clock says.
+the server's past, whatever the client's clock says.  A clock behind the newest
+reading already in the partition is refused, named: a reading's ID is its time,
+so live mode neither goes back nor rewrites times.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from typing import Callable
@@ -135,6 +138,27 @@ def _landed(r: redis.Redis, keys: Keys, last_ms: int) -> bool:
     return bool(top) and id_ms(top[0][0]) >= last_ms
 
 
+def _utc(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def _check_clock(r: redis.Redis, keys: Keys, start_ms: int, own_clock: bool) -> None:
+    """Refuse to start when the clock is behind the newest reading of its day's partition (or of the next
+    day's, a clock back across midnight): a reading's ID is its time, and IDs must grow.  Nothing is written."""
+    day = day_of(start_ms)
+    for key in (partition_name(day, keys.partition_prefix), partition_name(day + dt.timedelta(days=1),
+                                                                          keys.partition_prefix)):
+        top = r.xrevrange(key, count=1)
+        newest = id_ms(top[0][0]) if top else None
+        if newest is not None and newest > start_ms:
+            who = "this machine's clock" if own_clock else "the clock given"
+            raise LabkitError(f"{who} reads {_utc(start_ms)}, {(newest - start_ms) / 1000:g} s behind the newest "
+                              f"reading already in {key} ({_utc(newest)}): a live reading's ID is its time, which "
+                              "must not go back",
+                              "fix the clock (turn on NTP, e.g. timedatectl set-ntp true), or wait until "
+                              f"{_utc(newest)} has passed, then start live mode again")
+
+
 def run_live(r: redis.Redis, keys: Keys = Keys(), rate: float = 1.0, duration: float | None = None,
              sink: Sink = null_sink, stop: threading.Event | None = None, seed: int = 0,
              retention_days: float = DEFAULT_RETENTION_DAYS, clock: Callable[[], float] = time.time,
@@ -154,6 +178,7 @@ def run_live(r: redis.Redis, keys: Keys = Keys(), rate: float = 1.0, duration: f
     start_ms = int(clock() * 1000)
     lease = acquire_producer_lease(r, keys, partition_name(day_of(start_ms), keys.partition_prefix), None)
     try:
+        _check_clock(r, keys, start_ms, clock is time.time)
         return _run(r, keys, rate, duration, sink, stop, walk, start_ms, retention_days, clock, reconnect_s, lease)
     finally:
         lease.release()

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -92,6 +92,12 @@ def _check_url(url: str) -> None:
         raise LabkitError(f"REDIS_URL {mask(url)!r} is not a Redis URL", f"use {URL_FORM}")
 
 
+def _retryable(exc: Exception) -> bool:
+    """Whether redis-py retries a failed command: not when the server refused the credentials (a moment
+    later they are no better, and the retries' backoff would delay saying so by seconds)."""
+    return not isinstance(exc, redis.AuthenticationError)
+
+
 def client(t: Target | None = None, cluster: bool = False, **overrides) -> redis.Redis | RedisCluster:
     """A new client (its own connection pool); not yet checked.
 
@@ -102,7 +108,7 @@ def client(t: Target | None = None, cluster: bool = False, **overrides) -> redis
     _check_url(t.url)
     kwargs = dict(socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=5.0,
                   socket_keepalive=True, health_check_interval=30,
-                  retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 3))
+                  retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 3, is_retryable=_retryable))
     kwargs.update(overrides)
     try:
         if cluster:
@@ -169,6 +175,28 @@ def _cluster_error(exc: Exception, msg: str, where: str) -> LabkitError | None:
     return None
 
 
+def _acl_refusal(msg: str, t: Target) -> LabkitError:
+    """NOPERM: the server's ACL refused labkit's keys (a namespace the user may not use) or a command."""
+    reply = re.sub(r"^Command # \d+ \(.*?\) of pipeline caused error: ", "", msg)
+    name = unquote(urlsplit(t.url).username or "")
+    user = f"user {name!r}" if name else "the default user"
+    command = re.search(r"'([^']+)' command", reply)
+    if command or "command" in reply.lower():
+        what = command.group(1).replace("|", " ").upper() if command else "a command"
+        return LabkitError(f"the ACL of Redis at {t.address} refused the command {what} to {user} (NOPERM: {reply})",
+                           "your Redis user may not run it: ask the instructor (or whoever runs the server) to "
+                           "allow it, or use a server of your own (unset REDIS_URL)")
+    if "key" in reply.lower():
+        ns = os.environ.get("LABKIT_NAMESPACE", "").strip()
+        which = f"for namespace {ns!r}" if ns else "under the course's own names (LABKIT_NAMESPACE is unset)"
+        return LabkitError(f"the ACL of Redis at {t.address} refused labkit's keys {which} to {user} "
+                           f"(NOPERM: {reply})",
+                           "set LABKIT_NAMESPACE to the namespace your Redis user may use (in a class: your own "
+                           "name), or ask the instructor")
+    return LabkitError(f"the ACL of Redis at {t.address} refused {user} (NOPERM: {reply})",
+                       "ask the instructor (or whoever runs the server) what your Redis user may do")
+
+
 def explain(exc: Exception, t: Target) -> LabkitError:
     """Turn a redis-py exception (cluster ones included) into a one-line error with a hint."""
     where = t.address
@@ -178,6 +206,8 @@ def explain(exc: Exception, t: Target) -> LabkitError:
             or "invalid username-password" in low or "auth" in low and "called without" in low:
         return LabkitError(f"Redis at {where} refused the credentials ({msg})",
                            "check the user and password in REDIS_URL")
+    if isinstance(exc, redis.exceptions.NoPermissionError) or "no permissions" in low:
+        return _acl_refusal(msg, t)
     if "ssl" in low or "tls" in low or "wrong version number" in low:
         hint = ("the server may not speak TLS: use redis:// instead of rediss://"
                 if t.url.startswith("rediss") else "the server may need TLS: use rediss://")
@@ -348,7 +378,9 @@ def layout_changed(exc: Exception) -> bool:
 def is_lost(exc: Exception) -> bool:
     """Errors after which a client waits for Redis and carries on from what it holds: a dropped connection
     or timeout, a cluster without a master for a slot yet (CLUSTERDOWN), a slot being moved (TRYAGAIN), or
-    a changed role (:func:`layout_changed`)."""
+    a changed role (:func:`layout_changed`).  Refused credentials are not among them (see :func:`reconnect`)."""
+    if isinstance(exc, redis.AuthenticationError):
+        return False
     return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
                             redis.exceptions.TryAgainError)) or layout_changed(exc)
 
@@ -374,7 +406,14 @@ def reconnect(r: redis.Redis, say, exc: Exception, seconds: float = RECONNECT_S,
               where: str = "") -> bool:
     """Ping ``r`` with capped exponential backoff until the server answers (True), ``stop`` is set or
     ``seconds`` pass (False).  ``say(text)`` reports what happens, once when the connection is lost
-    and once when it is back."""
+    and once when it is back.
+
+    Raises :class:`redis.AuthenticationError` at once when the server refuses the credentials (e.g. a
+    password rotated mid-run): waiting would not change them, and :func:`explain` names it.
+    """
+    # redis-py's AuthenticationError is a ConnectionError, so it is picked out before the ones waited for.
+    if isinstance(exc, redis.AuthenticationError):
+        raise exc
     at = f" at {where}" if where else ""
     say(f"lost the connection to Redis{at} ({str(exc).splitlines()[0][:80]}); reconnecting for up to {seconds:g} s")
     deadline, delay = time.monotonic() + seconds, 0.05
@@ -384,6 +423,8 @@ def reconnect(r: redis.Redis, say, exc: Exception, seconds: float = RECONNECT_S,
             _answers(r)
             say(f"reconnected to Redis{at}")
             return True
+        except redis.AuthenticationError:
+            raise
         except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
                 RedisClusterException):
             (stop.wait if stop is not None else time.sleep)(delay)
