@@ -76,7 +76,7 @@ def execute_notebook(path, target, lab_home, kernel_dir, namespace: str, days: s
     nb = nbformat.read(path, as_version=4)
     km = KernelManager(kernel_name="python3",
                        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)], ensure_native_kernel=False))
-    client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=False,
+    client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=False, iopub_timeout=60,   # see test_learner
                             resources={"metadata": {"path": str(Path(path).parent)}})
     t0 = time.perf_counter()
     try:

@@ -145,7 +145,9 @@ def learner(target, lab_home, kernel_dir):
         nb = nbformat.read(path, as_version=4)
         km = KernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(
             kernel_dirs=[str(kernel_dir)], ensure_native_kernel=False))
-        client = NotebookClient(nb, km=km, timeout=300, allow_errors=False,
+        # iopub_timeout: a cell's outputs may trail its reply by seconds when the kernel's threads (consumers,
+        # the panel's ticker drawing its chart) are busy on a loaded machine; nbclient's 4 s drops them silently.
+        client = NotebookClient(nb, km=km, timeout=300, allow_errors=False, iopub_timeout=60,
                                 resources={"metadata": {"path": str(path.parent)}})
         ctx = client.setup_kernel(env=env)
         ctx.__enter__()

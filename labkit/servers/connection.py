@@ -92,10 +92,29 @@ def _check_url(url: str) -> None:
         raise LabkitError(f"REDIS_URL {mask(url)!r} is not a Redis URL", f"use {URL_FORM}")
 
 
-def _retryable(exc: Exception) -> bool:
-    """Whether redis-py retries a failed command: not when the server refused the credentials (a moment
-    later they are no better, and the retries' backoff would delay saying so by seconds)."""
-    return not isinstance(exc, redis.AuthenticationError)
+class _Refused(Exception):
+    """A refused login, carried through redis-py's retry loop, which does not catch it."""
+
+    def __init__(self, error: redis.AuthenticationError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class LoginOnceRetry(Retry):
+    """redis-py's Retry, except that a refused login is not retried: a moment later the credentials are no
+    better, and the retries' backoff would delay saying so by seconds.  (redis-py 8 has ``is_retryable`` for
+    this; 6.1, the lowest labkit takes, has not.)"""
+
+    def call_with_retry(self, do, fail, *args, **kwargs):
+        def once():
+            try:
+                return do()
+            except redis.AuthenticationError as exc:    # a ConnectionError: the loop would retry it
+                raise _Refused(exc) from None
+        try:
+            return super().call_with_retry(once, fail, *args, **kwargs)
+        except _Refused as refused:     # raised as redis-py 8 does for an error is_retryable refuses
+            raise refused.error from None
 
 
 def client(t: Target | None = None, cluster: bool = False, **overrides) -> redis.Redis | RedisCluster:
@@ -108,7 +127,7 @@ def client(t: Target | None = None, cluster: bool = False, **overrides) -> redis
     _check_url(t.url)
     kwargs = dict(socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=5.0,
                   socket_keepalive=True, health_check_interval=30,
-                  retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 3, is_retryable=_retryable))
+                  retry=LoginOnceRetry(ExponentialBackoff(cap=2.0, base=0.1), 3))
     kwargs.update(overrides)
     try:
         if cluster:
