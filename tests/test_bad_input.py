@@ -69,14 +69,6 @@ def _state(r) -> str:
 
 # (id, argv, extra env or callable(target)->env, setup(r) or None, words the message must contain)
 CASES = [
-    ("partition-with-dashes", ["consume", "temps:2025-01-01"], None, None, "not a partition name"),
-    ("partition-month-13", ["consume", "temps:20251301"], None, None, "names no calendar date"),
-    ("partition-feb-30", ["consume", "temps:20250230"], None, None, "names no calendar date"),
-    ("partition-prefix-only", ["consume", "temps:"], None, None, "not a partition name"),
-    ("partition-other-prefix", ["consume", "other:20250101"], None, None, "not a partition name"),
-    ("partition-empty", ["consume", ""], None, None, "not a partition name"),
-    ("partition-spaces", ["consume", "temps: 20250101"], None, None, "not a partition name"),
-    ("partition-unicode-digits", ["consume", "temps:２０２５０１０１"], None, None, "not a partition name"),
     ("partition-missing", ["consume", "temps:20250120"], None, None, "existing partitions: temps:20250101"),
     ("resume-without-state", ["consume"], None, None, "no saved state"),
     ("state-missing-fields", ["consume"], None,
@@ -93,26 +85,39 @@ CASES = [
      lambda r: r.set("temps:averages", "oops"), "holds a string"),
     ("state-wrong-type", ["consume"], None,
      lambda r: r.set(_state(r), "oops"), "holds a string"),
-    ("url-malformed-scheme", ["verify"], lambda t: {"REDIS_URL": "http://127.0.0.1:6379"}, None, "not a Redis URL"),
-    ("url-malformed-port", ["verify"], lambda t: {"REDIS_URL": "redis://127.0.0.1:notaport"}, None, "malformed"),
     ("url-wrong-port", ["verify"], lambda t: {"REDIS_URL": url_with(t, port=_closed_port())}, None, "cannot reach"),
     ("url-wrong-password", ["verify"], lambda t: {"REDIS_URL": url_with(t, password="wrong-password")}, None,
      "refused the credentials"),
     ("url-tls-to-plain", ["verify"], lambda t: {"REDIS_URL": url_with(t, scheme="rediss")}, None, "TLS"),
+    ("consume-huge-maxlen", ["consume", "temps:20250101", "--averages-maxlen", "9223372036854775808"], None,
+     lambda r: r.xadd("temps:averages", {"hour": "0"}, id="1-0"), "above 1,000,000,000"),   # nothing reset
+    ("verify-accept-not-a-name", ["verify", "--accept", "foo"], None, None, "names neither a partition"),
+    ("partition-with-dashes", ["consume", "temps:2025-01-01"], None, None, "not a partition name"),
+    ("partition-month-13", ["consume", "temps:20251301"], None, None, "names no calendar date"),
+    ("partition-feb-30", ["consume", "temps:20250230"], None, None, "names no calendar date"),
+    ("partition-prefix-only", ["consume", "temps:"], None, None, "not a partition name"),
+    ("partition-other-prefix", ["consume", "other:20250101"], None, None, "not a partition name"),
+    ("partition-empty", ["consume", ""], None, None, "not a partition name"),
+    ("partition-spaces", ["consume", "temps: 20250101"], None, None, "not a partition name"),
+    ("partition-unicode-digits", ["consume", "temps:２０２５０１０１"], None, None, "not a partition name"),
+    ("produce-retention-too-short", ["produce", "--retention-days", "0.5"], None, None, "--retention-days"),
+    ("consume-negative-maxlen", ["consume", "temps:20250101", "--averages-maxlen", "-1"], None, None, "negative"),
+]
+
+# Refused before labkit connects: REDIS_URL names a closed port in their test (the url-malformed ones their
+# own), so what they check does not depend on any server; they run without one.
+ARG_CASES = [
+    ("url-malformed-scheme", ["verify"], lambda t: {"REDIS_URL": "http://127.0.0.1:6379"}, None, "not a Redis URL"),
+    ("url-malformed-port", ["verify"], lambda t: {"REDIS_URL": "redis://127.0.0.1:notaport"}, None, "malformed"),
     ("produce-days-zero", ["produce", "--days", "0"], None, None, "--days"),
     ("produce-days-negative", ["produce", "--days", "-1"], None, None, "--days"),
     ("produce-interval-zero", ["produce", "--interval", "0"], None, None, "--interval"),
     ("produce-start-unparsable", ["produce", "--start", "2025-13-01"], None, None, "is not a date"),
     ("produce-start-words", ["produce", "--start", "yesterday"], None, None, "is not a date"),
-    ("produce-retention-too-short", ["produce", "--retention-days", "0.5"], None, None, "--retention-days"),
-    ("consume-negative-maxlen", ["consume", "temps:20250101", "--averages-maxlen", "-1"], None, None, "negative"),
-    ("consume-huge-maxlen", ["consume", "temps:20250101", "--averages-maxlen", "9223372036854775808"], None,
-     lambda r: r.xadd("temps:averages", {"hour": "0"}, id="1-0"), "above 1,000,000,000"),   # nothing reset
     ("consume-idle-exit-zero", ["consume", "temps:20250101", "--idle-exit", "0"], None, None, "--idle-exit"),
     ("unknown-option", ["produce", "--dayz", "3"], None, None, "unrecognized arguments"),
     ("not-a-number", ["produce", "--days", "ten"], None, None, "invalid float value"),
     ("lab-port-out-of-range", ["lab", "--port", "99999"], None, None, "use 1 to 65535"),
-    ("verify-accept-not-a-name", ["verify", "--accept", "foo"], None, None, "names neither a partition"),
 ]
 
 
@@ -136,3 +141,23 @@ def test_bad_input_is_one_line_with_a_hint_and_changes_nothing(case, cli, r, tar
         assert not pw or pw not in res.stderr + res.stdout
     finally:
         r.delete(_state(r), "averages_consumer_state", "temps:averages")
+
+
+@pytest.mark.parametrize("case", ARG_CASES, ids=[c[0] for c in ARG_CASES])
+def test_bad_arguments_are_refused_in_one_line_before_anything_connects(case, tmp_path):
+    """No server at all: REDIS_URL names a port nothing listens on, so a case that reached Redis would say
+    "cannot reach" instead of its own words."""
+    import os
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    name, argv, env, setup, words = case
+    e = {k: v for k, v in os.environ.items() if k not in ("LABKIT_NAMESPACE", "NO_COLOR")}
+    e.update(LABKIT_HOME=str(tmp_path), PYTHONPATH=str(ROOT), REDIS_URL=f"redis://127.0.0.1:{_closed_port()}/0")
+    e.update(env(None) if env else {})
+    res = subprocess.run([sys.executable, "-m", "labkit", *argv], capture_output=True, text=True, env=e,
+                         timeout=60, cwd=ROOT)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode != 0 and len(lines) == 1, res.stderr
+    assert lines[0].startswith("labkit: error: ") and "(hint: " in lines[0] and words in lines[0], lines[0]
+    assert "Traceback" not in res.stderr + res.stdout
