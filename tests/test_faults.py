@@ -102,3 +102,14 @@ def test_embedded_server_is_private_and_loopback_only(own_server):
         mode = stat.S_IMODE(os.stat(path).st_mode)
         assert mode & 0o077 == 0, (path, oct(mode))
     assert len(info.password) >= 24
+
+
+def test_server_stop_stops_a_server_whose_password_was_changed(own_server):
+    """A learner who follows a lab's CONFIG SET requirepass: the embedded server no longer answers to its
+    recorded password, and ``server stop`` said nothing ran and left it running (CI leaked two a run)."""
+    home, t = own_server
+    info = server.read_info(home)
+    connection.connect(t).config_set("requirepass", "changed-by-the-learner")
+    assert server.read_info(home) is None and server.is_alive(info.pid)
+    assert server.stop(home) is True
+    assert not server.is_alive(info.pid)

@@ -202,11 +202,34 @@ def log_tail(path: Path) -> str:
     return ""
 
 
+def _recorded(h: Path) -> ServerInfo | None:
+    """The server the connection file records, if its process still runs and is a Redis/Valkey server, even
+    when it no longer answers to the recorded password (a learner ran CONFIG SET requirepass)."""
+    try:
+        info = ServerInfo(**json.loads(_paths(h)["conn"].read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return info if is_alive(info.pid) and _is_server_process(info.pid) else None
+
+
+def _is_server_process(pid: int) -> bool:
+    """Whether ``pid`` runs valkey-server or redis-server (never signal a process that reused the PID)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:     # no /proc (macOS): ask ps
+        try:
+            command = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True,
+                                     timeout=5).stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return b"valkey-server" in command or b"redis-server" in command
+
+
 def stop(h: Path | None = None, timeout: float = 15.0) -> bool:
     """Stop the embedded server (it writes its data first).  Returns whether one was running."""
     h = h or home()
     with locked(h):
-        info = read_info(h)
+        info = read_info(h) or _recorded(h)
         if info is None:
             return False
         os.kill(info.pid, signal.SIGTERM)  # SIGTERM = SHUTDOWN: flush the AOF, then exit
