@@ -13,6 +13,7 @@ import redis
 from labkit.servers import connection, embedded as server
 from labkit.core import producer
 from labkit.core.keys import Keys
+from labkit.errors import LabkitError
 from labkit.log import ListSink
 from labkit.core.runner import start_consumers
 from tests.helpers import check
@@ -111,5 +112,7 @@ def test_server_stop_stops_a_server_whose_password_was_changed(own_server):
     info = server.read_info(home)
     connection.connect(t).config_set("requirepass", "changed-by-the-learner")
     assert server.read_info(home) is None and server.is_alive(info.pid)
+    with pytest.raises(LabkitError, match="no longer answers to labkit's password"):
+        server.start(home)                  # not a second server beside the one that still runs
     assert server.stop(home) is True
     assert not server.is_alive(info.pid)

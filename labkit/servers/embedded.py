@@ -148,6 +148,11 @@ def start(h: Path | None = None, timeout: float = 15.0) -> tuple[ServerInfo, boo
         running = read_info(h)
         if running:
             return running, False
+        stray = _recorded(h)
+        if stray:       # a second server beside it would leave this one running, unknown to labkit
+            raise LabkitError(f"the embedded server (pid {stray.pid}, port {stray.port}) runs but no longer answers "
+                              "to labkit's password (changed with CONFIG SET requirepass?) or at all",
+                              "python -m labkit server stop (it saves the data), then run the command again")
         p = _paths(h)
         old = None
         with contextlib.suppress(OSError, ValueError, TypeError):
