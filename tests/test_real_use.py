@@ -489,3 +489,14 @@ def test_readings_trimmed_under_the_consumer_never_make_a_partial_hour_look_whol
     assert any(f"{day1} lost readings of the hour 2025/01/01 12:00" in t and "180 of the 360" in t for t in agg), agg
     # lost: the hours cut; unchecked: hours published whole before the trim took their readings
     assert not rep.mismatched and {p.kind for p in rep.problems} <= {"lost", "unchecked"}, rep.problems
+    noon = next(p for p in rep.problems if p.hour_ms == T0 + 12 * HOUR_MS)
+    assert noon.kind == "lost" and "lost readings of the hour 2025/01/01 12:00" in noon.detail, noon   # its own words
+    cut = [p for p in rep.problems if p.kind == "lost" and "lost readings of the hour" in p.detail]
+    assert all(f" {utc_hour(p.hour_ms)}:00 " in p.detail for p in cut), cut     # each hour, its own loss
+
+
+def utc_hour(ms: int) -> str:
+    """``2025/01/01 12`` for an hour start: how the consumer names an hour in its log."""
+    import datetime as dt
+    t = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+    return f"{t:%Y/%m/%d} {t.hour}"

@@ -13,6 +13,7 @@ DataFrames at its edge.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -245,7 +246,7 @@ def compare(truth: dict[int, tuple[int, int]], averages: list[dict], rep: Report
 def audit(truth: dict[int, tuple[int, int]], averages: list[dict], records: dict, losses: dict[str, str],
           cap: int, trimmed: int = 0, start: str | None = None, prefix: str = "temps:",
           present: set[str] | None = None, dead: dict[int, int] | None = None, accept: set[str] = frozenset(),
-          averages_key: str = "temps:averages") -> Report:
+          averages_key: str = "temps:averages", hour_losses: dict[int, str] | None = None) -> Report:
     """Audit published averages against what was promised, hour by hour.  Pure.
 
     ``truth``: exact per-hour ``(sum, count)`` from the raw partitions that are
@@ -256,7 +257,8 @@ def audit(truth: dict[int, tuple[int, int]], averages: list[dict], records: dict
     cap the consumer ran with (0 uncapped, -1 unknown); ``trimmed``: entries
     ever added to ``temps:averages`` and gone; ``start``: the partition the
     consumer started from; ``present``: the partitions that exist; ``dead``:
-    readings the consumer dead-lettered, per hour.  A loss
+    readings the consumer dead-lettered, per hour; ``hour_losses``: hour start → why, for the hours the
+    consumer named one by one (cut short before it read them).  A loss
     (:data:`ACKNOWLEDGEABLE`) whose ``source`` is in ``accept`` is acknowledged, not a failure.
 
     Every promised hour (each complete partition's readings, by its count and
@@ -359,6 +361,8 @@ def audit(truth: dict[int, tuple[int, int]], averages: list[dict], records: dict
                       f"more hours are missing before the first published one than the cap of {cap} trimmed")
                    + " (deleted by hand or by another tool?)")
             problems.append(Problem(ms, "lost", averages_key, why))
+        elif ms in (hour_losses or {}):
+            problems.append(Problem(ms, "lost", p, f"not published: the consumer recorded {hour_losses[ms]}"))
         elif p in losses:
             problems.append(Problem(ms, "lost", p, f"not published: the consumer recorded {losses[p]}"))
         elif ms in promised and ms not in truth:
@@ -440,11 +444,19 @@ def load_promises(r: redis.Redis, keys: Keys) -> dict:
     from .state import AggregatingState
     s = AggregatingState.load(r, keys)
     losses: dict[str, str] = {}
+    hour_losses: dict[int, str] = {}
     dead: dict[int, int] = {}
     for _, f in r.xrange(keys.deadletter) if r.exists(keys.deadletter) else []:
         source, eid = text(f.get(b"source", b""), "replace"), text(f.get(b"id", b""), "replace")
         if eid == "-":
-            losses[source] = text(f.get(b"reason", b""), "replace")
+            why = text(f.get(b"reason", b""), "replace")
+            m = _HOUR_LOSS.search(why)
+            hour = _hour_named(*m.groups()) if m else None
+            if hour is not None:
+                hour_losses[hour] = why
+                losses.setdefault(source, why)
+            else:
+                losses[source] = why        # the partition's own loss is the one to name for its other hours
             continue
         try:
             ms = int(eid.split("-")[0])
@@ -454,7 +466,11 @@ def load_promises(r: redis.Redis, keys: Keys) -> dict:
         if day <= ms < day + DAY_MS:
             dead[ms - ms % HOUR_MS] = dead.get(ms - ms % HOUR_MS, 0) + 1
     return {"records": manifest.read(r, keys), "losses": losses, "cap": s.cap if s else -1,
-            "start": s.start_stream if s and s.start_stream else None, "dead": dead}
+            "start": s.start_stream if s and s.start_stream else None, "dead": dead, "hour_losses": hour_losses}
+
+
+#: How the aggregating consumer names an hour it did not publish because readings of it were gone.
+_HOUR_LOSS = re.compile(r"lost readings of the hour (\d{4}/\d{2}/\d{2}) (\d{1,2}):00")
 
 
 def check_hours(r: redis.Redis, keys: Keys, partitions: list[str] | None = None, accept=()
