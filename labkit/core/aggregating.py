@@ -220,7 +220,7 @@ class AggregatingConsumer:
             run = s.partition_run or (rec.run if rec and got else "")
             new = replace(s, last_id=last, total=window.total, count=window.count, partition_run=run,
                           read=s.read + got if s.read >= 0 else -1)
-            lost: list[tuple[str, str]] = []
+            lost: list[tuple[str, str, int | None]] = []   # (partition, why, the hour lost or None)
             self._next = None
             if got < self.batch:
                 new, window, extra = self._after_drain(new, window, rec, bool(exists), lost)
@@ -278,7 +278,7 @@ class AggregatingConsumer:
         """The partition has nothing more to read right now: close it, give up on it, or wait.
 
         Returns the new state, window and the hours this closes; appends
-        ``(partition, why)`` to ``lost`` for each loss, after logging it.
+        ``(partition, why, None)`` to ``lost`` for each loss, after logging it.
         """
         p = s.stream
         day_end = day_start_ms(parse_partition(p, self.keys.partition_prefix)) + DAY_MS
@@ -295,7 +295,7 @@ class AggregatingConsumer:
                 # Each hour is held to its own promise (_whole): the last one is published if it is whole.
                 self.losses += 1
                 self.log(why + ".")
-                lost.append((p, why))
+                lost.append((p, why, None))
                 gone = replace(s, stream=p, last_id=_given_up(day_end), total=0, count=0)
                 return self._move_on(gone, HourlyWindow(), [h for h in [window.close()] if h], lost)
         elif rec and rec.complete:
@@ -358,7 +358,7 @@ class AggregatingConsumer:
                f"{'it' if len(missing) == 1 else 'them'}, and {later[0]} exists")
         self.log(why + "; moving on.")
         self.losses += 1
-        lost.append((nxt, why))
+        lost.append((nxt, why, None))
         self.log(f"Changing partition to consume stream: {later[0]}")
         return (replace(s, stream=later[0], last_id="0", total=0, count=0, partition_run="", read=0), HourlyWindow(),
                 closed)
@@ -382,7 +382,7 @@ class AggregatingConsumer:
                    "published")
             self.losses += 1
             self.log(why + ".")
-            lost.append((p, why))
+            lost.append((p, why, h.hour_start_ms))
         return keep
 
     def _dead_in(self, p: str, hour_ms: int, bad: list) -> int:
@@ -405,7 +405,7 @@ class AggregatingConsumer:
             why += f"; the open hour {h.date} {h.hour}:00 ({h.count} readings) is not published"
         self.losses += 1
         self.log(why + ".")
-        lost.append((partition, why))
+        lost.append((partition, why, None))
 
     def _where(self, s: AggregatingState) -> str:
         return "its first reading" if s.last_id == "0" else _clock(id_ms(s.last_id))
@@ -462,9 +462,11 @@ class AggregatingConsumer:
         token = self.lease.token if self.lease else ""
         ttl = self.lease.ttl_ms if self.lease else 10_000
         holder = self.lease.holder.encode() if self.lease else ""
-        # A loss is a dead letter with ID "-" whose source is the partition lost (verify reads them back).
+        # A loss is a dead letter with ID "-" whose source is the partition lost, and with "hour" when one hour of it
+        # was not published (verify reads them back).
         letters = ([deadletters.record(old.stream, eid, reason, fields) for eid, fields, reason in bad]
-                   + [deadletters.record(partition, "-", why, {}) for partition, why in lost])
+                   + [deadletters.record(partition, "-", why, {}, **({"hour": str(hour)} if hour is not None else {}))
+                      for partition, why, hour in lost])
         args: list = [token, ttl, self.maxlen or 0, deadletters.MAXLEN, holder,
                       *pairs(old.position()), *pairs(new.fields()), len(closed)]
         for h in closed:

@@ -13,7 +13,6 @@ DataFrames at its edge.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -450,10 +449,9 @@ def load_promises(r: redis.Redis, keys: Keys) -> dict:
         source, eid = text(f.get(b"source", b""), "replace"), text(f.get(b"id", b""), "replace")
         if eid == "-":
             why = text(f.get(b"reason", b""), "replace")
-            m = _HOUR_LOSS.search(why)
-            hour = _hour_named(*m.groups()) if m else None
-            if hour is not None:
-                hour_losses[hour] = why
+            hour = f.get(b"hour")           # an hour the consumer did not publish, cut short (aggregating._whole)
+            if hour is not None and hour.isdigit():
+                hour_losses[int(hour)] = why
                 losses.setdefault(source, why)
             else:
                 losses[source] = why        # the partition's own loss is the one to name for its other hours
@@ -468,9 +466,6 @@ def load_promises(r: redis.Redis, keys: Keys) -> dict:
     return {"records": manifest.read(r, keys), "losses": losses, "cap": s.cap if s else -1,
             "start": s.start_stream if s and s.start_stream else None, "dead": dead, "hour_losses": hour_losses}
 
-
-#: How the aggregating consumer names an hour it did not publish because readings of it were gone.
-_HOUR_LOSS = re.compile(r"lost readings of the hour (\d{4}/\d{2}/\d{2}) (\d{1,2}):00")
 
 
 def check_hours(r: redis.Redis, keys: Keys, partitions: list[str] | None = None, accept=()
