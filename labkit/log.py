@@ -37,8 +37,8 @@ def use_colour(stream: TextIO) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
-#: How a consumer's "waiting" line starts.
-WAITING = "Waiting for "
+#: How a consumer's line starts when it has caught up and waits (the terminal and the panel show it once).
+WAITING = "Waiting for new messages"
 
 
 class TerminalSink:

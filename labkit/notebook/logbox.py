@@ -14,11 +14,7 @@ import threading
 
 import ipywidgets as W
 
-from ..log import COLOURS, RESET, LogLine
-
-
-#: A consumer's "Waiting for new messages …" line is shown only while it is that consumer's newest line.
-WAITING = "Waiting for new messages"
+from ..log import COLOURS, RESET, WAITING, LogLine
 
 
 class LogBox(W.Box):
