@@ -3,7 +3,6 @@ no traceback, and nothing changed in Redis.  docs/troubleshooting.md lists these
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 
@@ -46,9 +45,9 @@ def dataset(target, lab_home):
 
 
 def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port on 127.0.0.1: nothing listens there."""
+    from labkit.servers.embedded import free_port
+    return free_port()
 
 
 def url_with(target, **parts) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from labkit.core.partition import day_of, partition_name
 from labkit.errors import LabkitError
 from labkit.log import ListSink
 from labkit.servers import connection
+from labkit.servers.embedded import free_port
 from tests.conftest import ROOT
 from tests.helpers import need_program, wait_for
 
@@ -52,9 +52,7 @@ def plain_server(tmp_path):
     """Debian's redis-server on a free loopback port, without a password (as in a learner's own install);
     stopped by its PID."""
     binary = need_program("redis-server", "apt-get install redis-server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t = connection.Target(f"redis://127.0.0.1:{port}/0", embedded=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,10 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import LabkitError
+from ..servers.embedded import free_port
 from ..log import LogLine, TerminalSink
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def command(port: int, token: str, notebooks: Path, browser: bool, is_root: bool) -> list[str]:
