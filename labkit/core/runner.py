@@ -145,6 +145,7 @@ class Consumers:
         self.avg = AveragesConsumer(self._clients[1], keys, self.sink, block_ms)
         self._workers = [_Worker("agg", self.agg), _Worker("avg", self.avg)]
         self.started_at = time.monotonic()
+        self.panel = None       # the notebook panel showing them, if any (a panel made again takes them over)
 
     def sink(self, line: LogLine) -> None:
         """Where both consumers' lines go (:meth:`redirect` changes it while they run)."""

@@ -204,7 +204,7 @@ class ConsumerPanel:
         handle = running_here(self.target, self.keys)
         if handle is None:
             return
-        earlier = getattr(handle, "panel", None)
+        earlier = handle.panel
         if earlier is not None:
             earlier._tick_stop.set()            # its boxes are no longer shown: stop drawing into them
             self.started_from = earlier.started_from
