@@ -40,11 +40,11 @@ def test_times_are_read_as_utc_ms():
 
 
 def test_a_time_of_day_counts_from_the_day_it_is_on():
-    assert B.clock_ms("12:00", T0) == T0 + 12 * HOUR
-    assert B.clock_ms(" 3:04:05 ", T0) == T0 + 3 * HOUR + 4 * 60_000 + 5000
-    assert B.clock_ms("2025-01-02 05:00", T0) == T0 + 29 * HOUR          # a full date and time wins
+    assert B.to_ms("12:00", T0) == T0 + 12 * HOUR
+    assert B.to_ms(" 3:04:05 ", T0) == T0 + 3 * HOUR + 4 * 60_000 + 5000
+    assert B.to_ms("2025-01-02 05:00", T0) == T0 + 29 * HOUR          # a full date and time wins
     with pytest.raises(LabkitError, match="not a time of day"):
-        B.clock_ms("24:00", T0)
+        B.to_ms("24:00", T0)
     assert B.day_of_key("temps:20250102", "temps:") == T0 + 24 * HOUR
     assert B.day_of_key("temps:averages", "temps:", T0 + 30 * HOUR) == T0 + 24 * HOUR
 
@@ -56,18 +56,18 @@ NOT_TIMES = ["1200", "9:5", "T12:00", "12h", "-5", "12:00 PM", "12:00+05:30", "n
 
 def test_the_forms_a_jump_accepts_and_a_hint_for_anything_else():
     day2 = T0 + 24 * HOUR
-    assert B.clock_ms("12:00", day2) == day2 + 12 * HOUR                    # a time of day: on the day browsed
-    assert B.clock_ms("12:00:00.5", day2) == day2 + 12 * HOUR + 500        # not today
-    assert B.clock_ms("09:05:07", day2) == day2 + 9 * HOUR + 5 * 60_000 + 7000
-    assert B.clock_ms("12:00Z", day2) == B.clock_ms("12:00 UTC", day2) == day2 + 12 * HOUR
-    assert B.clock_ms("2025-01-01T12:00", day2) == T0 + 12 * HOUR        # a full date and time (UTC) wins
-    assert B.clock_ms("2025-01-01T12:00:00+05:30", day2) == T0 + 12 * HOUR - 5 * HOUR - 30 * 60_000
-    assert B.clock_ms("2025-01-01", day2) == T0
-    assert B.clock_ms(f"{T0 + 5000}-0", day2) == T0 + 5000                 # an entry ID
-    assert B.clock_ms(str(T0 + 5000), day2) == T0 + 5000                   # epoch ms
+    assert B.to_ms("12:00", day2) == day2 + 12 * HOUR                    # a time of day: on the day browsed
+    assert B.to_ms("12:00:00.5", day2) == day2 + 12 * HOUR + 500        # not today
+    assert B.to_ms("09:05:07", day2) == day2 + 9 * HOUR + 5 * 60_000 + 7000
+    assert B.to_ms("12:00Z", day2) == B.to_ms("12:00 UTC", day2) == day2 + 12 * HOUR
+    assert B.to_ms("2025-01-01T12:00", day2) == T0 + 12 * HOUR        # a full date and time (UTC) wins
+    assert B.to_ms("2025-01-01T12:00:00+05:30", day2) == T0 + 12 * HOUR - 5 * HOUR - 30 * 60_000
+    assert B.to_ms("2025-01-01", day2) == T0
+    assert B.to_ms(f"{T0 + 5000}-0", day2) == T0 + 5000                 # an entry ID
+    assert B.to_ms(str(T0 + 5000), day2) == T0 + 5000                   # epoch ms
     for bad in NOT_TIMES:
         with pytest.raises(LabkitError, match="is not a time") as caught:
-            B.clock_ms(bad, day2)
+            B.to_ms(bad, day2)
         assert caught.value.hint, bad
     hints = {bad: _hint(bad, day2) for bad in ("1200", "9:5", "12:00 PM", "12:00+05:30")}
     assert "12:00" in hints["1200"] and "09:05" in hints["9:5"] and "24-hour" in hints["12:00 PM"], hints
@@ -80,7 +80,7 @@ def test_the_forms_a_jump_accepts_and_a_hint_for_anything_else():
 
 def _hint(bad: str, day_ms: int) -> str:
     try:
-        B.clock_ms(bad, day_ms)
+        B.to_ms(bad, day_ms)
     except LabkitError as exc:
         return exc.hint
     raise AssertionError(f"{bad!r} was taken as a time")

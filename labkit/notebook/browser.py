@@ -158,12 +158,6 @@ def _text_ms(text_: str, day_ms: int | None) -> int:
     raise _not_a_time(text_, day_ms)
 
 
-def clock_ms(clock: str, day_ms: int) -> int:
-    """A time typed in the Jump box (any of the :data:`TIME_FORMS`), a time of day counting from the day that
-    starts at ``day_ms``: ``"14:30"`` is 14:30 UTC on that day, ``"2025-01-02 05:00"`` is that time."""
-    return to_ms(clock, day_ms)
-
-
 def day_of_key(name: str, prefix: str, seen_ms: int | None = None) -> int:
     """Where a time of day is counted from: a partition's own day, else the day of ``seen_ms`` (the page shown)."""
     if is_partition(name, prefix):
